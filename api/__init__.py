@@ -1,0 +1,72 @@
+"""Flask API: `create_app(config=None)` builds the app in named steps."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from celery import Celery
+from flask import Flask, current_app
+
+from shared.db.session import sessionmaker_for
+from shared.logs import configure_logging
+from shared.queue import create_celery
+from shared.settings import Settings, get_settings, load_settings
+from shared.storage import ObjectStore, open_store
+
+
+@dataclass
+class Services:
+    """What request handlers use: settings, DB sessions, object store, Celery client."""
+
+    settings: Settings
+    celery: Celery
+    store: ObjectStore
+
+    def session(self) -> Any:
+        return sessionmaker_for(self.settings.db_url)()
+
+
+def services() -> Services:
+    return current_app.extensions["fraudscore"]
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the app; `config` overrides settings by field name (tests, embedding)."""
+    settings = load_settings(**config) if config else get_settings()
+    app = Flask(__name__)
+    configure_app(app, settings)
+    register_extensions(app, settings)
+    register_blueprints(app)
+    register_error_handlers(app)
+    return app
+
+
+def configure_app(app: Flask, settings: Settings) -> None:
+    configure_logging(settings)
+    app.config.update(
+        SECRET_KEY=settings.flask_secret_key,
+        MAX_CONTENT_LENGTH=settings.upload_max_bytes,
+        JSON_SORT_KEYS=False,
+    )
+
+
+def register_extensions(app: Flask, settings: Settings) -> None:
+    app.extensions["fraudscore"] = Services(
+        settings=settings,
+        celery=create_celery(settings),
+        store=open_store(settings=settings),
+    )
+
+
+def register_blueprints(app: Flask) -> None:
+    from api.health import bp as health_bp
+
+    app.register_blueprint(health_bp)
+
+
+def register_error_handlers(app: Flask) -> None:
+    from api.errors import register
+
+    register(app)

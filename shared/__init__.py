@@ -1,0 +1,1 @@
+"""fraudscore domain package: settings, database, storage, queue and pipeline code."""

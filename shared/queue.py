@@ -1,0 +1,60 @@
+"""Celery wiring shared by the API (which only sends) and the worker (which also runs tasks)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from celery import Celery
+from kombu import Exchange, Queue
+
+from shared.settings import Settings, get_settings
+
+# Task names: the API enqueues by name and never imports worker code.
+TASK_PING = "fraudscore.ping"
+TASK_SCORE = "fraudscore.score_job"
+
+QUEUE_JOBS = "jobs"
+QUEUE_CONTROL = "control"
+
+
+class CeleryConfig:
+    """Plain lowercase Celery settings, read by `config_from_object`."""
+
+    task_serializer = "json"
+    result_serializer = "json"
+    accept_content = ("json",)
+    timezone = "UTC"
+    enable_utc = True
+    # One job at a time per process; a job is re-run only if its worker dies (tasks are idempotent).
+    worker_prefetch_multiplier = 1
+    task_acks_late = True
+    task_reject_on_worker_lost = True
+    task_track_started = True
+    task_send_sent_event = True
+    worker_send_task_events = True
+    result_expires = 24 * 3600
+    broker_connection_retry_on_startup = True
+    worker_hijack_root_logger = False
+    task_default_queue = QUEUE_JOBS
+    task_default_exchange = QUEUE_JOBS
+    task_default_routing_key = QUEUE_JOBS
+    task_queues = tuple(Queue(q, Exchange(q), routing_key=q) for q in (QUEUE_JOBS, QUEUE_CONTROL))
+    task_routes = {TASK_PING: {"queue": QUEUE_CONTROL}, TASK_SCORE: {"queue": QUEUE_JOBS}}
+
+    def __init__(self, settings: Settings) -> None:
+        self.broker_url = settings.broker_url
+        self.result_backend = settings.result_backend
+        self.task_soft_time_limit = settings.job_soft_time_limit_s
+        self.task_time_limit = settings.job_time_limit_s
+        self.worker_concurrency = settings.worker_concurrency
+        # Redelivery of unacked jobs must wait longer than the longest job may run.
+        transport = {"visibility_timeout": settings.visibility_timeout_s}
+        self.broker_transport_options = transport
+        self.result_backend_transport_options = transport
+
+
+def create_celery(settings: Settings | None = None, include: Sequence[str] = ()) -> Celery:
+    """A Celery app configured from settings; `include` names task modules to import."""
+    app = Celery("fraudscore", include=list(include))
+    app.config_from_object(CeleryConfig(settings or get_settings()))
+    return app

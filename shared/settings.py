@@ -1,0 +1,139 @@
+"""The one settings object: every environment variable is read here, once, typed."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.storage.registry import scheme_of
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class SettingsError(SystemExit):
+    """A missing or invalid setting; uncaught, it exits with one line and no traceback."""
+
+
+class Settings(BaseSettings):
+    """Typed view of the environment; field names are the variable names."""
+
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
+
+    # Deployment mode: production refuses insecure defaults.
+    fraudscore_env: Literal["development", "production", "test"] = "development"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    # Local state for the embedded defaults (SQLite file, file:// object store, redis socket).
+    var_dir: Path = REPO_ROOT / "var"
+
+    # Metadata database (PostgreSQL in production, SQLite file when unset).
+    database_url: str = ""
+
+    # Broker and result backend; both default to REDIS_URL.
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    celery_broker_url: str = ""
+    celery_result_backend: str = ""
+
+    # Object store: s3://bucket/prefix/ or file:///abs/path (default: a folder under var/).
+    object_store_uri: str = ""
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
+    s3_multipart_threshold: int = Field(default=16 * 1024 * 1024, ge=5 * 1024 * 1024)
+    presigned_url_ttl_s: int = Field(default=900, gt=0)
+
+    # Worker-local model cache.
+    model_cache_dir: Path = Path("/tmp/model_cache")
+
+    # Web API.
+    secret_key: str = ""
+    upload_max_bytes: int = Field(default=2 * 1024**3, gt=0)
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=5000, gt=0, lt=65536)
+
+    # Jobs: Celery soft/hard time limits in seconds.
+    job_soft_time_limit_s: int = Field(default=3600, gt=0)
+    job_time_limit_s: int = Field(default=3900, gt=0)
+    worker_concurrency: int = Field(default=2, gt=0)
+
+    # Flower (ops dashboard): "user:password" enables basic auth.
+    flower_port: int = Field(default=5555, gt=0, lt=65536)
+    flower_basic_auth: str | None = None
+
+    # Readiness probe: seconds to wait for each dependency.
+    readiness_timeout_s: float = Field(default=2.0, gt=0)
+
+    @field_validator("object_store_uri")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        if value:
+            scheme_of(value)
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _sqlalchemy_url(cls, value: str) -> str:
+        if value and "://" not in value:
+            raise ValueError("expected a SQLAlchemy URL such as postgresql://user@host/db")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        if self.job_time_limit_s <= self.job_soft_time_limit_s:
+            raise ValueError("JOB_TIME_LIMIT_S must be greater than JOB_SOFT_TIME_LIMIT_S")
+        if self.fraudscore_env == "production" and not self.secret_key:
+            raise ValueError("SECRET_KEY is required when FRAUDSCORE_ENV=production")
+        return self
+
+    @property
+    def db_url(self) -> str:
+        """DATABASE_URL, or the embedded SQLite file under var/."""
+        return self.database_url or f"sqlite:///{self.var_dir / 'fraudscore.db'}"
+
+    @property
+    def store_uri(self) -> str:
+        """OBJECT_STORE_URI, or the embedded folder under var/."""
+        return self.object_store_uri or (self.var_dir / "object_store").as_uri()
+
+    @property
+    def broker_url(self) -> str:
+        return self.celery_broker_url or self.redis_url
+
+    @property
+    def result_backend(self) -> str:
+        return self.celery_result_backend or self.redis_url
+
+    @property
+    def visibility_timeout_s(self) -> int:
+        """Broker redelivery delay: longer than the longest job, or jobs run twice."""
+        return self.job_time_limit_s * 2
+
+    @property
+    def flask_secret_key(self) -> str:
+        return self.secret_key or "dev-insecure-secret-key"
+
+
+def _one_line(error: ValidationError) -> str:
+    parts = []
+    for item in error.errors():
+        name = ".".join(str(p) for p in item["loc"]).upper() or "settings"
+        message = item["msg"].removeprefix("Value error, ")
+        parts.append(f"{name}: {message}" if item["loc"] else message)
+    return "fraudscore: invalid setting " + "; ".join(parts)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings from the environment plus overrides; one-line SettingsError if invalid."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise SettingsError(_one_line(exc)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return load_settings()

@@ -1,0 +1,86 @@
+"""The object store interface every backend implements."""
+
+from __future__ import annotations
+
+import posixpath
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+
+class ObjectNotFound(KeyError):
+    """No object under that key."""
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str
+    size: int
+
+
+def clean_key(key: str) -> str:
+    """Normalise a key; refuse absolute keys and keys that climb out of the store."""
+    if not key or key.startswith("/") or "\\" in key or "\x00" in key:
+        raise ValueError(f"invalid object key {key!r}")
+    normal = posixpath.normpath(key)
+    if normal in (".", "..") or normal.startswith("../"):
+        raise ValueError(f"invalid object key {key!r}")
+    return normal
+
+
+class ObjectStore(ABC):
+    """Keys are '/'-separated paths below the store's root URI."""
+
+    scheme: str
+
+    def __init__(self, uri: str) -> None:
+        self.uri = uri
+
+    @abstractmethod
+    def put_stream(self, key: str, stream: BinaryIO) -> int:
+        """Write a readable binary stream under key without reading it whole; return bytes."""
+
+    @abstractmethod
+    def open(self, key: str) -> AbstractContextManager[BinaryIO]:
+        """A readable binary stream of the object (a context manager)."""
+
+    @abstractmethod
+    def put_file(self, key: str, path: Path) -> int:
+        """Upload a local file; return its size."""
+
+    @abstractmethod
+    def get_file(self, key: str, path: Path) -> int:
+        """Download to a local file; return its size."""
+
+    @abstractmethod
+    def exists(self, key: str) -> bool: ...
+
+    @abstractmethod
+    def size(self, key: str) -> int: ...
+
+    @abstractmethod
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        """Objects whose key starts with prefix, in key order."""
+
+    @abstractmethod
+    def delete(self, key: str) -> None:
+        """Remove the object; a missing key is not an error."""
+
+    @abstractmethod
+    def move(self, src: str, dst: str) -> None:
+        """Put src under dst (replacing it) and remove src."""
+
+    @abstractmethod
+    def url(self, key: str, expires_s: int | None = None) -> str:
+        """A download URL: presigned for remote stores, file:// for local ones."""
+
+    def uri_for(self, key: str) -> str:
+        """The absolute URI of a key."""
+        return self.uri.rstrip("/") + "/" + clean_key(key)
+
+    def ping(self) -> None:
+        """Raise if the store cannot be reached."""
+        next(iter(self.list("__ping__/")), None)

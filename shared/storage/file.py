@@ -1,0 +1,101 @@
+"""Object store in a local folder (file:///abs/path), the embedded default."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, BinaryIO
+from urllib.parse import unquote, urlsplit
+
+from shared.storage.base import ObjectInfo, ObjectNotFound, ObjectStore, clean_key
+
+if TYPE_CHECKING:
+    from shared.settings import Settings
+
+_CHUNK = 1024 * 1024
+
+
+class FileObjectStore(ObjectStore):
+    """Writes go to a temporary file in the same folder, then rename: readers never see half."""
+
+    scheme = "file"
+
+    def __init__(self, uri: str, settings: Settings | None = None) -> None:
+        super().__init__(uri)
+        parts = urlsplit(uri)
+        if parts.netloc not in ("", "localhost"):
+            raise ValueError(f"file:// store needs an absolute local path, got {uri!r}")
+        self.root = Path(unquote(parts.path))
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, key: str) -> Path:
+        return self.root / clean_key(key)
+
+    def _write(self, key: str, fill: Callable[[BinaryIO], object]) -> int:
+        target = self._path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=".part")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                fill(out)
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return target.stat().st_size
+
+    def put_stream(self, key: str, stream: BinaryIO) -> int:
+        return self._write(key, lambda out: shutil.copyfileobj(stream, out, _CHUNK))
+
+    def open(self, key: str) -> IO[bytes]:
+        try:
+            return self._path(key).open("rb")
+        except (FileNotFoundError, IsADirectoryError):
+            raise ObjectNotFound(key) from None
+
+    def put_file(self, key: str, path: Path) -> int:
+        with Path(path).open("rb") as src:
+            return self.put_stream(key, src)
+
+    def get_file(self, key: str, path: Path) -> int:
+        with self.open(key) as src, Path(path).open("wb") as out:
+            shutil.copyfileobj(src, out, _CHUNK)
+        return Path(path).stat().st_size
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def size(self, key: str) -> int:
+        try:
+            return self._path(key).stat().st_size
+        except FileNotFoundError:
+            raise ObjectNotFound(key) from None
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        found = []
+        for dirpath, dirnames, filenames in os.walk(self.root):
+            dirnames.sort()
+            for name in filenames:
+                if name.startswith(".tmp-"):
+                    continue
+                path = Path(dirpath) / name
+                key = path.relative_to(self.root).as_posix()
+                if key.startswith(prefix):
+                    found.append(ObjectInfo(key, path.stat().st_size))
+        yield from sorted(found, key=lambda info: info.key)
+
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
+
+    def move(self, src: str, dst: str) -> None:
+        source, target = self._path(src), self._path(dst)
+        if not source.is_file():
+            raise ObjectNotFound(src)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(source, target)
+
+    def url(self, key: str, expires_s: int | None = None) -> str:
+        return self._path(key).as_uri()

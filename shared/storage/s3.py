@@ -1,0 +1,154 @@
+"""Object store in an S3 bucket (s3://bucket/prefix/); any S3 endpoint (AWS, MinIO, moto)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
+from urllib.parse import urlsplit
+
+from shared.storage.base import ObjectInfo, ObjectNotFound, ObjectStore, clean_key
+
+if TYPE_CHECKING:
+    from shared.settings import Settings
+
+
+@lru_cache(maxsize=8)
+def s3_client(endpoint_url: str | None, region: str | None) -> Any:
+    """One boto3 client per endpoint, built on first use (clients are thread-safe)."""
+    import boto3
+    from botocore.config import Config
+
+    config = Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5)
+    return boto3.session.Session().client(
+        "s3", endpoint_url=endpoint_url, region_name=region, config=config
+    )
+
+
+def _missing(error: Exception) -> bool:
+    code = getattr(error, "response", {}).get("Error", {}).get("Code", "")
+    return code in ("404", "NoSuchKey", "NotFound")
+
+
+class S3ObjectStore(ObjectStore):
+    """Large objects go through boto3's managed transfer: streamed, multipart above a threshold."""
+
+    scheme = "s3"
+
+    def __init__(self, uri: str, settings: Settings) -> None:
+        super().__init__(uri)
+        parts = urlsplit(uri)
+        if not parts.netloc:
+            raise ValueError(f"s3:// store needs a bucket, got {uri!r}")
+        self.bucket = parts.netloc
+        self.prefix = parts.path.strip("/") + "/" if parts.path.strip("/") else ""
+        self._endpoint = settings.s3_endpoint_url
+        self._region = settings.s3_region
+        self._threshold = settings.s3_multipart_threshold
+        self._ttl = settings.presigned_url_ttl_s
+
+    @property
+    def client(self) -> Any:
+        return s3_client(self._endpoint, self._region)
+
+    def _key(self, key: str) -> str:
+        return self.prefix + clean_key(key)
+
+    def _transfer(self) -> Any:
+        from boto3.s3.transfer import TransferConfig
+
+        return TransferConfig(
+            multipart_threshold=self._threshold, multipart_chunksize=self._threshold
+        )
+
+    def put_stream(self, key: str, stream: BinaryIO) -> int:
+        counter = _CountingReader(stream)
+        self.client.upload_fileobj(counter, self.bucket, self._key(key), Config=self._transfer())
+        return counter.count
+
+    def open(self, key: str) -> Any:
+        try:
+            return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"]
+        except self.client.exceptions.ClientError as exc:
+            if _missing(exc):
+                raise ObjectNotFound(key) from None
+            raise
+
+    def put_file(self, key: str, path: Path) -> int:
+        self.client.upload_file(str(path), self.bucket, self._key(key), Config=self._transfer())
+        return Path(path).stat().st_size
+
+    def get_file(self, key: str, path: Path) -> int:
+        try:
+            self.client.download_file(
+                self.bucket, self._key(key), str(path), Config=self._transfer()
+            )
+        except self.client.exceptions.ClientError as exc:
+            if _missing(exc):
+                raise ObjectNotFound(key) from None
+            raise
+        return Path(path).stat().st_size
+
+    def _head(self, key: str) -> dict[str, Any] | None:
+        try:
+            return self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+        except self.client.exceptions.ClientError as exc:
+            if _missing(exc):
+                return None
+            raise
+
+    def exists(self, key: str) -> bool:
+        return self._head(key) is not None
+
+    def size(self, key: str) -> int:
+        head = self._head(key)
+        if head is None:
+            raise ObjectNotFound(key)
+        return int(head["ContentLength"])
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix + prefix):
+            for item in page.get("Contents", []):
+                yield ObjectInfo(item["Key"][len(self.prefix) :], int(item["Size"]))
+
+    def delete(self, key: str) -> None:
+        self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
+
+    def move(self, src: str, dst: str) -> None:
+        if not self.exists(src):
+            raise ObjectNotFound(src)
+        source = {"Bucket": self.bucket, "Key": self._key(src)}
+        self.client.copy(source, self.bucket, self._key(dst), Config=self._transfer())
+        self.delete(src)
+
+    def url(self, key: str, expires_s: int | None = None) -> str:
+        return self.client.generate_presigned_url(
+            "get_object",
+            Params={"Bucket": self.bucket, "Key": self._key(key)},
+            ExpiresIn=expires_s or self._ttl,
+        )
+
+    def ensure_bucket(self) -> None:
+        """Create the bucket if it does not exist (dev and test setups)."""
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except self.client.exceptions.ClientError:
+            extra: dict[str, Any] = {}
+            if self._region and self._region != "us-east-1":
+                extra["CreateBucketConfiguration"] = {"LocationConstraint": self._region}
+            self.client.create_bucket(Bucket=self.bucket, **extra)
+
+
+class _CountingReader:
+    """Wraps a stream to count the bytes boto3 reads from it."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self._stream = stream
+        self.count = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._stream.read(size)
+        self.count += len(data)
+        return data

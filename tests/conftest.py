@@ -1,0 +1,138 @@
+"""Fixtures: app, client, db, object_store, worker, on real PostgreSQL, Redis and S3 (moto)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy.orm import Session
+
+from shared.db.migrate import upgrade
+from shared.db.models import Base
+from shared.db.session import session_scope
+from shared.settings import Settings, get_settings
+from shared.storage import ObjectStore, open_store
+from tests import services
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """The machine's Redis, on a db index of the tests' own, emptied before and after."""
+    client = redis.Redis.from_url(services.TEST_REDIS_URL)
+    client.flushdb()
+    yield services.TEST_REDIS_URL
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A fresh PostgreSQL database, migrated to head, dropped at the end."""
+    with services.postgres_database() as url:
+        upgrade(url)
+        yield url
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    with services.moto_server() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def service_env(
+    redis_url: str, pg_url: str, s3_endpoint: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, str]]:
+    """Environment naming the test services; applied to this process and given to workers."""
+    var_dir = tmp_path_factory.mktemp("var")
+    env = {
+        "FRAUDSCORE_ENV": "test",
+        "DATABASE_URL": pg_url,
+        "REDIS_URL": redis_url,
+        "OBJECT_STORE_URI": f"s3://fraudscore-test-{uuid.uuid4().hex[:8]}/store/",
+        "S3_ENDPOINT_URL": s3_endpoint,
+        "S3_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "VAR_DIR": str(var_dir),
+        "MODEL_CACHE_DIR": str(var_dir / "model_cache"),
+        "READINESS_TIMEOUT_S": "3",
+    }
+    saved = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
+    get_settings.cache_clear()
+    open_store(settings=get_settings()).ensure_bucket()  # type: ignore[attr-defined]
+    yield env
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    get_settings.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def settings(service_env: dict[str, str]) -> Settings:
+    return get_settings()
+
+
+@pytest.fixture
+def db(settings: Settings) -> Iterator[Session]:
+    """A session on the test PostgreSQL database; tables are emptied afterwards."""
+    with session_scope(settings.db_url) as session:
+        yield session
+    with session_scope(settings.db_url) as session:
+        for table in reversed(Base.metadata.sorted_tables):
+            session.execute(table.delete())
+
+
+@pytest.fixture(params=["file", "s3"])
+def object_store(
+    request: pytest.FixtureRequest, tmp_path: Path, service_env: dict[str, str]
+) -> ObjectStore:
+    """An empty store of each backend: a temp folder, or a fresh prefix in the moto bucket."""
+    if request.param == "file":
+        return open_store((tmp_path / "store").as_uri(), settings=get_settings())
+    base = service_env["OBJECT_STORE_URI"].rstrip("/")
+    return open_store(f"{base}/t-{uuid.uuid4().hex[:8]}/", settings=get_settings())
+
+
+@pytest.fixture(scope="session")
+def worker(service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Celery worker process on the test services; yields its log path."""
+    from shared.queue import create_celery
+
+    log = tmp_path_factory.mktemp("worker") / "worker.log"
+    name = f"test-{uuid.uuid4().hex[:6]}"
+    proc = services.start_worker(dict(os.environ, **service_env), name, log)
+    celery = create_celery(get_settings())
+
+    def answers() -> bool:
+        if proc.poll() is not None:
+            raise RuntimeError(f"worker exited at start:\n{log.read_text()[-3000:]}")
+        replies = celery.control.ping(timeout=0.5)
+        return any(name in next(iter(reply)) for reply in replies)
+
+    try:
+        services.wait_for(answers, 60, "celery worker")
+        yield str(log)
+    finally:
+        services.stop_process(proc)
+
+
+@pytest.fixture
+def app(service_env: dict[str, str]) -> Flask:
+    from api import create_app
+
+    return create_app()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()

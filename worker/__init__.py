@@ -1,0 +1,1 @@
+"""Celery worker: the app, thin task shells and process signals."""
