@@ -23,7 +23,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from build_reference_library import build_and_register
+
 from shared.db.migrate import upgrade
+from shared.db.session import session_scope
+from shared.library import library_is_built
+from shared.registry import populate
 from shared.settings import REPO_ROOT, Settings, get_settings
 
 STOP_TIMEOUT_S = 20
@@ -143,6 +148,20 @@ def _signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
         os.killpg(proc.pid, sig)
 
 
+def ensure_library(settings: Settings) -> None:
+    """Build the reference library on first use; always (re)register its folders."""
+    count = settings.reference_library_size
+    if library_is_built(settings.models_dir, count):
+        with session_scope(settings.db_url) as session:
+            summary = populate(session, settings.models_dir)
+        print(f"library   {settings.models_dir} ({len(summary.skipped)} unchanged, "
+              f"{len(summary.added) + len(summary.updated)} registered)", flush=True)  # fmt: skip
+        return
+    print(f"library   building {count} reference models (first run only)...", flush=True)
+    if build_and_register(settings, count, settings.reference_rows_scale) != 0:
+        raise RuntimeError("the reference library could not be registered")
+
+
 class _Stop(Exception):
     pass
 
@@ -173,6 +192,7 @@ def main() -> int:
         print(f"database  {settings.db_url}", flush=True)
         print(f"objects   {settings.store_uri}", flush=True)
         upgrade(settings.db_url)
+        ensure_library(settings)
         for name, args in commands(settings).items():
             procs[name] = subprocess.Popen(args, cwd=REPO_ROOT, env=env, start_new_session=True)
         base = f"http://{settings.api_host}:{settings.api_port}"

@@ -48,6 +48,11 @@ class Settings(BaseSettings):
     # Worker-local model cache.
     model_cache_dir: Path = Path("/tmp/model_cache")
 
+    # Reference library: where AutoML writes models (default var/automl_models), and its size.
+    automl_models_dir: Path | None = None
+    reference_library_size: int = Field(default=40, gt=0, le=200)
+    reference_rows_scale: float = Field(default=1.0, gt=0, le=10)
+
     # Web API.
     secret_key: str = ""
     upload_max_bytes: int = Field(default=2 * 1024**3, gt=0)
@@ -97,6 +102,11 @@ class Settings(BaseSettings):
     def store_uri(self) -> str:
         """OBJECT_STORE_URI, or the embedded folder under var/."""
         return self.object_store_uri or (self.var_dir / "object_store").as_uri()
+
+    @property
+    def models_dir(self) -> Path:
+        """AUTOML_MODELS_DIR, or var/automl_models."""
+        return self.automl_models_dir or self.var_dir / "automl_models"
 
     @property
     def broker_url(self) -> str:

@@ -136,3 +136,20 @@ def app(service_env: dict[str, str]) -> Flask:
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
     return app.test_client()
+
+
+SMALL_LIBRARY = ("card_present_handbook_00", "ecommerce_snake_01", "mobile_money_abbr_02")
+
+
+@pytest.fixture(scope="session")
+def small_library(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three reference models trained on small simulated datasets (a folder of model folders)."""
+    from shared.automl import train_frame
+    from shared.simulator import reference_catalog, simulate, with_rows
+
+    root = tmp_path_factory.mktemp("library")
+    for spec in reference_catalog(3):
+        assert spec.name in SMALL_LIBRARY
+        frame = simulate(with_rows(spec, 4000))
+        train_frame(frame, spec.name, root, extra_metadata={"domain": spec.domain})
+    return root

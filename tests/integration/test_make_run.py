@@ -15,7 +15,8 @@ import pytest
 from tests.services import REPO_ROOT, free_port, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-CONFIGURED = ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "OBJECT_STORE_URI", "VAR_DIR")
+CONFIGURED = ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "OBJECT_STORE_URI", "VAR_DIR",
+              "AUTOML_MODELS_DIR", "MODEL_CACHE_DIR")  # fmt: skip
 
 
 def get_json(url: str) -> tuple[int, dict]:
@@ -39,22 +40,39 @@ def processes_with(marker: str) -> list[int]:
     return found
 
 
+def make_run(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    with log_path.open("wb") as log:
+        return subprocess.Popen(
+            ["make", "run"], cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+
+
+def wait_ready(api: str, make: subprocess.Popen[bytes], log: Path) -> dict:
+    ready_or_dead = lambda: bool(try_json(f"{api}/readyz")) or make.poll() is not None  # noqa: E731
+    wait_for(ready_or_dead, 300, "make run")
+    status, ready = get_json(f"{api}/readyz")
+    assert status == 200, log.read_text()[-4000:]
+    return ready
+
+
+def ctrl_c(make: subprocess.Popen[bytes]) -> None:
+    os.killpg(make.pid, signal.SIGINT)  # what Ctrl-C in the terminal sends
+    make.wait(timeout=60)
+
+
 def test_make_run_serves_the_system_and_ctrl_c_stops_it(tmp_path: Path) -> None:
     var_dir = tmp_path / "var"
     api_port, flower_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if k not in CONFIGURED}
-    env.update(VAR_DIR=str(var_dir), API_PORT=str(api_port), FLOWER_PORT=str(flower_port))
-    log = (tmp_path / "run.log").open("wb")
-    make = subprocess.Popen(
-        ["make", "run"], cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )  # fmt: skip
+    env.update(VAR_DIR=str(var_dir), API_PORT=str(api_port), FLOWER_PORT=str(flower_port),
+               MODEL_CACHE_DIR=str(tmp_path / "cache"), REFERENCE_LIBRARY_SIZE="2",
+               REFERENCE_ROWS_SCALE="0.1")  # fmt: skip
     api = f"http://127.0.0.1:{api_port}"
+    first_log = tmp_path / "run1.log"
+    make = make_run(env, first_log)
     try:
-        ready_or_dead = lambda: bool(try_json(f"{api}/readyz")) or make.poll() is not None  # noqa: E731
-        wait_for(ready_or_dead, 240, "make run")
-        status, ready = get_json(f"{api}/readyz")
-        assert status == 200, (tmp_path / "run.log").read_text()[-4000:]
+        ready = wait_ready(api, make, first_log)
         assert all(check["ok"] for check in ready["checks"].values())
         assert ready["checks"]["database"]["detail"] == "sqlite"
         assert ready["checks"]["object_store"]["detail"] == "file"
@@ -65,10 +83,26 @@ def test_make_run_serves_the_system_and_ctrl_c_stops_it(tmp_path: Path) -> None:
         assert any(name.startswith("fraudscore@") for name in try_json(flower) or {})
         assert processes_with(str(var_dir))
     finally:
-        os.killpg(make.pid, signal.SIGINT)  # what Ctrl-C in the terminal sends
-        make.wait(timeout=60)
+        ctrl_c(make)
     wait_for(lambda: not processes_with(str(var_dir)), 10, "every process to exit")
-    assert "fraudscore: stopped" in (tmp_path / "run.log").read_text()
+    first = first_log.read_text()
+    assert "fraudscore: stopped" in first
+    assert "building 2 reference models (first run only)" in first
+    assert "added:   2" in first
+    models = sorted(p.name for p in (var_dir / "automl_models").iterdir())
+    assert len(models) == 2
+    stamp = (var_dir / "automl_models" / models[0] / "model.ubj").stat().st_mtime_ns
+
+    second_log = tmp_path / "run2.log"
+    make = make_run(env, second_log)
+    try:
+        wait_ready(api, make, second_log)
+    finally:
+        ctrl_c(make)
+    second = second_log.read_text()
+    assert "building" not in second and "(2 unchanged, 0 registered)" in second
+    assert (var_dir / "automl_models" / models[0] / "model.ubj").stat().st_mtime_ns == stamp
+    wait_for(lambda: not processes_with(str(var_dir)), 10, "every process to exit")
 
 
 def try_json(url: str) -> dict | None:

@@ -1,0 +1,90 @@
+"""Probability calibrators stored as JSON: Platt scaling or isotonic regression."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+EPS = 1e-6
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, EPS, 1 - EPS)
+    return np.log(p / (1 - p))
+
+
+class Calibrator:
+    """Maps a model's raw probability to a calibrated one."""
+
+    kind = "identity"
+
+    def __call__(self, raw: np.ndarray) -> np.ndarray:
+        return np.asarray(raw, dtype=np.float64)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind}
+
+
+class Platt(Calibrator):
+    """p = sigmoid(a * logit(raw) + b), fitted by logistic regression."""
+
+    kind = "platt"
+
+    def __init__(self, a: float, b: float) -> None:
+        self.a, self.b = float(a), float(b)
+
+    def __call__(self, raw: np.ndarray) -> np.ndarray:
+        return 1.0 / (1.0 + np.exp(-(self.a * _logit(np.asarray(raw, np.float64)) + self.b)))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "a": self.a, "b": self.b}
+
+    @classmethod
+    def fit(cls, raw: np.ndarray, y: np.ndarray) -> Platt:
+        from sklearn.linear_model import LogisticRegression
+
+        model = LogisticRegression(C=1e4, max_iter=1000)
+        model.fit(_logit(raw).reshape(-1, 1), y)
+        return cls(model.coef_[0, 0], model.intercept_[0])
+
+
+class Isotonic(Calibrator):
+    """A monotone step function through (x, y) knots, interpolated."""
+
+    kind = "isotonic"
+
+    def __init__(self, x: list[float], y: list[float]) -> None:
+        self.x, self.y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+
+    def __call__(self, raw: np.ndarray) -> np.ndarray:
+        return np.interp(np.asarray(raw, np.float64), self.x, self.y)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "x": self.x.tolist(), "y": self.y.tolist()}
+
+    @classmethod
+    def fit(cls, raw: np.ndarray, y: np.ndarray) -> Isotonic:
+        from sklearn.isotonic import IsotonicRegression
+
+        model = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip")
+        model.fit(raw, y)
+        return cls(model.X_thresholds_.tolist(), model.y_thresholds_.tolist())
+
+
+def fit_calibrator(raw: np.ndarray, y: np.ndarray, min_positives: int = 50) -> Calibrator:
+    """Isotonic when there are enough positives to shape it, else Platt."""
+    if int(np.sum(y)) >= min_positives:
+        return Isotonic.fit(raw, y)
+    return Platt.fit(raw, y)
+
+
+def calibrator_from_json(data: dict[str, Any]) -> Calibrator:
+    kind = data.get("kind")
+    if kind == "platt":
+        return Platt(data["a"], data["b"])
+    if kind == "isotonic":
+        return Isotonic(data["x"], data["y"])
+    if kind == "identity":
+        return Calibrator()
+    raise ValueError(f"unknown calibrator kind {kind!r}")

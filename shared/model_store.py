@@ -1,0 +1,140 @@
+"""Model store: memory LRU -> disk cache (MODEL_CACHE_DIR/<name>/) -> object store download.
+
+Downloads land in a temporary folder, every sha256 is checked against the registry, and the
+folder is renamed into place atomically: two processes loading one model end with one good
+copy. A corrupt file is deleted and fetched again once, then reported naming model and file.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable
+from pathlib import Path
+
+from shared.artifacts import ArtifactError, ModelBundle, load_bundle, sha256_file
+from shared.db.session import session_scope
+from shared.registry import get_model
+from shared.settings import Settings, get_settings
+from shared.storage import open_store
+
+logger = logging.getLogger(__name__)
+
+
+class ModelNotFound(LookupError):
+    """No reference model of that name in the registry."""
+
+
+class ModelIntegrityError(ArtifactError):
+    """A model file stays corrupt after a fresh download."""
+
+
+class ModelStore:
+    """Loads reference models for one process; thread-safe."""
+
+    def __init__(self, settings: Settings | None = None, max_in_memory: int = 64) -> None:
+        self.settings = settings or get_settings()
+        self.cache_dir = Path(self.settings.model_cache_dir)
+        self.max_in_memory = max_in_memory
+        self._memory: OrderedDict[str, ModelBundle] = OrderedDict()
+        self._lock = threading.RLock()
+        self.stats = {"memory_hits": 0, "disk_hits": 0, "downloads": 0}
+
+    def load(self, name: str) -> ModelBundle:
+        """A ready bundle for the newest version of `name`."""
+        with session_scope(self.settings.db_url) as session:
+            row = get_model(session, name)
+            if row is None:
+                raise ModelNotFound(f"no reference model named {name!r}")
+            uri, checksums = row.artifact_uri, dict(row.file_checksums)
+        with self._lock:
+            bundle = self._memory.get(name)
+            if bundle is not None and bundle.checksums == checksums:
+                self._memory.move_to_end(name)
+                self.stats["memory_hits"] += 1
+                return bundle
+            bundle = self._from_disk_or_download(name, uri, checksums)
+            self._memory[name] = bundle
+            self._memory.move_to_end(name)
+            while len(self._memory) > self.max_in_memory:
+                self._memory.popitem(last=False)
+            return bundle
+
+    def _from_disk_or_download(self, name: str, uri: str, checksums: dict[str, str]) -> ModelBundle:
+        folder = self.cache_dir / name
+        if folder.is_dir():
+            try:
+                bundle = load_bundle(folder, name, checksums)
+                self.stats["disk_hits"] += 1
+                return bundle
+            except ArtifactError as exc:
+                logger.warning(
+                    "model %s: cached copy is stale or corrupt (%s); re-fetching", name, exc
+                )
+                shutil.rmtree(folder, ignore_errors=True)
+        self._download(name, uri, checksums, folder)
+        self.stats["downloads"] += 1
+        return load_bundle(folder, name, checksums)
+
+    def _download(self, name: str, uri: str, checksums: dict[str, str], folder: Path) -> None:
+        """Fetch every file into a temp folder, verify, then rename it into place."""
+        store = open_store(uri, settings=self.settings)
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=self.cache_dir, prefix=f".{name}-"))
+        try:
+            for file_name, expected in checksums.items():
+                target = tmp / file_name
+                for attempt in (1, 2):
+                    store.get_file(file_name, target)
+                    if sha256_file(target) == expected:
+                        break
+                    target.unlink()
+                    logger.warning(
+                        "model %s: %s failed its checksum (try %d)", name, file_name, attempt
+                    )
+                else:
+                    raise ModelIntegrityError(
+                        f"model {name}: file {file_name} does not match its sha256 after re-download"  # noqa: E501
+                    )
+            try:
+                os.rename(tmp, folder)
+            except OSError:
+                # Another process renamed its copy first; theirs is as good as ours.
+                if not folder.is_dir():
+                    raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def clear_cache(self, name: str | None = None) -> None:
+        """Forget one model (or all) in memory and on disk."""
+        with self._lock:
+            names = [name] if name else list(self._memory)
+            for item in names:
+                self._memory.pop(item, None)
+            if name:
+                shutil.rmtree(self.cache_dir / name, ignore_errors=True)
+            elif self.cache_dir.is_dir():
+                for child in self.cache_dir.iterdir():
+                    shutil.rmtree(child, ignore_errors=True)
+
+    def warm(self, names: Iterable[str] | None = None) -> list[str]:
+        """Load these models (default: every registered one); names that failed are logged."""
+        if names is None:
+            from sqlalchemy import select
+
+            from shared.db.models import ReferenceModel
+
+            with session_scope(self.settings.db_url) as session:
+                names = sorted(set(session.scalars(select(ReferenceModel.name)).all()))
+        loaded = []
+        for name in names:
+            try:
+                self.load(name)
+                loaded.append(name)
+            except Exception as exc:
+                logger.error("warm-up: cannot load model %s: %s", name, exc)
+        return loaded

@@ -1,0 +1,147 @@
+"""The reference_models registry: populate from model folders, query, record usage."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from shared.artifacts import METADATA_FILE, ArtifactError, mismatched_files, read_manifest
+from shared.db.models import ReferenceModel, utcnow
+from shared.features import NEEDS
+
+logger = logging.getLogger(__name__)
+
+STORAGE_LOCAL = "local"
+STORAGE_S3 = "s3"
+
+
+@dataclass
+class PopulateSummary:
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+
+    def render(self) -> str:
+        lines = [
+            "=" * 48,
+            "Reference model registry",
+            "=" * 48,
+            f"  added:   {len(self.added)}",
+            f"  updated: {len(self.updated)}",
+            f"  skipped: {len(self.skipped)} (unchanged)",
+            f"  failed:  {len(self.failed)}",
+        ]
+        lines += [f"    - {name}: {reason}" for name, reason in self.failed]
+        lines.append("=" * 48)
+        return "\n".join(lines)
+
+
+def model_folders(root: Path) -> list[Path]:
+    """Model folders under root (those holding a manifest), by name."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if p.is_dir() and (p / "manifest.json").is_file())
+
+
+def row_values(folder: Path) -> dict[str, Any]:
+    """The registry columns for one model folder, after checking its files."""
+    manifest = read_manifest(folder)
+    checksums = {name: info["sha256"] for name, info in manifest.items()}
+    bad = mismatched_files(folder, checksums)
+    if bad:
+        raise ArtifactError(f"files differ from the manifest: {', '.join(bad)}")
+    meta = json.loads((folder / METADATA_FILE).read_text())
+    return {
+        "name": meta.get("name", folder.name),
+        "version": str(meta.get("version", "1")),
+        "columns": meta.get("columns", []),
+        "column_roles": meta.get("roles", {}),
+        "value_profile": meta.get("value_profile", {}),
+        "metrics": {**meta.get("metrics", {}), "domain": meta.get("domain")},
+        "storage_type": STORAGE_LOCAL,
+        "artifact_uri": folder.resolve().as_uri() + "/",
+        "file_checksums": checksums,
+        "size_bytes": sum(int(info["size"]) for info in manifest.values()),
+    }
+
+
+def upsert(session: Session, values: dict[str, Any]) -> str:
+    """Insert or update one row; 'added', 'updated' or 'skipped' (same files)."""
+    row = session.scalars(
+        select(ReferenceModel).where(
+            ReferenceModel.name == values["name"], ReferenceModel.version == values["version"]
+        )
+    ).one_or_none()
+    if row is None:
+        session.add(ReferenceModel(**values))
+        return "added"
+    if row.file_checksums == values["file_checksums"]:
+        return "skipped"  # same files; a migrated row keeps pointing at S3
+    for key, value in values.items():
+        setattr(row, key, value)
+    return "updated"
+
+
+def populate(session: Session, root: Path) -> PopulateSummary:
+    """Upsert every model folder under root; one bad folder does not stop the others."""
+    summary = PopulateSummary()
+    for folder in model_folders(root):
+        try:
+            with session.begin_nested():
+                outcome = upsert(session, row_values(folder))
+        except Exception as exc:
+            logger.warning("cannot register %s: %s", folder.name, exc)
+            summary.failed.append((folder.name, str(exc)))
+            continue
+        getattr(summary, outcome).append(folder.name)
+    session.commit()
+    return summary
+
+
+def get_model(session: Session, name: str) -> ReferenceModel | None:
+    """The newest version of a model by name."""
+    rows = session.scalars(select(ReferenceModel).where(ReferenceModel.name == name)).all()
+    return max(rows, key=lambda r: (r.created_at, r.id)) if rows else None
+
+
+def schema_coverage(model: ReferenceModel, roles: set[str]) -> float:
+    """Share of the model's importance carried by features these roles can fill."""
+    importance = model.value_profile.get("importance") or {}
+    if not importance:
+        model_roles = set(model.column_roles)
+        return len(model_roles & roles) / max(len(model_roles), 1)
+    total = sum(importance.values()) or 1.0
+    covered = sum(w for f, w in importance.items() if set(NEEDS.get(f, ("?",))) <= roles)
+    return covered / total
+
+
+def find_best_match(
+    session: Session, roles: set[str], top_k: int = 3
+) -> list[tuple[ReferenceModel, float]]:
+    """Models ranked by how much of what they learned an upload with these roles can feed."""
+    scored = []
+    for model in session.scalars(select(ReferenceModel)).all():
+        coverage = schema_coverage(model, roles)
+        quality = float(model.metrics.get("pr_auc") or 0.0)
+        scored.append((model, coverage, quality))
+    scored.sort(key=lambda item: (-item[1], -item[2], item[0].name))
+    return [(model, coverage) for model, coverage, _ in scored[:top_k]]
+
+
+def record_usage(session: Session, names: list[str]) -> None:
+    """Count one use of each named model, now."""
+    if names:
+        session.execute(
+            update(ReferenceModel)
+            .where(ReferenceModel.name.in_(names))
+            .values(usage_count=ReferenceModel.usage_count + 1, last_used_at=utcnow())
+        )
+        session.commit()

@@ -1,0 +1,273 @@
+"""Column roles (amount, timestamp, customer id, ...) inferred from names and values."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+AMOUNT = "amount"
+TIMESTAMP = "timestamp"
+CUSTOMER = "customer"
+TERMINAL = "terminal"
+CATEGORY = "category"
+CHANNEL = "channel"
+TX_TYPE = "tx_type"
+BALANCE_BEFORE = "balance_before"
+BALANCE_AFTER = "balance_after"
+DISTANCE = "distance"
+LABEL = "label"
+TX_ID = "tx_id"
+
+ROLES = (AMOUNT, TIMESTAMP, CUSTOMER, TERMINAL, CATEGORY, CHANNEL, TX_TYPE)
+ROLES += (BALANCE_BEFORE, BALANCE_AFTER, DISTANCE, LABEL, TX_ID)
+
+# Name keywords per role, across the languages and abbreviations clients use; weight = trust.
+KEYWORDS: dict[str, dict[str, float]] = {
+    AMOUNT: {
+        "amount": 3, "amt": 3, "montant": 3, "importe": 3, "betrag": 3, "monto": 3, "valor": 2,
+        "value": 1.5, "sum": 1.5, "somme": 2, "price": 2, "prix": 2, "transactionamt": 3,
+        "total": 1.5, "paid": 1.5, "spent": 1.5, "cost": 1.5,
+    },
+    TIMESTAMP: {
+        "timestamp": 3, "datetime": 3, "time": 2.5, "date": 2.5, "dt": 2, "horodatage": 3,
+        "heure": 2, "fecha": 2.5, "zeit": 2.5, "datum": 2.5, "ts": 2, "step": 2, "created": 1.5,
+        "transactiondt": 3, "when": 1,
+    },
+    CUSTOMER: {
+        "customer": 3, "client": 3, "card": 3, "carte": 3, "cc": 2, "account": 2.5, "compte": 2.5,
+        "user": 2.5, "cust": 3, "nameorig": 3, "orig": 1.5, "payer": 2.5, "sender": 2.5,
+        "holder": 2.5, "cardholder": 3, "pan": 2, "iban": 2, "tarjeta": 3, "kunde": 3, "card1": 3,
+        "cliente": 3, "src": 1.5, "origin": 1.5, "consumer": 3, "member": 2, "subscriber": 2,
+    },
+    TERMINAL: {
+        "terminal": 3, "merchant": 3, "commercant": 3, "marchand": 3, "shop": 2.5, "store": 2,
+        "namedest": 3, "dest": 1.5, "payee": 2.5, "receiver": 2.5, "beneficiary": 2.5,
+        "beneficiaire": 2.5, "atm": 2.5, "pos": 1.5, "comercio": 3, "haendler": 3, "vendor": 2.5,
+        "retailer": 2.5, "seller": 2.5, "recipient": 2.5, "tpe": 2.5, "counterparty": 2,
+    },
+    CATEGORY: {
+        "category": 3, "categorie": 3, "categoria": 3, "mcc": 3, "productcd": 3, "product": 2,
+        "segment": 2, "sector": 2, "kategorie": 3, "industry": 2, "rubro": 2.5, "rubrique": 2.5,
+    },
+    CHANNEL: {
+        "channel": 3, "canal": 3, "entry": 2, "mode": 1.5, "medium": 2, "method": 1.5,
+        "kanal": 3, "online": 1.5, "present": 1.5,
+    },
+    TX_TYPE: {"type": 2, "operation": 2.5, "kind": 1.5, "trantype": 3, "nature": 1.5, "typ": 2},
+    BALANCE_BEFORE: {"oldbalanceorg": 3.5, "oldbalance": 3},
+    BALANCE_AFTER: {"newbalanceorig": 3.5, "newbalance": 3},
+    DISTANCE: {"distance": 3, "dist": 2.5, "km": 1.5, "eloignement": 3, "entfernung": 3},
+    LABEL: {
+        "fraud": 3, "fraude": 3, "isfraud": 3.5, "label": 2.5, "class": 2, "target": 2.5,
+        "fraudulent": 3, "betrug": 3, "y": 1, "chargeback": 2.5, "is": 0.1, "outcome": 1.5,
+    },
+    TX_ID: {
+        "transactionid": 3.5, "txid": 3.5, "trans": 0.5, "transaction": 0.5, "tx": 0.5,
+        "txn": 0.5, "num": 0.5, "reference": 2, "ref": 1.5, "operation": 0.3, "uuid": 1.5,
+    },
+}  # fmt: skip
+# Balance columns are named by a balance word plus a direction word ("solde_avant", "bal_after").
+BALANCE_WORDS = {"balance", "bal", "solde", "saldo", "kontostand"}
+DIRECTION_WORDS = {
+    BALANCE_BEFORE: {"before", "avant", "old", "prev", "previous", "initial", "opening", "antes",
+                     "vorher", "orig", "start"},
+    BALANCE_AFTER: {"after", "apres", "new", "final", "closing", "remaining", "despues",
+                    "nachher", "end", "dest"},
+}  # fmt: skip
+# Tokens that mean "identifier": they back up the id roles and rule out the numeric ones.
+ID_TOKENS = {"id", "identifier", "num", "number", "no", "nr", "code", "hash", "key", "uuid"}
+ID_ROLES = {CUSTOMER, TERMINAL, TX_ID}
+NUMERIC_ROLES = {AMOUNT, BALANCE_BEFORE, BALANCE_AFTER, DISTANCE}
+CATEGORICAL_ROLES = {CATEGORY, CHANNEL, TX_TYPE}
+MIN_SCORE = 1.5
+
+
+@dataclass
+class ColumnInfo:
+    """What one column looks like, from a sample of its values."""
+
+    name: str
+    tokens: list[str]
+    numeric_share: float
+    integer_share: float
+    unique: int
+    unique_share: float
+    binary: bool
+    nonneg_share: float
+    datetime_share: float
+
+
+@dataclass
+class RoleMap:
+    """role -> column, plus why each column got its role."""
+
+    columns: dict[str, str] = field(default_factory=dict)
+    reasons: dict[str, str] = field(default_factory=dict)
+
+    def get(self, role: str) -> str | None:
+        return self.columns.get(role)
+
+    def __contains__(self, role: str) -> bool:
+        return role in self.columns
+
+    def to_json(self) -> dict[str, str]:
+        return dict(self.columns)
+
+
+def tokens_of(name: str) -> list[str]:
+    """'TransactionAmt' -> ['transaction', 'amt', 'transactionamt']; 'Montant_EUR' -> [...]."""
+    spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", name.strip())
+    spaced = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1 \2", spaced)
+    parts = [p for p in re.split(r"[^A-Za-z0-9]+", spaced.lower()) if p]
+    joined = re.sub(r"[^a-z0-9]", "", name.lower())
+    return [*parts, joined] if joined and joined not in parts else parts
+
+
+def to_number(series: pd.Series) -> pd.Series:
+    """Numbers from numbers or text, including '12,50' (decimal comma) and '1 234.5'."""
+    if pd.api.types.is_bool_dtype(series):
+        return series.astype(float)
+    if pd.api.types.is_numeric_dtype(series):
+        return series.astype(float)
+    text = series.astype("string").str.strip().str.replace(r"[\s\u00a0'€$£]", "", regex=True)
+    comma_decimal = text.str.fullmatch(r"-?\d+,\d+").fillna(False)
+    text = text.where(~comma_decimal, text.str.replace(",", ".", regex=False))
+    return pd.to_numeric(text, errors="coerce").astype(float)
+
+
+def describe(series: pd.Series, sample: int = 5000) -> ColumnInfo:
+    """Profile a column from (a sample of) its values."""
+    values = series.dropna()
+    if len(values) > sample:
+        values = values.sample(sample, random_state=0)
+    n = max(len(values), 1)
+    numbers = to_number(values)
+    numeric = numbers.notna()
+    finite = numbers[numeric]
+    integer = (finite == np.round(finite)).sum() if len(finite) else 0
+    uniques = values.astype(str).nunique()
+    binary = bool(len(finite) and set(np.unique(finite)) <= {0.0, 1.0} and numeric.mean() > 0.99)
+    if not binary and values.dtype == object:
+        lowered = set(values.astype(str).str.lower().unique())
+        binary = bool(lowered) and lowered <= {"true", "false", "yes", "no", "oui", "non", "0", "1"}
+    datetime_share = 0.0
+    if numeric.mean() < 0.5 and values.dtype != bool:
+        from shared.timeparse import parse_timestamps
+
+        datetime_share = float(parse_timestamps(values.head(500)).notna().mean())
+    return ColumnInfo(
+        name=str(series.name),
+        tokens=tokens_of(str(series.name)),
+        numeric_share=float(numeric.mean()) if len(values) else 0.0,
+        integer_share=float(integer / max(len(finite), 1)),
+        unique=int(uniques),
+        unique_share=float(uniques / n),
+        binary=binary,
+        nonneg_share=float((finite >= 0).mean()) if len(finite) else 0.0,
+        datetime_share=datetime_share,
+    )
+
+
+def name_score(tokens: list[str], role: str) -> float:
+    keywords = KEYWORDS[role]
+    score = 0.0
+    balance_word = any(t in BALANCE_WORDS for t in tokens)
+    if role in DIRECTION_WORDS and balance_word and set(tokens) & DIRECTION_WORDS[role]:
+        score = 3.0
+    for token in tokens:
+        if token in keywords:
+            score = max(score, keywords[token])
+        else:
+            for keyword, weight in keywords.items():
+                if len(keyword) >= 5 and keyword in token:
+                    score = max(score, weight * 0.8)
+    has_id = any(t in ID_TOKENS for t in tokens)
+    if role in ID_ROLES and has_id:
+        score += 1.0 if score else 0.0
+        if role == TX_ID and any(t in ("transaction", "tx", "txn", "trans") for t in tokens):
+            score = max(score, 3.0)
+    if role in NUMERIC_ROLES | {TIMESTAMP, LABEL} and has_id:
+        score -= 2.0
+    return score
+
+
+def value_fit(info: ColumnInfo, role: str, rows: int) -> float:
+    """Multiplier in [0, 1]: do the values look like this role's values?"""
+    if role == LABEL:
+        return 1.0 if info.binary else 0.0
+    if role in NUMERIC_ROLES:
+        if info.numeric_share < 0.9 or info.binary:
+            return 0.0
+        return 1.0 if info.nonneg_share > 0.9 or role == BALANCE_AFTER else 0.5
+    if role == TIMESTAMP:
+        if info.datetime_share > 0.9:
+            return 1.0
+        return 0.8 if info.numeric_share > 0.95 and info.unique > 10 else 0.0
+    if role in ID_ROLES:
+        if info.binary or info.unique < 3:
+            return 0.0
+        if role == TX_ID:
+            return 1.0 if info.unique_share > 0.95 else 0.2
+        return 1.0 if info.unique_share < 0.95 or info.unique > 1000 else 0.6
+    if role in CATEGORICAL_ROLES:
+        if info.numeric_share > 0.95 and info.integer_share < 0.99:
+            return 0.0
+        return 1.0 if info.unique <= max(200, 0.01 * rows) and info.unique >= 2 else 0.1
+    return 1.0
+
+
+def infer_roles(frame: pd.DataFrame, label: str | None = None) -> RoleMap:
+    """Give each role the column whose name and values fit it best (one role per column)."""
+    if label is not None and label not in frame.columns:
+        raise ValueError(f"label column {label!r} not in the file's columns")
+    infos = {str(c): describe(frame[c]) for c in frame.columns}
+    rows = len(frame)
+    candidates: list[tuple[float, str, str]] = []
+    for name, info in infos.items():
+        if name == label:
+            continue
+        for role in ROLES:
+            if role == LABEL and label is not None:
+                continue
+            score = name_score(info.tokens, role) * value_fit(info, role, rows)
+            if score >= MIN_SCORE:
+                candidates.append((score, role, name))
+    result = RoleMap()
+    if label is not None:
+        result.columns[LABEL] = label
+        result.reasons[label] = "given as the label"
+    for score, role, name in sorted(candidates, key=lambda c: (-c[0], c[1], c[2])):
+        if role in result.columns or name in result.reasons:
+            continue
+        result.columns[role] = name
+        result.reasons[name] = f"{role}: name and values fit (score {score:.1f})"
+    _fallbacks(result, infos, rows)
+    return result
+
+
+def _fallbacks(result: RoleMap, infos: dict[str, ColumnInfo], rows: int) -> None:
+    """Value-only guesses for the two roles everything hangs on, when names said nothing."""
+    free = [info for name, info in infos.items() if name not in result.reasons]
+    if TIMESTAMP not in result:
+        dated = [i for i in free if i.datetime_share > 0.95]
+        if len(dated) == 1:
+            result.columns[TIMESTAMP] = dated[0].name
+            result.reasons[dated[0].name] = "timestamp: values parse as dates"
+            free.remove(dated[0])
+    if AMOUNT not in result:
+        money = [
+            i
+            for i in free
+            if i.numeric_share > 0.99
+            and not i.binary
+            and i.nonneg_share > 0.99
+            and i.integer_share < 0.9
+            and i.unique_share > 0.05
+            and not any(t in ID_TOKENS for t in i.tokens)
+        ]
+        if len(money) == 1:
+            result.columns[AMOUNT] = money[0].name
+            result.reasons[money[0].name] = "amount: the only positive decimal column"

@@ -1,0 +1,128 @@
+"""The model store: memory, disk cache and object store, checksums, concurrent processes."""
+
+from __future__ import annotations
+
+import io
+import multiprocessing
+import shutil
+import uuid
+from pathlib import Path
+
+import pytest
+from sqlalchemy.orm import Session
+
+from shared.artifacts import sha256_file
+from shared.model_migration import migrate
+from shared.model_store import ModelIntegrityError, ModelNotFound, ModelStore
+from shared.registry import populate
+from shared.settings import Settings
+from shared.storage import open_store
+from tests.conftest import SMALL_LIBRARY
+
+pytestmark = pytest.mark.integration
+NAME = SMALL_LIBRARY[0]
+
+
+@pytest.fixture
+def in_s3(db: Session, small_library: Path, settings: Settings, tmp_path: Path) -> str:
+    """The small library registered and migrated to a fresh bucket; returns the bucket."""
+    root = tmp_path / "automl_models"
+    shutil.copytree(small_library, root)
+    populate(db, root)
+    bucket = f"fraud-cache-{uuid.uuid4().hex[:8]}"
+    open_store(f"s3://{bucket}/", settings=settings).ensure_bucket()  # type: ignore[attr-defined]
+    assert not migrate(db, settings, bucket, report=lambda _: None).failed
+    return bucket
+
+
+@pytest.fixture
+def store(settings: Settings, tmp_path: Path) -> ModelStore:
+    from shared.settings import load_settings
+
+    return ModelStore(load_settings(model_cache_dir=tmp_path / "cache"))
+
+
+def test_a_miss_downloads_then_memory_and_disk_serve(in_s3: str, store: ModelStore) -> None:
+    bundle = store.load(NAME)
+    assert store.stats == {"memory_hits": 0, "disk_hits": 0, "downloads": 1}
+    assert store.load(NAME) is bundle
+    assert store.stats["memory_hits"] == 1
+    fresh = ModelStore(store.settings)  # a new process: empty memory, warm disk
+    fresh.load(NAME)
+    assert fresh.stats == {"memory_hits": 0, "disk_hits": 1, "downloads": 0}
+    cached = store.cache_dir / NAME
+    assert sorted(p.name for p in cached.iterdir()) == sorted(bundle.checksums)
+
+
+def test_a_corrupt_cached_file_is_deleted_and_fetched_again(in_s3: str, store: ModelStore) -> None:
+    store.load(NAME)
+    model_file = store.cache_dir / NAME / "model.ubj"
+    model_file.write_bytes(b"bit rot")
+    fresh = ModelStore(store.settings)
+    bundle = fresh.load(NAME)
+    assert fresh.stats["downloads"] == 1
+    assert sha256_file(model_file) == bundle.checksums["model.ubj"]
+
+
+def test_a_corrupt_object_is_reported_naming_model_and_file(
+    in_s3: str, store: ModelStore, settings: Settings
+) -> None:
+    key = f"models/{NAME}/1/features.json"
+    open_store(f"s3://{in_s3}/", settings=settings).put_stream(key, io.BytesIO(b"{}"))
+    with pytest.raises(ModelIntegrityError, match=f"model {NAME}: file features.json"):
+        store.load(NAME)
+    assert not (store.cache_dir / NAME).exists()
+    assert [p.name for p in store.cache_dir.iterdir()] == []  # no temp folder left
+
+
+def test_clear_cache_forgets_one_or_all(in_s3: str, store: ModelStore) -> None:
+    store.warm(SMALL_LIBRARY[:2])
+    store.clear_cache(SMALL_LIBRARY[0])
+    assert not (store.cache_dir / SMALL_LIBRARY[0]).exists()
+    assert (store.cache_dir / SMALL_LIBRARY[1]).exists()
+    store.load(SMALL_LIBRARY[0])
+    assert store.stats["downloads"] == 3
+    store.clear_cache()
+    assert list(store.cache_dir.iterdir()) == []
+
+
+def test_warm_loads_every_registered_model(in_s3: str, store: ModelStore) -> None:
+    assert store.warm() == sorted(SMALL_LIBRARY)
+    assert store.stats["downloads"] == 3
+
+
+def test_an_unknown_model_is_a_clear_error(in_s3: str, store: ModelStore) -> None:
+    with pytest.raises(ModelNotFound, match="no reference model named 'nope'"):
+        store.load("nope")
+    assert store.warm(["nope", NAME]) == [NAME]
+
+
+def _load_in_child(cache_dir: str, barrier, results) -> None:  # type: ignore[no-untyped-def]
+    from shared.model_store import ModelStore
+    from shared.settings import load_settings
+
+    store = ModelStore(load_settings(model_cache_dir=cache_dir))
+    barrier.wait(timeout=30)
+    bundle = store.load(NAME)
+    results.put((store.stats["downloads"], bundle.checksums["model.ubj"]))
+
+
+def test_two_processes_loading_at_once_end_with_one_good_copy(
+    in_s3: str, store: ModelStore
+) -> None:
+    ctx = multiprocessing.get_context("spawn")
+    barrier, results = ctx.Barrier(2), ctx.Queue()
+    procs = [ctx.Process(target=_load_in_child, args=(str(store.cache_dir), barrier, results))
+             for _ in range(2)]  # fmt: skip
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(timeout=120)
+        assert proc.exitcode == 0
+    outcomes = [results.get(timeout=5) for _ in procs]
+    checksums = {checksum for _, checksum in outcomes}
+    assert len(checksums) == 1
+    entries = sorted(p.name for p in store.cache_dir.iterdir())
+    assert entries == [NAME]  # one copy, no temp folders
+    folder = store.cache_dir / NAME
+    assert sha256_file(folder / "model.ubj") == checksums.pop()

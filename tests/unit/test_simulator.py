@@ -1,0 +1,81 @@
+"""The reference-data simulator: deterministic, varied like real clients' files."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from shared import roles as R
+from shared.simulator import (
+    STYLES,
+    example_spec,
+    reference_catalog,
+    simulate,
+    with_rows,
+)
+
+CATALOG = reference_catalog()
+
+
+def test_the_catalog_has_forty_datasets_with_unique_names_and_seeds() -> None:
+    assert len(CATALOG) == 40
+    assert len({s.name for s in CATALOG}) == 40
+    assert len({s.seed for s in CATALOG}) == 40
+
+
+def test_the_catalog_varies_domain_rate_size_names_and_formats() -> None:
+    assert {s.domain for s in CATALOG} == {"card_present", "ecommerce", "mobile_money", "atm"}
+    assert all(0.001 <= s.fraud_rate <= 0.05 for s in CATALOG)
+    assert min(s.fraud_rate for s in CATALOG) < 0.002 and max(s.fraud_rate for s in CATALOG) > 0.03
+    assert all(10_000 <= s.rows <= 100_000 for s in CATALOG)
+    assert {s.style for s in CATALOG} == set(STYLES)
+    assert {"iso", "epoch", "dmy"} <= {s.timestamp_format for s in CATALOG}
+    assert {"int", "prefixed", "hex"} == {s.id_format for s in CATALOG}
+    amount_names = {s.column_names()[R.AMOUNT] for s in CATALOG}
+    assert {"TX_AMOUNT", "amount", "montant", "TransactionAmt", "amt"} <= amount_names
+    assert len({tuple(s.roles) for s in CATALOG}) > 8  # column subsets differ
+
+
+def test_the_same_spec_gives_the_same_rows() -> None:
+    spec = with_rows(CATALOG[5], 3000)
+    pd.testing.assert_frame_equal(simulate(spec), simulate(spec))
+
+
+def test_another_seed_gives_other_rows() -> None:
+    spec = with_rows(CATALOG[5], 3000)
+    other = reference_catalog(6, seed=1)[5]
+    assert not simulate(spec).equals(simulate(with_rows(other, 3000)))
+
+
+@pytest.mark.parametrize("index", [0, 1, 2, 3])
+def test_the_fraud_rate_is_what_the_spec_asks(index: int) -> None:
+    spec = with_rows(CATALOG[index], 20_000)
+    frame = simulate(spec)
+    rate = frame[spec.column_names()[R.LABEL]].mean()
+    assert abs(rate - spec.fraud_rate) <= max(0.3 * spec.fraud_rate, 0.0005)
+    assert len(frame) == pytest.approx(spec.rows, abs=5)
+
+
+def test_columns_follow_the_spec_names_and_formats() -> None:
+    spec = next(s for s in CATALOG if s.timestamp_format == "dmy")
+    frame = simulate(with_rows(spec, 2000))
+    names = spec.column_names()
+    assert list(frame.columns) == [names[r] for r in (*spec.roles, R.LABEL)]
+    assert frame[names[R.TIMESTAMP]].str.fullmatch(r"\d\d/\d\d/\d{4} \d\d:\d\d").all()
+
+
+def test_the_example_upload_is_unlabeled_and_named_like_no_reference() -> None:
+    frame = simulate(example_spec(), labeled=False)
+    reference_names = {name for s in CATALOG for name in s.column_names().values()}
+    assert not set(frame.columns) & reference_names
+    assert example_spec().seed not in {s.seed for s in CATALOG}
+    assert not any("fraud" in c.lower() for c in frame.columns)
+
+
+def test_mobile_money_fraud_empties_accounts() -> None:
+    spec = with_rows(next(s for s in CATALOG if s.domain == "mobile_money"), 20_000)
+    frame = simulate(spec)
+    names = spec.column_names()
+    emptied = (frame[names[R.BALANCE_AFTER]] == 0) & (frame[names[R.BALANCE_BEFORE]] > 0)
+    by_label = emptied.groupby(frame[names[R.LABEL]]).mean()
+    assert by_label[1] > 0.05 and by_label[1] > 10 * by_label[0]
