@@ -11,6 +11,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from sqlalchemy.orm import Session
 
 from tests.services import REPO_ROOT, free_port, wait_for
 
@@ -112,3 +113,25 @@ def try_json(url: str) -> dict | None:
     except (OSError, ValueError):
         return None
     return body if status == 200 else None
+
+
+def test_make_run_uses_the_configured_services(
+    tmp_path: Path, service_env: dict[str, str], db: Session
+) -> None:
+    api_port, flower_port = free_port(), free_port()
+    env = dict(os.environ, **service_env)
+    env.update(VAR_DIR=str(tmp_path / "var"), API_PORT=str(api_port),
+               FLOWER_PORT=str(flower_port), REFERENCE_LIBRARY_SIZE="1",
+               REFERENCE_ROWS_SCALE="0.1", AUTOML_MODELS_DIR=str(tmp_path / "models"))  # fmt: skip
+    log = tmp_path / "run.log"
+    make = make_run(env, log)
+    try:
+        ready = wait_ready(f"http://127.0.0.1:{api_port}", make, log)
+    finally:
+        ctrl_c(make)
+    assert ready["checks"]["database"]["detail"] == "postgresql"
+    assert ready["checks"]["object_store"]["detail"] == "s3"
+    text = log.read_text()
+    assert "(private)" not in text and "redis+socket" not in text
+    assert not (tmp_path / "var" / "fraudscore.db").exists()
+    wait_for(lambda: not processes_with(str(tmp_path / "var")), 10, "every process to exit")
