@@ -88,3 +88,22 @@ def calibrator_from_json(data: dict[str, Any]) -> Calibrator:
     if kind == "identity":
         return Calibrator()
     raise ValueError(f"unknown calibrator kind {kind!r}")
+
+
+def shift_prior(p: np.ndarray, prior_from: float, prior_to: float) -> np.ndarray:
+    """Bayes' rule for a new base rate: the same evidence under another prior."""
+    p = np.clip(np.asarray(p, np.float64), EPS, 1 - EPS)
+    a = p * (prior_to / prior_from)
+    b = (1 - p) * ((1 - prior_to) / (1 - prior_from))
+    return a / (a + b)
+
+
+def estimate_prior(p: np.ndarray, prior_from: float, iterations: int = 100) -> float:
+    """The unlabeled file's base rate by EM (Saerens et al., 2002), from calibrated scores."""
+    prior = float(prior_from)
+    for _ in range(iterations):
+        new = float(np.mean(shift_prior(p, prior_from, prior)))
+        if abs(new - prior) < 1e-7:
+            return new
+        prior = new
+    return prior

@@ -52,6 +52,10 @@ NEEDS: dict[str, tuple[str, ...]] = {
 }  # fmt: skip
 
 
+CATEGORICAL_FEATURES = {R.TX_TYPE: "tx_type_freq", R.CATEGORY: "category_freq",
+                        R.CHANNEL: "channel_freq"}  # fmt: skip
+
+
 def fillable(roles: set[str]) -> list[str]:
     """The features a file with these roles can provide."""
     return [f for f in FEATURES if set(NEEDS[f]) <= roles]
@@ -99,40 +103,68 @@ def _entity_history(
     return result
 
 
-def _frequency(series: pd.Series) -> np.ndarray:
-    text = series.astype("string")
-    share = text.value_counts(normalize=True, dropna=True)
-    return text.map(share).astype(float).to_numpy()
+def frequencies(series: pd.Series) -> dict[str, float]:
+    """Each value's share of the column (the file-level encoding of a categorical role)."""
+    return series.astype("string").value_counts(normalize=True, dropna=True).to_dict()
 
 
-def build_features(frame: pd.DataFrame, roles: RoleMap) -> pd.DataFrame:
-    """The FEATURES of each row as float32, NaN where the file lacks what a feature needs."""
-    n = len(frame)
+def apply_frequencies(series: pd.Series, shares: dict[str, float]) -> np.ndarray:
+    return series.astype("string").map(shares).astype(float).to_numpy()
+
+
+def row_features(
+    n: int,
+    amount: np.ndarray | None,
+    t: np.ndarray | None,
+    distance: np.ndarray | None = None,
+    before: np.ndarray | None = None,
+    after: np.ndarray | None = None,
+    freqs: dict[str, np.ndarray] | None = None,
+) -> dict[str, np.ndarray]:
+    """Features that need only the row itself (plus file-level category shares)."""
     nan = np.full(n, np.nan)
-    f: dict[str, np.ndarray] = {}
-
-    amount = to_number(frame[roles.get(R.AMOUNT)]).to_numpy() if R.AMOUNT in roles else nan
-    f["amount"] = amount
-    f["log_amount"] = np.log1p(np.clip(amount, 0, None))
+    amount = nan if amount is None else amount
+    f: dict[str, np.ndarray] = {"amount": amount, "log_amount": np.log1p(np.clip(amount, 0, None))}
     cents = np.round(np.abs(amount) * 100) % 100
     f["amount_cents"] = cents
     f["amount_is_round"] = np.where(np.isnan(amount), np.nan, (cents == 0).astype(float))
-
-    t = nan
-    if R.TIMESTAMP in roles:
-        column = roles.get(R.TIMESTAMP)
-        t = parse_timestamps(frame[column], R.tokens_of(column)).to_numpy()
+    if t is not None:
         secs = np.mod(t, DAY)
         f["hour"] = secs / HOUR
         f["weekday"] = np.floor(np.mod(t / DAY + 3, 7))  # 1970-01-01 was a Thursday
         f["is_night"] = np.where(np.isnan(t), np.nan, (secs < 6 * HOUR).astype(float))
-    has_time = bool(np.isfinite(t).any())
-    clock = t if has_time else np.arange(n, dtype=np.float64)
+    if distance is not None:
+        f["distance"], f["log_distance"] = distance, np.log1p(np.clip(distance, 0, None))
+    before = nan if before is None else before
+    after = nan if after is None else after
+    f["balance_before"], f["balance_after"] = before, after
+    with np.errstate(invalid="ignore", divide="ignore"):
+        f["balance_error"] = before - amount - after
+        f["empties_account"] = np.where(
+            np.isnan(before) | np.isnan(after), np.nan, ((after == 0) & (before > 0)) * 1.0
+        )
+        f["amount_over_balance"] = np.where(before > 0, amount / before, np.nan)
+    f.update(freqs or {})
+    return f
 
-    if R.CUSTOMER in roles:
-        codes = _codes(frame[roles.get(R.CUSTOMER)])
+
+def entity_features(
+    cust: np.ndarray | None,
+    term: np.ndarray | None,
+    t: np.ndarray | None,
+    amount: np.ndarray | None,
+) -> dict[str, np.ndarray]:
+    """Per-customer and per-terminal history over the whole file (ids as integer codes)."""
+    f: dict[str, np.ndarray] = {}
+    n = len(cust) if cust is not None else len(term) if term is not None else 0
+    if n == 0:
+        return f
+    amount = np.full(n, np.nan) if amount is None else amount
+    has_time = t is not None and bool(np.isfinite(t).any())
+    clock = t if has_time else np.arange(n, dtype=np.float64)
+    if cust is not None:
         windows = {"1h": HOUR, "24h": DAY, "7d": WEEK} if has_time else {}
-        h = _entity_history(codes, clock, amount, windows)
+        h = _entity_history(cust, clock, amount, windows)
         f["cust_n_prior"] = h["n_prior"]
         with np.errstate(invalid="ignore", divide="ignore"):
             f["cust_amount_ratio_prior"] = amount / h["mean_prior"]
@@ -142,52 +174,62 @@ def build_features(frame: pd.DataFrame, roles: RoleMap) -> pd.DataFrame:
                     f[f"cust_count_{w}"] = h[f"count_{w}"]
                 f["cust_amount_ratio_7d"] = amount / h["mean_7d"]
                 small = np.where(amount < 5, 1.0, 0.0)
-                hs = _entity_history(codes, clock, small, {"1h": HOUR})
+                hs = _entity_history(cust, clock, small, {"1h": HOUR})
                 f["cust_small_count_1h"] = hs["mean_1h"] * hs["count_1h"]
-        if R.TERMINAL in roles:
-            pair = codes * (1 << 31) + _codes(frame[roles.get(R.TERMINAL)])
-            f["cust_new_terminal"] = (_entity_history(pair, clock, nan, {})["n_prior"] == 0) * 1.0
-
-    if R.TERMINAL in roles:
-        codes = _codes(frame[roles.get(R.TERMINAL)])
+        if term is not None:
+            pair = cust * (1 << 31) + term
+            f["cust_new_terminal"] = (
+                _entity_history(pair, clock, amount, {})["n_prior"] == 0
+            ) * 1.0
+    if term is not None:
         windows = {"24h": DAY, "7d": WEEK} if has_time else {}
-        h = _entity_history(codes, clock, amount, windows)
+        h = _entity_history(term, clock, amount, windows)
         f["term_n_prior"] = h["n_prior"]
         if has_time:
             f["term_count_24h"], f["term_count_7d"] = h["count_24h"], h["count_7d"]
             with np.errstate(invalid="ignore", divide="ignore"):
                 f["term_amount_ratio_7d"] = amount / h["mean_7d"]
+    return f
 
-    if R.DISTANCE in roles:
-        distance = to_number(frame[roles.get(R.DISTANCE)]).to_numpy()
-        f["distance"], f["log_distance"] = distance, np.log1p(np.clip(distance, 0, None))
 
-    before = (
-        to_number(frame[roles.get(R.BALANCE_BEFORE)]).to_numpy()
-        if R.BALANCE_BEFORE in roles
-        else nan
-    )
-    after = (
-        to_number(frame[roles.get(R.BALANCE_AFTER)]).to_numpy() if R.BALANCE_AFTER in roles else nan
-    )
-    f["balance_before"], f["balance_after"] = before, after
-    with np.errstate(invalid="ignore", divide="ignore"):
-        f["balance_error"] = before - amount - after
-        f["empties_account"] = np.where(
-            np.isnan(before) | np.isnan(after), np.nan, ((after == 0) & (before > 0)) * 1.0
-        )
-        f["amount_over_balance"] = np.where(before > 0, amount / before, np.nan)
-
-    for role, name in ((R.TX_TYPE, "tx_type_freq"), (R.CATEGORY, "category_freq"),
-                       (R.CHANNEL, "channel_freq")):  # fmt: skip
-        if role in roles:
-            f[name] = _frequency(frame[roles.get(role)])
-
+def assemble(parts: dict[str, np.ndarray], n: int, roles: set[str]) -> np.ndarray:
+    """The (n, len(FEATURES)) float32 matrix; a feature whose roles are missing stays NaN."""
     matrix = np.full((n, len(FEATURES)), np.nan, dtype=np.float32)
-    available = set(roles.columns)
     for i, name in enumerate(FEATURES):
-        if name in f and set(NEEDS[name]) <= available:
-            values = np.array(f[name], dtype=np.float64)
+        if name in parts and set(NEEDS[name]) <= roles:
+            values = np.array(parts[name], dtype=np.float64)
             values[~np.isfinite(values)] = np.nan
             matrix[:, i] = values
+    return matrix
+
+
+def codes(series: pd.Series) -> np.ndarray:
+    """Integer codes for ids (equal ids, equal codes)."""
+    return _codes(series)
+
+
+def build_features(frame: pd.DataFrame, roles: RoleMap) -> pd.DataFrame:
+    """The FEATURES of each row of a whole file, as float32, NaN where the file lacks a role."""
+    n = len(frame)
+
+    def number(role: str) -> np.ndarray | None:
+        return to_number(frame[roles.get(role)]).to_numpy() if role in roles else None
+
+    amount = number(R.AMOUNT)
+    t = None
+    if R.TIMESTAMP in roles:
+        column = roles.get(R.TIMESTAMP)
+        t = parse_timestamps(frame[column], R.tokens_of(column)).to_numpy()
+    freqs = {
+        name: apply_frequencies(frame[roles.get(role)], frequencies(frame[roles.get(role)]))
+        for role, name in CATEGORICAL_FEATURES.items()
+        if role in roles
+    }
+    parts = row_features(
+        n, amount, t, number(R.DISTANCE), number(R.BALANCE_BEFORE), number(R.BALANCE_AFTER), freqs
+    )
+    cust = codes(frame[roles.get(R.CUSTOMER)]) if R.CUSTOMER in roles else None
+    term = codes(frame[roles.get(R.TERMINAL)]) if R.TERMINAL in roles else None
+    parts.update(entity_features(cust, term, t, amount))
+    matrix = assemble(parts, n, set(roles.columns))
     return pd.DataFrame(matrix, columns=list(FEATURES), index=frame.index)

@@ -18,7 +18,8 @@ from pathlib import Path
 
 from shared.artifacts import ArtifactError, ModelBundle, load_bundle, sha256_file
 from shared.db.session import session_scope
-from shared.registry import get_model
+from shared.matching import ModelInfo
+from shared.registry import get_model, record_usage
 from shared.settings import Settings, get_settings
 from shared.storage import open_store
 
@@ -138,3 +139,28 @@ class ModelStore:
             except Exception as exc:
                 logger.error("warm-up: cannot load model %s: %s", name, exc)
         return loaded
+
+
+class RegistrySource:
+    """Reference models for scoring: metadata from the registry, bundles from a ModelStore."""
+
+    def __init__(self, settings: Settings | None = None, store: ModelStore | None = None) -> None:
+        self.settings = settings or get_settings()
+        self.store = store or ModelStore(self.settings)
+
+    def models(self) -> list[ModelInfo]:
+        from sqlalchemy import select
+
+        from shared.db.models import ReferenceModel
+
+        with session_scope(self.settings.db_url) as session:
+            rows = session.scalars(select(ReferenceModel).order_by(ReferenceModel.name)).all()
+            return [ModelInfo(r.name, dict(r.column_roles), dict(r.value_profile),
+                              dict(r.metrics)) for r in rows]  # fmt: skip
+
+    def load(self, name: str) -> ModelBundle:
+        return self.store.load(name)
+
+    def record_usage(self, names: list[str]) -> None:
+        with session_scope(self.settings.db_url) as session:
+            record_usage(session, names)

@@ -53,6 +53,12 @@ class Settings(BaseSettings):
     reference_library_size: int = Field(default=40, gt=0, le=200)
     reference_rows_scale: float = Field(default=1.0, gt=0, le=10)
 
+    # Scoring: models per ensemble, risk bands, rows per chunk.
+    top_k: int = Field(default=3, gt=0, le=20)
+    risk_high_threshold: float = Field(default=0.5, ge=0, le=1)
+    risk_medium_threshold: float = Field(default=0.1, ge=0, le=1)
+    score_chunk_rows: int = Field(default=100_000, gt=0)
+
     # Web API.
     secret_key: str = ""
     upload_max_bytes: int = Field(default=2 * 1024**3, gt=0)
@@ -89,6 +95,8 @@ class Settings(BaseSettings):
     def _consistent(self) -> Settings:
         if self.job_time_limit_s <= self.job_soft_time_limit_s:
             raise ValueError("JOB_TIME_LIMIT_S must be greater than JOB_SOFT_TIME_LIMIT_S")
+        if self.risk_medium_threshold > self.risk_high_threshold:
+            raise ValueError("RISK_MEDIUM_THRESHOLD must not exceed RISK_HIGH_THRESHOLD")
         if self.fraudscore_env == "production" and not self.secret_key:
             raise ValueError("SECRET_KEY is required when FRAUDSCORE_ENV=production")
         return self

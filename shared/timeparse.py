@@ -1,11 +1,18 @@
-"""Timestamps in the forms clients send: ISO, epoch seconds or ms, dd/mm/yyyy HH:MM, offsets."""
+"""Timestamps in the forms clients send: ISO, epoch seconds or ms, dd/mm/yyyy HH:MM, offsets.
+
+The format is detected once, on a sample, and then applied to every chunk of a file, so a file
+parses the same way however it is chunked.
+"""
 
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 # Text formats tried after ISO 8601, day-first before month-first (most clients are European).
 TEXT_FORMATS = (
@@ -20,54 +27,98 @@ TEXT_FORMATS = (
     "%Y%m%d%H%M%S",
 )
 HOURLY_TOKENS = {"step", "hour", "hours", "heure", "heures"}
+EPOCH = pd.Timestamp("1970-01-01")
 
 
-def _parse(text: pd.Series, fmt: str) -> pd.Series:
+@dataclass(frozen=True)
+class TimeFormat:
+    """How to turn one column into seconds: text with a format, or numbers times a scale."""
+
+    kind: str  # "text" | "number" | "none"
+    fmt: str = ""
+    scale: float = 1.0
+
+
+def _parse_text(text: pd.Series, fmt: str) -> np.ndarray:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         parsed = pd.to_datetime(text, format=fmt, errors="coerce", utc=fmt == "ISO8601")
     if getattr(parsed.dt, "tz", None) is not None:
         parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
-    return (parsed - pd.Timestamp("1970-01-01")).dt.total_seconds().astype(float)
+    return (parsed - EPOCH).dt.total_seconds().to_numpy(np.float64)
 
 
-def detect_format(text: pd.Series) -> str | None:
-    """The format that parses most of a sample, or None when none parses any."""
-    sample = text.dropna().head(1000)
-    best, best_hits = None, 0
-    for fmt in ("ISO8601", *TEXT_FORMATS):
-        hits = int(_parse(sample, fmt).notna().sum())
-        if hits > best_hits:
-            best, best_hits = fmt, hits
-        if best_hits >= 0.99 * len(sample):
-            break
-    return best
+def detect_format(values: pd.Series, tokens: list[str] | None = None) -> TimeFormat:
+    """The format that reads most of the sample (numbers: epoch s/ms, offsets, hour steps)."""
+    if pd.api.types.is_datetime64_any_dtype(values):
+        return TimeFormat("datetime")
+    if pd.api.types.is_bool_dtype(values):
+        return TimeFormat("none")
+    if pd.api.types.is_numeric_dtype(values):
+        numeric = values.astype(float)
+    else:
+        text = values.astype("string").str.strip()
+        numeric = pd.to_numeric(text, errors="coerce")
+        if numeric.notna().mean() <= 0.99:
+            sample = text[text.fillna("") != ""].head(1000)
+            best, best_hits = TimeFormat("none"), 0
+            for fmt in ("ISO8601", *TEXT_FORMATS):
+                hits = int(np.isfinite(_parse_text(sample, fmt)).sum())
+                if hits > best_hits:
+                    best, best_hits = TimeFormat("text", fmt), hits
+                if best_hits >= 0.99 * len(sample):
+                    break
+            return best
+    finite = numeric[np.isfinite(numeric)]
+    top = float(finite.abs().max()) if len(finite) else 0.0
+    if top > 1e11:  # epoch milliseconds
+        return TimeFormat("number", scale=0.001)
+    if top < 1e5 and set(tokens or ()) & HOURLY_TOKENS:  # PaySim-style hour steps
+        return TimeFormat("number", scale=3600.0)
+    return TimeFormat("number")  # epoch seconds, or seconds since some start (TransactionDT)
 
 
-def _text_to_seconds(text: pd.Series) -> pd.Series:
-    fmt = detect_format(text)
-    if fmt is None:
-        return pd.Series(np.nan, index=text.index)
-    return _parse(text, fmt)
+def apply_format(values: pd.Series | pa.Array | pa.ChunkedArray, fmt: TimeFormat) -> np.ndarray:
+    """Seconds as float64 (epoch, or an offset for relative clocks); NaN where unreadable."""
+    if fmt.kind == "none":
+        return np.full(len(values), np.nan)
+    if isinstance(values, (pa.Array, pa.ChunkedArray)):
+        fast = _arrow_fast_path(values, fmt)
+        if fast is not None:
+            return fast
+        values = pd.Series(values.to_pylist(), dtype="string")
+    if fmt.kind == "datetime":
+        stamps = values.dt.tz_convert("UTC").dt.tz_localize(None) if values.dt.tz else values
+        return (stamps - EPOCH).dt.total_seconds().to_numpy(np.float64)
+    if fmt.kind == "number":
+        if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+            numbers = values.astype(float)
+        else:
+            numbers = pd.to_numeric(values.astype("string").str.strip(), errors="coerce")
+        return numbers.to_numpy(np.float64) * fmt.scale
+    return _parse_text(values.astype("string").str.strip(), fmt.fmt)
+
+
+def _arrow_fast_path(values: pa.Array | pa.ChunkedArray, fmt: TimeFormat) -> np.ndarray | None:
+    """pyarrow's C++ parsers for the common cases; None means use the pandas path."""
+    text = pc.utf8_trim_whitespace(values)
+    blank = pc.equal(text, "")
+    text = pc.if_else(blank, None, text)
+    try:
+        if fmt.kind == "number":
+            out = pc.cast(text, pa.float64())
+        elif fmt.fmt == "ISO8601":
+            out = pc.cast(pc.cast(text, pa.timestamp("s")), pa.int64())
+        else:
+            stamps = pc.strptime(text, format=fmt.fmt, unit="s", error_is_null=True)
+            out = pc.cast(stamps, pa.int64())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    seconds = out.to_numpy(zero_copy_only=False).astype(np.float64)
+    return seconds * fmt.scale if fmt.kind == "number" else seconds
 
 
 def parse_timestamps(series: pd.Series, tokens: list[str] | None = None) -> pd.Series:
-    """Seconds as float64 (epoch, or an offset for relative clocks); NaN where unparseable."""
-    if pd.api.types.is_datetime64_any_dtype(series):
-        stamps = series.dt.tz_convert("UTC") if series.dt.tz is not None else series
-        stamps = stamps.dt.tz_localize(None) if stamps.dt.tz is not None else stamps
-        return (stamps - pd.Timestamp("1970-01-01")).dt.total_seconds()
-    if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
-        values = series.astype(float)
-        finite = values[np.isfinite(values)]
-        top = float(finite.abs().max()) if len(finite) else 0.0
-        if top > 1e11:  # epoch milliseconds
-            return values / 1000.0
-        if top < 1e5 and set(tokens or ()) & HOURLY_TOKENS:  # PaySim-style hour steps
-            return values * 3600.0
-        return values  # epoch seconds, or seconds since some start (TransactionDT)
-    text = series.astype("string").str.strip()
-    numeric = pd.to_numeric(text, errors="coerce")
-    if numeric.notna().mean() > 0.99:
-        return parse_timestamps(numeric, tokens)
-    return _text_to_seconds(text)
+    """Seconds for a whole column, its format detected from the column itself."""
+    values = apply_format(series, detect_format(series, tokens))
+    return pd.Series(values, index=series.index)

@@ -1,0 +1,168 @@
+"""CSV input as clients send it: .csv or .csv.gz, comma/semicolon/tab, UTF-8 (BOM) or Latin-1.
+
+Files are streamed in chunks through pyarrow, every column as text; callers convert the
+columns they need, so one odd value never aborts a whole file.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+
+SNIFF_BYTES = 256 * 1024
+DELIMITERS = (",", ";", "\t", "|")
+
+
+class InputError(ValueError):
+    """The file cannot be read as a table; the message is for the user."""
+
+
+@dataclass(frozen=True)
+class CsvFormat:
+    path: Path
+    gzip: bool
+    encoding: str
+    delimiter: str
+    columns: tuple[str, ...]
+
+
+def _open_bytes(path: Path, compressed: bool) -> io.BufferedIOBase:
+    return gzip.open(path, "rb") if compressed else path.open("rb")  # type: ignore[return-value]
+
+
+def sniff(path: Path) -> CsvFormat:
+    """Compression, encoding, delimiter and header of a CSV file."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"no such file: {path}")
+    with path.open("rb") as raw:
+        compressed = raw.read(2) == b"\x1f\x8b"
+    try:
+        with _open_bytes(path, compressed) as handle:
+            head = handle.read(SNIFF_BYTES)
+    except (OSError, EOFError) as exc:
+        raise InputError(f"cannot read {path.name}: {exc}") from None
+    if not head.strip():
+        raise InputError(f"{path.name} is empty")
+    if b"\x00" in head:
+        raise InputError(f"{path.name} is not a text CSV file (binary content)")
+    try:
+        text = head.decode("utf-8-sig") if len(head) < SNIFF_BYTES else _decode_prefix(head)
+        encoding = "utf8"
+    except UnicodeDecodeError:
+        text, encoding = head.decode("latin-1"), "latin-1"
+    lines = text.splitlines()
+    header_line = lines[0]
+    delimiter = max(DELIMITERS, key=lambda d: (header_line.count(d), -DELIMITERS.index(d)))
+    if header_line.count(delimiter) == 0 and len(lines) > 1:
+        delimiter = ","
+    header = next(csv.reader([header_line], delimiter=delimiter))
+    columns = tuple(name.strip() or f"column_{i + 1}" for i, name in enumerate(header))
+    if len(set(columns)) != len(columns):
+        raise InputError(f"{path.name}: duplicate column names in the header")
+    return CsvFormat(path, compressed, encoding, delimiter, columns)
+
+
+def _decode_prefix(head: bytes) -> str:
+    # The sniffed prefix may end inside a multi-byte character; drop at most 3 trailing bytes.
+    for cut in range(4):
+        try:
+            return head[: len(head) - cut].decode("utf-8-sig")
+        except UnicodeDecodeError:
+            if cut == 3:
+                raise
+    raise AssertionError("unreachable")
+
+
+def iter_tables(
+    fmt: CsvFormat, columns: list[str] | None = None, block_bytes: int = 8 << 20
+) -> Iterator[pa.Table]:
+    """The file as text tables of about block_bytes of input each, in row order."""
+    wanted = list(columns) if columns is not None else list(fmt.columns)
+    source = pa.OSFile(str(fmt.path))
+    stream = pa.CompressedInputStream(source, "gzip") if fmt.gzip else source
+    read = pacsv.ReadOptions(
+        block_size=block_bytes, encoding=fmt.encoding, column_names=list(fmt.columns),
+        skip_rows=1,
+    )  # fmt: skip
+    parse = pacsv.ParseOptions(delimiter=fmt.delimiter, newlines_in_values=True)
+    convert = pacsv.ConvertOptions(
+        column_types={c: pa.string() for c in fmt.columns}, include_columns=wanted,
+        strings_can_be_null=False, quoted_strings_can_be_null=False,
+    )  # fmt: skip
+    try:
+        reader = pacsv.open_csv(
+            stream, read_options=read, parse_options=parse, convert_options=convert
+        )
+        for batch in reader:
+            if batch.num_rows:
+                yield pa.Table.from_batches([batch])
+    except pa.ArrowInvalid as exc:
+        raise InputError(f"{fmt.path.name}: malformed CSV ({_short(exc)})") from None
+    finally:
+        stream.close()
+
+
+def iter_chunks(fmt: CsvFormat, rows: int, columns: list[str] | None = None) -> Iterator[pa.Table]:
+    """Text tables of exactly `rows` rows (the last may be shorter), whatever the blocks were."""
+    pending: list[pa.Table] = []
+    count = 0
+    for table in iter_tables(fmt, columns):
+        pending.append(table)
+        count += table.num_rows
+        while count >= rows:
+            merged = pa.concat_tables(pending)
+            yield merged.slice(0, rows)
+            rest = merged.slice(rows)
+            pending, count = ([rest] if rest.num_rows else []), rest.num_rows
+    if count:
+        yield pa.concat_tables(pending)
+
+
+def head(fmt: CsvFormat, rows: int, columns: list[str] | None = None) -> pa.Table:
+    """The first `rows` rows as text."""
+    for table in iter_chunks(fmt, rows, columns):
+        return table
+    return pa.table({c: pa.array([], pa.string()) for c in (columns or fmt.columns)})
+
+
+def _short(exc: Exception) -> str:
+    return str(exc).splitlines()[0][:200]
+
+
+# --- typed columns from text -------------------------------------------------------------------
+
+_DECIMAL_COMMA = r"^(-?\d+),(\d+)$"
+
+
+def to_float(column: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """(values, bad): floats from text, dot or comma decimals; bad = non-empty but unreadable."""
+    text = pc.utf8_trim_whitespace(column)
+    text = pc.replace_substring_regex(text, _DECIMAL_COMMA, r"\1.\2")
+    empty = pc.equal(text, "")
+    try:
+        values = pc.cast(pc.if_else(empty, None, text), pa.float64())
+        out = values.to_numpy(zero_copy_only=False).astype(np.float64)
+        return out, np.zeros(len(out), bool)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        series = pd.Series(text.to_pylist(), dtype="string")
+        from shared.roles import to_number
+
+        out = to_number(series).to_numpy(np.float64)
+        blank = np.asarray(empty.to_numpy(zero_copy_only=False), bool)
+        return out, np.isnan(out) & ~blank
+
+
+def to_pandas_text(table: pa.Table) -> pd.DataFrame:
+    """A text table as a DataFrame of Python strings (for role inference and profiling)."""
+    return table.to_pandas(types_mapper={pa.string(): pd.StringDtype()}.get)
