@@ -72,11 +72,42 @@ class Isotonic(Calibrator):
         return cls(model.X_thresholds_.tolist(), model.y_thresholds_.tolist())
 
 
-def fit_calibrator(raw: np.ndarray, y: np.ndarray, min_positives: int = 50) -> Calibrator:
-    """Isotonic when there are enough positives to shape it, else Platt."""
-    if int(np.sum(y)) >= min_positives:
-        return Isotonic.fit(raw, y)
-    return Platt.fit(raw, y)
+def fit_calibrator(raw: np.ndarray, y: np.ndarray, seed: int = 0) -> Calibrator:
+    """The calibrator (none, Platt or isotonic) with the lowest cross-validated Brier score.
+
+    Isotonic steps overfit a few positives and Platt can be worse than XGBoost's own logistic
+    output, so each candidate is fitted on one half of the validation rows and scored on the
+    other (both ways); the winner is refitted on all of them.
+    """
+    raw, y = np.asarray(raw, np.float64), np.asarray(y)
+    kinds: list[type[Calibrator]] = [Calibrator, Platt]
+    if int(y.sum()) >= 20:
+        kinds.append(Isotonic)
+    folds = _two_folds(y, seed)
+    if folds is None:
+        return Platt.fit(raw, y) if y.min() != y.max() else Calibrator()
+    scores = {}
+    for kind in kinds:
+        losses = []
+        for train, test in (folds, folds[::-1]):
+            model = kind() if kind is Calibrator else kind.fit(raw[train], y[train])  # type: ignore[attr-defined]
+            losses.append(np.mean((model(raw[test]) - y[test]) ** 2))
+        scores[kind] = float(np.mean(losses))
+    best = min(kinds, key=lambda kind: scores[kind])
+    return Calibrator() if best is Calibrator else best.fit(raw, y)  # type: ignore[attr-defined]
+
+
+def _two_folds(y: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """A stratified split in two halves, or None when a half would miss a class."""
+    rng = np.random.default_rng(seed)
+    first = np.zeros(len(y), bool)
+    for cls in (0, 1):
+        idx = np.flatnonzero(y == cls)
+        if len(idx) < 4:
+            return None
+        rng.shuffle(idx)
+        first[idx[: len(idx) // 2]] = True
+    return np.flatnonzero(first), np.flatnonzero(~first)
 
 
 def calibrator_from_json(data: dict[str, Any]) -> Calibrator:

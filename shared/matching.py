@@ -1,4 +1,10 @@
-"""Match an upload against the reference library: schema coverage x distribution similarity."""
+"""Match an upload against the reference library.
+
+similarity = coverage x (1 + role overlap) / 2 x (1 + distribution similarity) / 2, in [0, 1]:
+coverage is the share of a model's learned importance that the upload's roles can feed; role
+overlap is the Jaccard index of the two schemas' roles (a model that ignores what the upload
+offers fits it less); distribution similarity compares feature quantiles, weighted by importance.
+"""
 
 from __future__ import annotations
 
@@ -26,6 +32,7 @@ class Match:
     name: str
     similarity: float
     coverage: float
+    jaccard: float
     distribution: float
     quality: float
     mapping: dict[str, str] = field(default_factory=dict)
@@ -37,6 +44,7 @@ class Match:
             "name": self.name,
             "similarity": round(self.similarity, 4),
             "schema_coverage": round(self.coverage, 4),
+            "role_overlap": round(self.jaccard, 4),
             "distribution_similarity": round(self.distribution, 4),
             "validation_quality": round(self.quality, 4),
             "weight": round(self.weight, 4),
@@ -90,11 +98,14 @@ def match_models(
             if role in upload_roles and role != "label"
         }
         missing = sorted(r for r in model.column_roles if r not in roles and r != "label")
+        model_roles = set(model.column_roles) - {"label", "tx_id"}
+        jaccard = len(model_roles & roles) / max(len(model_roles | roles), 1)
         matches.append(
             Match(
                 name=model.name,
-                similarity=coverage * (0.5 + 0.5 * distribution),
+                similarity=coverage * (0.5 + 0.5 * jaccard) * (0.5 + 0.5 * distribution),
                 coverage=coverage,
+                jaccard=jaccard,
                 distribution=distribution,
                 quality=max(0.0, 2 * auc - 1),
                 mapping=mapping,

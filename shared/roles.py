@@ -98,6 +98,19 @@ class ColumnInfo:
     binary: bool
     nonneg_share: float
     datetime_share: float
+    low: float = float("nan")
+    high: float = float("nan")
+
+    @property
+    def is_text(self) -> bool:
+        return self.numeric_share < 0.5
+
+    @property
+    def epoch_like(self) -> bool:
+        """Whole numbers in the range of epoch seconds or milliseconds (2001-2096)."""
+        if self.numeric_share < 0.99 or self.unique_share < 0.2:
+            return False
+        return (self.low >= 1e9 and self.high < 4e9) or (self.low >= 1e12 and self.high < 4e12)
 
 
 @dataclass
@@ -168,6 +181,8 @@ def describe(series: pd.Series, sample: int = 5000) -> ColumnInfo:
         binary=binary,
         nonneg_share=float((finite >= 0).mean()) if len(finite) else 0.0,
         datetime_share=datetime_share,
+        low=float(finite.min()) if len(finite) else float("nan"),
+        high=float(finite.max()) if len(finite) else float("nan"),
     )
 
 
@@ -182,7 +197,9 @@ def name_score(tokens: list[str], role: str) -> float:
             score = max(score, keywords[token])
         else:
             for keyword, weight in keywords.items():
-                if len(keyword) >= 5 and keyword in token:
+                if (len(keyword) >= 5 and keyword in token) or (
+                    len(keyword) >= 4 and token.startswith(keyword)
+                ):
                     score = max(score, weight * 0.8)
     has_id = any(t in ID_TOKENS for t in tokens)
     if role in ID_ROLES and has_id:
@@ -249,18 +266,30 @@ def infer_roles(frame: pd.DataFrame, label: str | None = None) -> RoleMap:
 
 
 def _fallbacks(result: RoleMap, infos: dict[str, ColumnInfo], rows: int) -> None:
-    """Value-only guesses for the two roles everything hangs on, when names said nothing."""
-    free = [info for name, info in infos.items() if name not in result.reasons]
+    """Value-based guesses for roles the names did not reveal (files named in any language)."""
+
+    def free() -> list[ColumnInfo]:
+        return [info for name, info in infos.items() if name not in result.reasons]
+
+    def assign(role: str, info: ColumnInfo, why: str) -> None:
+        result.columns[role] = info.name
+        result.reasons[info.name] = f"{role}: {why}"
+
     if TIMESTAMP not in result:
-        dated = [i for i in free if i.datetime_share > 0.95]
+        dated = [i for i in free() if i.datetime_share > 0.95] or [
+            i for i in free() if i.epoch_like
+        ]
         if len(dated) == 1:
-            result.columns[TIMESTAMP] = dated[0].name
-            result.reasons[dated[0].name] = "timestamp: values parse as dates"
-            free.remove(dated[0])
+            assign(TIMESTAMP, dated[0], "values are dates or epoch times")
+    for role in (BALANCE_BEFORE, BALANCE_AFTER):  # a balance word whose direction we missed
+        if role not in result:
+            named = [i for i in free() if i.numeric_share > 0.9 and set(i.tokens) & BALANCE_WORDS]
+            if named:
+                assign(role, named[0], "a balance column (direction from column order)")
     if AMOUNT not in result:
         money = [
             i
-            for i in free
+            for i in free()
             if i.numeric_share > 0.99
             and not i.binary
             and i.nonneg_share > 0.99
@@ -269,5 +298,29 @@ def _fallbacks(result: RoleMap, infos: dict[str, ColumnInfo], rows: int) -> None
             and not any(t in ID_TOKENS for t in i.tokens)
         ]
         if len(money) == 1:
-            result.columns[AMOUNT] = money[0].name
-            result.reasons[money[0].name] = "amount: the only positive decimal column"
+            assign(AMOUNT, money[0], "the only positive decimal column")
+    if TX_ID not in result:
+        unique = [i for i in free() if i.unique_share > 0.98 and _id_values(i) and rows >= 50]
+        if len(unique) == 1:
+            assign(TX_ID, unique[0], "a unique identifier per row")
+    repeated = sorted(
+        (i for i in free() if _id_values(i) and i.unique >= 30 and i.unique_share < 0.95),
+        key=lambda i: -i.unique,
+    )
+    for role in (CUSTOMER, TERMINAL):  # cards/accounts usually outnumber merchants
+        if role not in result and repeated:
+            assign(role, repeated.pop(0), "repeated identifiers (by number of distinct values)")
+    labels = [i for i in free() if i.is_text and 2 <= i.unique <= 50 and not i.binary]
+    for role in (CATEGORY, CHANNEL, TX_TYPE):
+        if role not in result and labels:
+            assign(role, labels.pop(0), "a text column with few distinct values")
+
+
+def _id_values(info: ColumnInfo) -> bool:
+    """Values that look like identifiers: text, or whole numbers named or sized like ids."""
+    if info.binary or info.epoch_like or info.datetime_share > 0.5:
+        return False
+    if info.is_text:
+        return True
+    named = any(t in ID_TOKENS for t in info.tokens)
+    return info.integer_share > 0.999 and (named or info.low >= 1000)

@@ -1,0 +1,209 @@
+"""The scoring pipeline end to end on a small library (models from a folder, no services)."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from shared import roles as R
+from shared.anomaly import AnomalyDetector
+from shared.csvio import InputError, sniff
+from shared.features import FEATURES, build_features
+from shared.library import write_csv
+from shared.roles import infer_roles
+from shared.scoring import OUTPUT_COLUMNS, Cancelled, Pipeline, ScoreOptions
+from shared.simulator import example_spec, reference_catalog, simulate, with_rows
+from tests.helpers import FolderSource
+
+SPEC = with_rows(example_spec(), 3000)
+
+
+@pytest.fixture(scope="module")
+def upload(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("in") / "upload.csv"
+    write_csv(simulate(SPEC, labeled=False), path)
+    return path
+
+
+def run(source: FolderSource, src: Path, tmp: Path, **options) -> tuple[pd.DataFrame, dict, Path]:
+    out, errors = tmp / "out.csv", tmp / "errors.csv"
+    result = Pipeline(source, ScoreOptions(**options)).run(src, out, errors)
+    return pd.read_csv(out), result.summary(), out
+
+
+def test_the_output_has_one_row_per_input_row_with_scores(
+    small_library: Path, upload: Path, tmp_path: Path
+) -> None:
+    out, summary, _ = run(FolderSource(small_library), upload, tmp_path)
+    names = SPEC.column_names()
+    id_columns = [names[R.TX_ID], names[R.CUSTOMER], names[R.TERMINAL]]
+    assert list(out.columns) == ["row_number", *id_columns, *OUTPUT_COLUMNS]
+    assert out["row_number"].tolist() == list(range(1, SPEC.rows + 1))
+    assert out["fraud_probability"].between(0, 1).all()
+    assert set(out["risk_level"]) <= {"high", "medium", "low"}
+    assert (out.loc[out["fraud_probability"] >= 0.5, "risk_level"] == "high").all()
+    assert out["anomaly_score"].between(0, 1).all() and set(out["is_anomaly"]) <= {0, 1}
+    stats = summary["stats"]
+    assert stats["total_transactions"] == SPEC.rows and stats["rows_failed"] == 0
+    assert stats["high_risk"] + stats["medium_risk"] + stats["low_risk"] == SPEC.rows
+    assert stats["anomalies_detected"] == int(out["is_anomaly"].sum()) > 0
+
+
+def test_the_summary_names_models_weights_and_methods(
+    small_library: Path, upload: Path, tmp_path: Path
+) -> None:
+    _, summary, _ = run(FolderSource(small_library), upload, tmp_path, top_k=2)
+    methods = summary["methods_used"]
+    assert methods["top_k_models"] == 2 and len(methods["models"]) == 2
+    assert sum(m["weight"] for m in methods["models"]) == pytest.approx(1.0, abs=1e-3)
+    assert methods["best_model"] == methods["models"][0]["name"]
+    assert 0 < methods["similarity_score"] <= 1
+    assert methods["ensemble"] == "weighted_average (logit pooling)"
+    assert methods["anomaly_detection"] == "isolation_forest"
+    assert methods["calibration"].startswith("per-model")
+    explained = methods["matching"][0]
+    best = next(m for m in FolderSource(small_library).models() if m.name == explained["name"])
+    amount = SPEC.column_names()[R.AMOUNT]
+    assert explained["column_mapping"][amount] == best.column_roles[R.AMOUNT]
+
+
+def test_output_is_identical_across_runs_and_chunk_sizes(
+    small_library: Path, upload: Path, tmp_path: Path
+) -> None:
+    source = FolderSource(small_library)
+    outputs = []
+    for i, chunk in enumerate([100_000, 100_000, 1000, 777]):
+        folder = tmp_path / str(i)
+        folder.mkdir()
+        outputs.append(run(source, upload, folder, chunk_rows=chunk)[2].read_bytes())
+    assert all(output == outputs[0] for output in outputs[1:])
+
+
+def test_history_features_are_exact_across_chunk_boundaries(
+    small_library: Path, upload: Path
+) -> None:
+    whole = pd.read_csv(upload)
+    expected = build_features(whole, infer_roles(whole)).to_numpy(np.float32)
+    pipeline = Pipeline(FolderSource(small_library), ScoreOptions(chunk_rows=500))
+    fmt = sniff(upload)
+    roles, time_format, _ = pipeline._profile(fmt)
+    index = pipeline._index(fmt, roles, time_format)
+    from shared.csvio import iter_chunks
+
+    parts, offset = [], 0
+    for table in iter_chunks(fmt, 500):
+        parts.append(pipeline._matrix(table, offset, roles, time_format, index))
+        offset += table.num_rows
+    got = np.concatenate(parts)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, equal_nan=True)
+    assert np.isfinite(got[:, FEATURES.index("cust_count_24h")]).all()
+
+
+def test_unreadable_amounts_go_to_the_errors_file(small_library: Path, tmp_path: Path) -> None:
+    frame = simulate(SPEC, labeled=False).astype({SPEC.column_names()[R.AMOUNT]: str})
+    amount = SPEC.column_names()[R.AMOUNT]
+    frame.loc[[4, 9], amount] = ["twelve", ""]
+    src = tmp_path / "bad.csv"
+    write_csv(frame, src)
+    out, summary, _ = run(FolderSource(small_library), src, tmp_path)
+    errors = pd.read_csv(tmp_path / "errors.csv")
+    assert errors["row_number"].tolist() == [5, 10]
+    assert set(errors["column"]) == {amount}
+    assert summary["stats"]["rows_failed"] == 2
+    assert len(out) == SPEC.rows - 2 and not {5, 10} & set(out["row_number"])
+
+
+def test_a_file_without_an_amount_is_refused_naming_what_was_expected(
+    small_library: Path, tmp_path: Path
+) -> None:
+    src = tmp_path / "noamount.csv"
+    src.write_text("customer_id,merchant_id,comment\nC1,M1,hello\nC2,M2,bye\n")
+    with pytest.raises(InputError, match=r"no amount-like column found.*found: customer_id"):
+        Pipeline(FolderSource(small_library)).run(src, tmp_path / "o.csv")
+    assert not (tmp_path / "o.csv").exists()
+
+
+def test_regional_formats_score_like_the_plain_file(
+    small_library: Path, upload: Path, tmp_path: Path
+) -> None:
+    frame = pd.read_csv(upload, dtype=str)
+    amount = SPEC.column_names()[R.AMOUNT]
+    frame[amount] = frame[amount].str.replace(".", ",", regex=False)
+    regional = tmp_path / "regional.csv.gz"
+    text = frame.to_csv(index=False, sep=";")
+    regional.write_bytes(gzip.compress(("\ufeff" + text).encode("utf-8")))
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    plain, _, _ = run(FolderSource(small_library), upload, tmp_path / "a")
+    other, _, _ = run(FolderSource(small_library), regional, tmp_path / "b")
+    np.testing.assert_allclose(other["fraud_probability"], plain["fraud_probability"])
+
+
+def test_keep_columns_copies_every_input_column(
+    small_library: Path, upload: Path, tmp_path: Path
+) -> None:
+    out, _, _ = run(FolderSource(small_library), upload, tmp_path, keep_columns=True)
+    assert list(out.columns) == ["row_number", *pd.read_csv(upload, nrows=1).columns,
+                                 *OUTPUT_COLUMNS]  # fmt: skip
+
+
+def test_cancelling_stops_at_a_chunk_boundary_and_leaves_no_output(
+    small_library: Path, upload: Path, tmp_path: Path
+) -> None:
+    calls = []
+
+    def cancelled() -> bool:
+        calls.append(1)
+        return len(calls) > 2
+
+    pipeline = Pipeline(FolderSource(small_library), ScoreOptions(chunk_rows=500),
+                        cancelled=cancelled)  # fmt: skip
+    with pytest.raises(Cancelled):
+        pipeline.run(upload, tmp_path / "out.csv")
+    assert not list(tmp_path.iterdir())
+
+
+def test_progress_reports_each_stage(small_library: Path, upload: Path, tmp_path: Path) -> None:
+    seen = []
+    Pipeline(FolderSource(small_library), ScoreOptions(chunk_rows=1000),
+             progress=lambda stage, done, total: seen.append((stage, done, total))).run(
+        upload, tmp_path / "o.csv")  # fmt: skip
+    stages = [s for s, _, _ in seen]
+    assert stages.index("matching") < stages.index("scoring") < stages.index("writing")
+    assert ("writing", SPEC.rows, SPEC.rows) in seen
+
+
+def test_usage_is_recorded_for_the_chosen_models(
+    small_library: Path, upload: Path, tmp_path: Path
+) -> None:
+    source = FolderSource(small_library)
+    _, summary, _ = run(source, upload, tmp_path)
+    assert source.used == [[m["name"] for m in summary["methods_used"]["models"]]]
+
+
+def test_the_anomaly_detector_flags_blatant_outliers() -> None:
+    rng = np.random.default_rng(0)
+    sample = rng.normal(0, 1, (5000, len(FEATURES))).astype(np.float32)
+    sample[:, 3] = np.nan  # a feature the file lacks
+    detector = AnomalyDetector(contamination=0.01).fit(sample)
+    scores = detector.score(sample)
+    assert 0.005 < detector.flags(scores).mean() < 0.02
+    outlier = np.full((1, len(FEATURES)), 25.0, dtype=np.float32)
+    assert detector.flags(detector.score(outlier))[0]
+
+
+def test_matching_prefers_models_of_the_same_shape(small_library: Path) -> None:
+    from shared.matching import match_models, sample_quantiles
+
+    mobile = with_rows(reference_catalog(3)[2], 3000)
+    frame = simulate(mobile, labeled=False)
+    roles = infer_roles(frame)
+    matrix = build_features(frame, roles).to_numpy(np.float32)
+    ranked = match_models(FolderSource(small_library).models(), roles.to_json(),
+                          sample_quantiles(matrix))  # fmt: skip
+    assert ranked[0].name.startswith("mobile_money")
+    assert all(0 <= m.similarity <= 1 for m in ranked)
