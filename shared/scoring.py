@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
+import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +46,7 @@ logger = logging.getLogger(__name__)
 Progress = Callable[[str, int, int], None]
 ID_ROLES = (R.TX_ID, R.CUSTOMER, R.TERMINAL)
 BLOCK_ROWS = 16_384
+RISK_LEVELS = pa.array(["low", "medium", "high"])
 OUTPUT_COLUMNS = ("fraud_probability", "risk_level", "anomaly_score", "is_anomaly")
 
 
@@ -99,8 +102,11 @@ class ScoreResult:
 
 
 class _Timer:
+    """Seconds per stage; stages run on pool threads add their busy time (so they may overlap)."""
+
     def __init__(self) -> None:
         self.seconds: dict[str, float] = defaultdict(float)
+        self._lock = threading.Lock()
 
     @contextmanager
     def __call__(self, stage: str) -> Iterator[None]:
@@ -108,7 +114,17 @@ class _Timer:
         try:
             yield
         finally:
-            self.seconds[stage] += time.perf_counter() - started
+            with self._lock:
+                self.seconds[stage] += time.perf_counter() - started
+
+    def timed(
+        self, stage: str, fn: Callable[[np.ndarray], np.ndarray]
+    ) -> Callable[[np.ndarray], np.ndarray]:
+        def run(block: np.ndarray) -> np.ndarray:
+            with self(stage):
+                return fn(block)
+
+        return run
 
 
 @dataclass
@@ -118,8 +134,8 @@ class _FileIndex:
     rows: int
     amount: np.ndarray
     bad_amount: np.ndarray
-    entity: dict[str, np.ndarray]
-    shares: dict[str, dict[str, float]]
+    t: np.ndarray | None
+    per_row: dict[str, np.ndarray]  # entity history and category shares, float32
 
 
 class Pipeline:
@@ -160,80 +176,57 @@ class Pipeline:
                 time_format = detect_format(frame[column], R.tokens_of(column))
         return roles, time_format, sample
 
-    def _index(self, fmt: CsvFormat, roles: RoleMap, time_format: TimeFormat | None) -> _FileIndex:
-        wanted = [R.AMOUNT, R.TIMESTAMP, R.CUSTOMER, R.TERMINAL, *CATEGORICAL_FEATURES]
-        columns = [roles.get(r) for r in wanted if r in roles]
-        amounts, bads, times = [], [], []
-        ids: dict[str, list[pa.ChunkedArray]] = {R.CUSTOMER: [], R.TERMINAL: []}
-        counts: dict[str, Counter[str]] = {role: Counter() for role in CATEGORICAL_FEATURES}
-        rows = 0
+    def _columns(self, fmt: CsvFormat, roles: RoleMap) -> tuple[list[str], list[str]]:
+        """(columns copied to the output, columns pass 2 needs), in file order."""
+        id_columns = [roles.get(r) for r in ID_ROLES if r in roles]
+        out_columns = list(fmt.columns) if self.options.keep_columns else id_columns
+        role_columns = {c for r, c in roles.columns.items() if r != R.LABEL}
+        return out_columns, sorted(set(out_columns) | role_columns, key=fmt.columns.index)
+
+    def _index(
+        self,
+        fmt: CsvFormat,
+        roles: RoleMap,
+        time_format: TimeFormat | None,
+        columns: list[str],
+        spool: Path,
+    ) -> _FileIndex:
+        """Pass 1: per-row arrays for the whole file. The text chunks go to an Arrow spool file
+        on local disk, so pass 2 reads them back instead of parsing the CSV again."""
+        builder = _IndexBuilder(roles, time_format)
         chunks = iter_chunks(fmt, self.options.chunk_rows, columns)
-        while True:
-            with self.time("read"):
-                table = next(chunks, None)
-            if table is None:
-                break
-            self._check_cancel()
-            with self.time("features"):
-                amount, bad = to_float(table[roles.get(R.AMOUNT)])
-                amounts.append(amount)
-                bads.append(bad | np.isnan(amount))
-                if time_format is not None:
-                    times.append(apply_format(table[roles.get(R.TIMESTAMP)], time_format))
-                for role, parts in ids.items():
-                    if role in roles:
-                        parts.append(table[roles.get(role)])
-                for role, counter in counts.items():
-                    if role in roles:
-                        tally = pc.value_counts(table[roles.get(role)]).to_pylist()
-                        counter.update({item["values"]: item["counts"] for item in tally})
-            rows += table.num_rows
-            self.progress("reading", rows, 0)
+        schema = pa.schema([(c, pa.string()) for c in columns])
+        with pa.OSFile(str(spool), "wb") as sink, pa.ipc.new_file(sink, schema) as spooler:
+            while True:
+                with self.time("read"):
+                    table = next(chunks, None)
+                if table is None:
+                    break
+                self._check_cancel()
+                with self.time("read"):
+                    spooler.write_batch(table.combine_chunks().to_batches()[0])
+                with self.time("features"):
+                    builder.add(table)
+                self.progress("reading", builder.rows, 0)
         with self.time("features"):
-            amount_all = np.concatenate(amounts) if amounts else np.array([])
-            t_all = np.concatenate(times) if times else None
-            codes = {role: _codes(parts) for role, parts in ids.items() if parts}
-            entity = entity_features(
-                codes.get(R.CUSTOMER), codes.get(R.TERMINAL), t_all, amount_all
-            )
-            entity = {name: values.astype(np.float32) for name, values in entity.items()}
-            shares = {
-                role: {value: count / rows for value, count in counter.items()}
-                for role, counter in counts.items()
-                if counter
-            }
-        return _FileIndex(rows, amount_all, np.concatenate(bads) if bads else np.array([], bool),
-                          entity, shares)  # fmt: skip
+            return builder.finish()
 
     # --- per-chunk features ------------------------------------------------------------------
 
     def _matrix(
-        self,
-        table: pa.Table,
-        offset: int,
-        roles: RoleMap,
-        time_format: TimeFormat | None,
-        index: _FileIndex,
+        self, table: pa.Table, offset: int, roles: RoleMap, index: _FileIndex
     ) -> np.ndarray:
+        """Features of one chunk: its own numbers plus its slice of the file-level arrays."""
         n = table.num_rows
-        amount = index.amount[offset : offset + n]
-        t = None
-        if time_format is not None:
-            t = apply_format(table[roles.get(R.TIMESTAMP)], time_format)
+        rows = slice(offset, offset + n)
 
         def number(role: str) -> np.ndarray | None:
             return to_float(table[roles.get(role)])[0] if role in roles else None
 
-        freqs = {}
-        for role, name in CATEGORICAL_FEATURES.items():
-            if role in index.shares:
-                text = table[roles.get(role)].to_pandas()
-                freqs[name] = text.map(index.shares[role]).astype(float).to_numpy()
-        parts = row_features(
-            n, amount, t, number(R.DISTANCE), number(R.BALANCE_BEFORE), number(R.BALANCE_AFTER),
-            freqs,
-        )  # fmt: skip
-        parts.update({k: v[offset : offset + n] for k, v in index.entity.items()})
+        t = index.t[rows] if index.t is not None else None
+        parts = row_features(n, index.amount[rows], t, number(R.DISTANCE),
+                             number(R.BALANCE_BEFORE), number(R.BALANCE_AFTER))  # fmt: skip
+        parts.update({name: values[rows] for name, values in index.per_row.items()})
         return assemble(parts, n, set(roles.columns))
 
     # --- the job -----------------------------------------------------------------------------
@@ -242,18 +235,39 @@ class Pipeline:
         self, input_path: Path, output_path: Path, errors_path: Path | None = None
     ) -> ScoreResult:
         """Score input_path into output_path (written whole, then renamed into place)."""
-        opts = self.options
         fmt = sniff(Path(input_path))
         roles, time_format, sample = self._profile(fmt)
         self.progress("reading", 0, 0)
-        index = self._index(fmt, roles, time_format)
+        out_columns, columns = self._columns(fmt, roles)
+        spool_dir = tempfile.TemporaryDirectory(prefix="fraudscore-")
+        spool = Path(spool_dir.name) / "chunks.arrow"
+        try:
+            return self._run(fmt, roles, time_format, sample, columns, out_columns, spool,
+                             Path(output_path), errors_path)  # fmt: skip
+        finally:
+            spool_dir.cleanup()
+
+    def _run(
+        self,
+        fmt: CsvFormat,
+        roles: RoleMap,
+        time_format: TimeFormat | None,
+        sample: pa.Table,
+        columns: list[str],
+        out_columns: list[str],
+        spool: Path,
+        output_path: Path,
+        errors_path: Path | None,
+    ) -> ScoreResult:
+        opts = self.options
+        index = self._index(fmt, roles, time_format, columns, spool)
         if index.rows == 0:
             raise InputError(f"{fmt.path.name} has a header but no rows")
 
         self.progress("matching", 0, index.rows)
         sample_n = min(sample.num_rows, index.rows)
         with self.time("features"):
-            sample_x = self._matrix(sample.slice(0, sample_n), 0, roles, time_format, index)
+            sample_x = self._matrix(sample.slice(0, sample_n), 0, roles, index)
         with self.time("matching"):
             upload_roles = {r: c for r, c in roles.columns.items() if r not in (R.LABEL, R.TX_ID)}
             ranked = match_models(self.source.models(), upload_roles, sample_quantiles(sample_x))
@@ -266,25 +280,26 @@ class Pipeline:
             bundles = [self.source.load(m.name) for m in chosen]
         pool = ThreadPoolExecutor(max_workers=opts.threads)
         try:
-            with self.time("calibration"):
-                train_prior = float(sum(
-                    m.weight * float(b.metadata["metrics"]["fraud_rate"])
-                    for m, b in zip(chosen, bundles, strict=True)
-                ))  # fmt: skip
-            sample_p = self._ensemble(sample_x, chosen, bundles, pool)
-            with self.time("calibration"):
-                prior = estimate_prior(sample_p, train_prior) if opts.prior_shift else train_prior
-            detector = AnomalyDetector()
+            train_prior = float(sum(
+                m.weight * float(b.metadata["metrics"]["fraud_rate"])
+                for m, b in zip(chosen, bundles, strict=True)
+            ))  # fmt: skip
+            scorer = _Scorer(opts, self.time, chosen, bundles, AnomalyDetector(), pool)
+            scorer.train_prior = scorer.prior = train_prior
+            if opts.prior_shift:
+                sample_p = scorer.collect(scorer.submit(sample_x, False), len(sample_x))[0]
+                with self.time("calibration"):
+                    scorer.prior = estimate_prior(sample_p, train_prior)
             if opts.anomaly:
                 self.progress("anomaly", 0, index.rows)
                 with self.time("anomaly"):
-                    detector.fit(sample_x)
+                    scorer.detector.fit(sample_x)
             counts = self._score_pass(
-                fmt, roles, time_format, index, chosen, bundles, detector, train_prior, prior,
-                Path(output_path), pool,
-            )  # fmt: skip
+                spool, out_columns, columns, roles, index, scorer, output_path
+            )
         finally:
             pool.shutdown()
+        prior = scorer.prior
         failed = self._write_errors(index, roles, errors_path)
         self.source.record_usage([m.name for m in chosen])
         stats = {
@@ -298,87 +313,59 @@ class Pipeline:
         methods = self._methods(chosen, bundles, roles, train_prior, prior)
         return ScoreResult(stats, methods, dict(self.time.seconds))
 
-    def _ensemble(
-        self,
-        x: np.ndarray,
-        chosen: list[Match],
-        bundles: list[ModelBundle],
-        pool: ThreadPoolExecutor,
-    ) -> np.ndarray:
-        """Weighted average of the models' calibrated probabilities, blocks on threads."""
-        out = np.zeros(len(x))
-        logit = self.options.pooling == "logit"
-        for match, bundle in zip(chosen, bundles, strict=True):
-            blocks = [x[i : i + BLOCK_ROWS] for i in range(0, len(x), BLOCK_ROWS)]
-            with self.time(f"model:{match.name}"):
-                raw = (
-                    np.concatenate(list(pool.map(bundle.predict_raw, blocks)))
-                    if blocks
-                    else np.array([])
-                )
-            with self.time("calibration"):
-                p = bundle.calibrator(raw) if self.options.calibrate else raw
-                out += match.weight * (_logit(p) if logit else p)
-        return 1 / (1 + np.exp(-out)) if logit else out
-
     def _score_pass(
         self,
-        fmt: CsvFormat,
+        spool: Path,
+        out_columns: list[str],
+        columns: list[str],
         roles: RoleMap,
-        time_format: TimeFormat | None,
         index: _FileIndex,
-        chosen: list[Match],
-        bundles: list[ModelBundle],
-        detector: AnomalyDetector,
-        train_prior: float,
-        prior: float,
+        scorer: _Scorer,
         output_path: Path,
-        pool: ThreadPoolExecutor,
     ) -> Counter[str]:
+        """Pass 2: featurise chunk k+1 while the pool scores chunk k; append each in order."""
         opts = self.options
-        id_columns = [roles.get(r) for r in ID_ROLES if r in roles]
-        out_columns = list(fmt.columns) if opts.keep_columns else id_columns
-        needed = sorted(set(out_columns) | {c for r, c in roles.columns.items() if r != R.LABEL},
-                        key=fmt.columns.index)  # fmt: skip
         tmp = output_path.with_name(output_path.name + ".part")
         counts: Counter[str] = Counter()
         offset = 0
         writer = None
+        submitted: tuple[pa.Table, int, Any] | None = None
         try:
-            chunks = iter_chunks(fmt, opts.chunk_rows, needed)
+            chunks = _spooled(spool)
+            pending: tuple[pa.Table, int, Any] | None = None
             while True:
                 with self.time("read"):
                     table = next(chunks, None)
+                if table is not None:
+                    self._check_cancel()
+                    self.progress("scoring", offset, index.rows)
+                    with self.time("features"):
+                        x = self._matrix(table, offset, roles, index)
+                    submitted = (table, offset, scorer.submit(x, opts.anomaly))
+                    offset += table.num_rows
+                if pending is not None:
+                    done_table, done_offset, futures = pending
+                    p, scores, flags = scorer.collect(futures, done_table.num_rows)
+                    with self.time("write"):
+                        keep = ~index.bad_amount[done_offset : done_offset + len(p)]
+                        out = self._output_table(done_table, out_columns, done_offset, p,
+                                                 scores, flags, keep)  # fmt: skip
+                        if writer is None:
+                            writer = pacsv.CSVWriter(str(tmp), out.schema)
+                        writer.write_table(out)
+                        levels = out["risk_level"].combine_chunks().indices.to_numpy()
+                        tally = np.bincount(levels, minlength=3)
+                        counts.update({"low": int(tally[0]), "medium": int(tally[1]),
+                                       "high": int(tally[2]),
+                                       "anomalies": int(flags[keep].sum())})  # fmt: skip
+                pending = submitted if table is not None else None
                 if table is None:
                     break
-                self._check_cancel()
-                self.progress("scoring", offset, index.rows)
-                with self.time("features"):
-                    x = self._matrix(table, offset, roles, time_format, index)
-                p = self._ensemble(x, chosen, bundles, pool)
-                with self.time("calibration"):
-                    if opts.prior_shift:
-                        p = shift_prior(p, train_prior, prior)
-                with self.time("anomaly"):
-                    scores = detector.score(x, pool) if opts.anomaly else np.zeros(len(x))
-                    flags = detector.flags(scores) if opts.anomaly else np.zeros(len(x), bool)
-                with self.time("write"):
-                    keep = ~index.bad_amount[offset : offset + len(x)]
-                    out = self._output_table(table, out_columns, offset, p, scores, flags, keep)
-                    if writer is None:
-                        writer = pacsv.CSVWriter(str(tmp), out.schema)
-                    writer.write_table(out)
-                    risk = out["risk_level"].to_numpy(zero_copy_only=False)
-                    counts.update({"high": int((risk == "high").sum()),
-                                   "medium": int((risk == "medium").sum()),
-                                   "low": int((risk == "low").sum()),
-                                   "anomalies": int(flags[keep].sum())})  # fmt: skip
-                offset += len(x)
             self.progress("writing", offset, index.rows)
             with self.time("write"):
                 if writer is None:
                     empty = self._output_table(
-                        pa.table({c: pa.array([], pa.string()) for c in needed}), out_columns,
+                        pa.table({c: pa.array([], pa.string()) for c in columns}), out_columns,
                         0, np.array([]), np.array([]), np.array([], bool), np.array([], bool),
                     )  # fmt: skip
                     writer = pacsv.CSVWriter(str(tmp), empty.schema)
@@ -402,15 +389,15 @@ class Pipeline:
         keep: np.ndarray,
     ) -> pa.Table:
         opts = self.options
-        risk = np.where(p >= opts.high_threshold, "high",
-                        np.where(p >= opts.medium_threshold, "medium", "low"))  # fmt: skip
+        level = (p >= opts.medium_threshold).astype(np.int8) + (p >= opts.high_threshold)
+        risk = pa.DictionaryArray.from_arrays(pa.array(level, pa.int8()), RISK_LEVELS)
         rows = np.arange(offset + 1, offset + len(p) + 1, dtype=np.int64)
         data: dict[str, Any] = {"row_number": pa.array(rows)}
         for column in out_columns:
             data[column if column not in data else f"input_{column}"] = table[column]
         data.update({
             "fraud_probability": pa.array(np.round(p, 6)),
-            "risk_level": pa.array(risk.astype(str)),
+            "risk_level": risk,
             "anomaly_score": pa.array(np.round(scores, 4)),
             "is_anomaly": pa.array(flags.astype(np.int8)),
         })  # fmt: skip
@@ -458,13 +445,129 @@ class Pipeline:
             raise Cancelled("cancelled")
 
 
+@dataclass
+class _Scorer:
+    """The ensemble and the anomaly detector over feature matrices, in blocks on a thread pool.
+
+    `submit` returns at once, so the caller can read and featurise the next chunk while the
+    pool scores this one; `collect` waits and combines.
+    """
+
+    options: ScoreOptions
+    timer: _Timer
+    chosen: list[Match]
+    bundles: list[ModelBundle]
+    detector: AnomalyDetector
+    pool: ThreadPoolExecutor
+    train_prior: float = 0.0
+    prior: float = 0.0
+
+    def submit(self, x: np.ndarray, anomaly: bool) -> tuple[list[list[Future]], list[Future]]:
+        blocks = [x[i : i + BLOCK_ROWS] for i in range(0, len(x), BLOCK_ROWS)]
+        models = [
+            [self.pool.submit(self.timer.timed(f"model:{m.name}", b.predict_raw), block)
+             for block in blocks]
+            for m, b in zip(self.chosen, self.bundles, strict=True)
+        ]  # fmt: skip
+        scores = []
+        if anomaly:
+            score = self.timer.timed("anomaly", self.detector.score)
+            scores = [self.pool.submit(score, block) for block in blocks]
+        return models, scores
+
+    def collect(
+        self, futures: tuple[list[list[Future]], list[Future]], n: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(probability, anomaly score, anomaly flag) per row."""
+        models, score_futures = futures
+        logit = self.options.pooling == "logit"
+        out = np.zeros(n)
+        for match, bundle, parts in zip(self.chosen, self.bundles, models, strict=True):
+            raw = np.concatenate([f.result() for f in parts]) if parts else np.zeros(0)
+            with self.timer("calibration"):
+                p = bundle.calibrator(raw) if self.options.calibrate else raw
+                out += match.weight * (_logit(p) if logit else p)
+        with self.timer("calibration"):
+            p = 1 / (1 + np.exp(-out)) if logit else out
+            if self.options.prior_shift and self.prior:
+                p = shift_prior(p, self.train_prior, self.prior)
+        if not score_futures:
+            return p, np.zeros(n), np.zeros(n, bool)
+        scores = np.concatenate([f.result() for f in score_futures])
+        return p, scores, self.detector.flags(scores)
+
+
 def _logit(p: np.ndarray) -> np.ndarray:
     p = np.clip(np.asarray(p, np.float64), 1e-7, 1 - 1e-7)
     return np.log(p / (1 - p))
 
 
+class _IndexBuilder:
+    """Collects pass 1's per-row arrays chunk by chunk, then computes file-level features."""
+
+    def __init__(self, roles: RoleMap, time_format: TimeFormat | None) -> None:
+        self.roles, self.time_format = roles, time_format
+        self.rows = 0
+        self.amounts: list[np.ndarray] = []
+        self.bads: list[np.ndarray] = []
+        self.times: list[np.ndarray] = []
+        self.ids: dict[str, list[pa.ChunkedArray]] = {R.CUSTOMER: [], R.TERMINAL: []}
+        self.categories: dict[str, list[pa.DictionaryArray]] = {r: [] for r in CATEGORICAL_FEATURES}
+
+    def add(self, table: pa.Table) -> None:
+        roles = self.roles
+        amount, bad = to_float(table[roles.get(R.AMOUNT)])
+        self.amounts.append(amount)
+        self.bads.append(bad | np.isnan(amount))
+        if self.time_format is not None:
+            self.times.append(apply_format(table[roles.get(R.TIMESTAMP)], self.time_format))
+        for role, parts in self.ids.items():
+            if role in roles:
+                parts.append(table[roles.get(role)])
+        for role, parts in self.categories.items():
+            if role in roles:
+                parts.append(pc.dictionary_encode(table[roles.get(role)].combine_chunks()))
+        self.rows += table.num_rows
+
+    def finish(self) -> _FileIndex:
+        amount = np.concatenate(self.amounts) if self.amounts else np.array([])
+        t = np.concatenate(self.times) if self.times else None
+        codes = {role: _codes(parts) for role, parts in self.ids.items() if parts}
+        entity = entity_features(codes.get(R.CUSTOMER), codes.get(R.TERMINAL), t, amount)
+        per_row = {name: values.astype(np.float32) for name, values in entity.items()}
+        for role, parts in self.categories.items():
+            if parts:
+                per_row[CATEGORICAL_FEATURES[role]] = _shares(parts, self.rows)
+        bad = np.concatenate(self.bads) if self.bads else np.array([], bool)
+        return _FileIndex(self.rows, amount, bad, t, per_row)
+
+
+def _spooled(path: Path) -> Iterator[pa.Table]:
+    """The chunks pass 1 spooled, in order."""
+    with pa.memory_map(str(path)) as source:
+        reader = pa.ipc.open_file(source)
+        for i in range(reader.num_record_batches):
+            yield pa.Table.from_batches([reader.get_batch(i)])
+
+
+def _shares(parts: list[pa.DictionaryArray], rows: int) -> np.ndarray:
+    """Each row's value's share of the whole column; empty values are missing (NaN)."""
+    counts: Counter[str] = Counter()
+    for part in parts:
+        tally = np.bincount(part.indices.to_numpy(zero_copy_only=False),
+                            minlength=len(part.dictionary))  # fmt: skip
+        counts.update(dict(zip(part.dictionary.to_pylist(), tally.tolist(), strict=True)))
+    counts.pop("", None)
+    out = []
+    for part in parts:
+        lookup = np.array([counts.get(v, np.nan) / rows for v in part.dictionary.to_pylist()],
+                          dtype=np.float32)  # fmt: skip
+        out.append(lookup[part.indices.to_numpy(zero_copy_only=False)])
+    return np.concatenate(out)
+
+
 def _codes(parts: list[pa.ChunkedArray]) -> np.ndarray:
     """Integer codes for an id column over the whole file (equal ids, equal codes)."""
     combined = pa.chunked_array([chunk for part in parts for chunk in part.chunks], pa.string())
-    codes, _ = pd.factorize(combined.to_numpy(zero_copy_only=False))
-    return codes.astype(np.int64)
+    encoded = pc.dictionary_encode(combined.combine_chunks())
+    return encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)

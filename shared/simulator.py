@@ -199,9 +199,13 @@ def _world(spec: DatasetSpec) -> _World:
     cust_mean = scale * rng.lognormal(0, 0.6, n_cust)
     cust_std = cust_mean * rng.uniform(0.2, 0.6, n_cust)
     k = min(10, n_term)
-    dist = np.sqrt(((cust_xy[:, None, :] - term_xy[None, :, :]) ** 2).sum(-1)).astype(np.float32)
-    near = np.argpartition(dist, k - 1, axis=1)[:, :k]
-    far = np.argpartition(-dist, k - 1, axis=1)[:, :k]
+    near = np.empty((n_cust, k), dtype=np.int64)
+    far = np.empty((n_cust, k), dtype=np.int64)
+    for start in range(0, n_cust, 2000):  # blocks keep the distance matrix small
+        block = cust_xy[start : start + 2000]
+        dist = np.sqrt(((block[:, None, :] - term_xy[None, :, :]) ** 2).sum(-1)).astype(np.float32)
+        near[start : start + 2000] = np.argpartition(dist, k - 1, axis=1)[:, :k]
+        far[start : start + 2000] = np.argpartition(-dist, k - 1, axis=1)[:, :k]
     return _World(
         rng=rng, spec=spec, cust_xy=cust_xy, cust_mean=cust_mean, cust_std=cust_std,
         cust_rate=rng.gamma(2.0, 1.0, n_cust),

@@ -84,19 +84,21 @@ def test_output_is_identical_across_runs_and_chunk_sizes(
 
 
 def test_history_features_are_exact_across_chunk_boundaries(
-    small_library: Path, upload: Path
+    small_library: Path, upload: Path, tmp_path: Path
 ) -> None:
     whole = pd.read_csv(upload)
     expected = build_features(whole, infer_roles(whole)).to_numpy(np.float32)
     pipeline = Pipeline(FolderSource(small_library), ScoreOptions(chunk_rows=500))
     fmt = sniff(upload)
     roles, time_format, _ = pipeline._profile(fmt)
-    index = pipeline._index(fmt, roles, time_format)
-    from shared.csvio import iter_chunks
+    columns = pipeline._columns(fmt, roles)[1]
+    index = pipeline._index(fmt, roles, time_format, columns, tmp_path / "spool.arrow")
+    from shared.scoring import _spooled
 
     parts, offset = [], 0
-    for table in iter_chunks(fmt, 500):
-        parts.append(pipeline._matrix(table, offset, roles, time_format, index))
+    for table in _spooled(tmp_path / "spool.arrow"):
+        assert table.num_rows == min(500, SPEC.rows - offset)
+        parts.append(pipeline._matrix(table, offset, roles, index))
         offset += table.num_rows
     got = np.concatenate(parts)
     np.testing.assert_allclose(got, expected, rtol=1e-5, equal_nan=True)
