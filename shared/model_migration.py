@@ -69,13 +69,16 @@ class Outcome:
         return "\n".join([*lines, "=" * 48])
 
 
-def local_rows(session: Session) -> list[ReferenceModel]:
-    query = select(ReferenceModel).order_by(ReferenceModel.name)
-    return [r for r in session.scalars(query).all() if r.storage_type == STORAGE_LOCAL]
+def rows_in(session: Session, storage: str, outcome: Outcome | None = None) -> list[ReferenceModel]:
+    """Registry rows kept in `storage`, by name; the others are counted as skipped."""
+    rows = session.scalars(select(ReferenceModel).order_by(ReferenceModel.name)).all()
+    if outcome is not None:
+        outcome.skipped += [r.name for r in rows if r.storage_type != storage]
+    return [r for r in rows if r.storage_type == storage]
 
 
 def estimate(session: Session, prices: Prices) -> Estimate:
-    rows = local_rows(session)
+    rows = rows_in(session, STORAGE_LOCAL)
     size = sum(r.size_bytes for r in rows)
     files = sum(len(r.file_checksums) for r in rows)
     monthly = size / GB * prices.storage_gb_month
@@ -112,7 +115,7 @@ def migrate(
 ) -> Outcome:
     """Upload each local model's files, verify each, then switch its row to S3."""
     outcome = Outcome()
-    for row in local_rows(session):
+    for row in rows_in(session, STORAGE_LOCAL, outcome):
         source = local_folder(row)
         target_uri = s3_uri(bucket, prefix, row)
         if dry_run:
@@ -144,11 +147,7 @@ def migrate(
 def verify(session: Session, settings: Settings, report: Callable[[str], None] = print) -> Outcome:
     """Every S3 row's files exist with the recorded sha256 and size."""
     outcome = Outcome()
-    query = select(ReferenceModel).order_by(ReferenceModel.name)
-    for row in session.scalars(query).all():
-        if row.storage_type != STORAGE_S3:
-            outcome.skipped.append(row.name)
-            continue
+    for row in rows_in(session, STORAGE_S3, outcome):
         store = open_store(row.artifact_uri, settings=settings)
         problems = []
         total = 0
@@ -175,11 +174,7 @@ def rollback(
 ) -> Outcome:
     """Point S3 rows back at local folders, re-downloading whatever is missing or wrong there."""
     outcome = Outcome()
-    query = select(ReferenceModel).order_by(ReferenceModel.name)
-    for row in session.scalars(query).all():
-        if row.storage_type != STORAGE_S3:
-            outcome.skipped.append(row.name)
-            continue
+    for row in rows_in(session, STORAGE_S3, outcome):
         folder = Path(models_dir) / row.name
         try:
             source = open_store(row.artifact_uri, settings=settings)

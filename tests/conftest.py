@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -152,4 +153,15 @@ def small_library(tmp_path_factory: pytest.TempPathFactory) -> Path:
         assert spec.name in SMALL_LIBRARY
         frame = simulate(with_rows(spec, 4000))
         train_frame(frame, spec.name, root, extra_metadata={"domain": spec.domain})
+    return root
+
+
+@pytest.fixture
+def registered_library(db: Session, small_library: Path, tmp_path: Path) -> Path:
+    """A copy of the small library (AUTOML_MODELS_DIR-like), registered on PostgreSQL."""
+    from shared.registry import populate
+
+    root = tmp_path / "automl_models"
+    shutil.copytree(small_library, root)
+    populate(db, root)
     return root

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import os
-import shutil
 import subprocess
 import sys
 import uuid
@@ -15,7 +14,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from shared.db.models import ReferenceModel
-from shared.registry import populate
 from shared.settings import Settings
 from shared.storage import open_store
 from tests.conftest import SMALL_LIBRARY
@@ -25,12 +23,8 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def library(db: Session, small_library: Path, tmp_path: Path) -> Path:
-    """A registered copy of the small library in AUTOML_MODELS_DIR-like folder."""
-    root = tmp_path / "automl_models"
-    shutil.copytree(small_library, root)
-    populate(db, root)
-    return root
+def library(registered_library: Path) -> Path:
+    return registered_library
 
 
 @pytest.fixture

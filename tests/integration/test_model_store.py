@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import multiprocessing
-import shutil
 import uuid
 from pathlib import Path
 
@@ -14,7 +13,6 @@ from sqlalchemy.orm import Session
 from shared.artifacts import sha256_file
 from shared.model_migration import migrate
 from shared.model_store import ModelIntegrityError, ModelNotFound, ModelStore
-from shared.registry import populate
 from shared.settings import Settings
 from shared.storage import open_store
 from tests.conftest import SMALL_LIBRARY
@@ -24,11 +22,8 @@ NAME = SMALL_LIBRARY[0]
 
 
 @pytest.fixture
-def in_s3(db: Session, small_library: Path, settings: Settings, tmp_path: Path) -> str:
+def in_s3(db: Session, registered_library: Path, settings: Settings) -> str:
     """The small library registered and migrated to a fresh bucket; returns the bucket."""
-    root = tmp_path / "automl_models"
-    shutil.copytree(small_library, root)
-    populate(db, root)
     bucket = f"fraud-cache-{uuid.uuid4().hex[:8]}"
     open_store(f"s3://{bucket}/", settings=settings).ensure_bucket()  # type: ignore[attr-defined]
     assert not migrate(db, settings, bucket, report=lambda _: None).failed
