@@ -2,12 +2,13 @@
 
     read -> profile -> match (top-k) -> align -> ensemble -> anomaly -> calibration -> risk
 
-Two streaming passes keep memory bounded by the chunk size plus ~80 bytes per row: pass 1
-reads the role columns (ids, time, amount, categories) to build per-entity history over the
-whole file, so features are exact across chunk boundaries whatever the row order; pass 2
-reads chunks of the file again, scores them and appends to the output. Roles, the timestamp
-format, the anomaly detector and the base-rate estimate all come from the first
-`sample_rows` rows, so the output does not depend on the chunk size.
+Memory is the chunk size plus ~100 bytes per row. Pass 1 streams the file once, builds per-row
+arrays for the whole file (amount, time, per-entity history, category shares: exact across
+chunk boundaries whatever the row order) and spools the text chunks to a local Arrow file.
+Pass 2 reads the spool back, featurises chunk k+1 while a thread pool scores chunk k, and
+appends each to the output. Roles, the timestamp format, the anomaly detector and the
+base-rate estimate come from the first `sample_rows` rows, so the output does not depend on
+the chunk size.
 """
 
 from __future__ import annotations

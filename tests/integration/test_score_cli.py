@@ -59,3 +59,18 @@ def test_the_cli_refuses_a_file_no_model_can_serve(
     assert run.stderr.strip().splitlines()[-1].startswith("score_csv: no amount-like column")
     assert "found: first_name, city" in run.stderr and "Traceback" not in run.stderr
     assert not (tmp_path / "o.csv").exists()
+
+
+def test_the_cli_output_is_identical_across_runs_and_chunk_sizes(
+    registered_library: Path, tmp_path: Path
+) -> None:
+    src = tmp_path / "upload.csv"
+    write_csv(simulate(with_rows(example_spec(), 1500), labeled=False), src)
+    outputs = []
+    for i, chunk in enumerate(["100000", "100000", "400"]):
+        out = tmp_path / f"out{i}.csv"
+        run = score_cli(str(src), "--output", str(out), "--chunk-rows", chunk,
+                        cache=tmp_path / "cache")  # fmt: skip
+        assert run.returncode == 0, run.stderr
+        outputs.append(out.read_bytes())
+    assert outputs[0] == outputs[1] == outputs[2]
