@@ -35,6 +35,8 @@ class CeleryConfig:
     result_expires = 24 * 3600
     broker_connection_retry_on_startup = True
     worker_hijack_root_logger = False
+    # Each new worker process warms its model cache before taking jobs; allow it the time.
+    worker_proc_alive_timeout = 120
     task_default_queue = QUEUE_JOBS
     task_default_exchange = QUEUE_JOBS
     task_default_routing_key = QUEUE_JOBS

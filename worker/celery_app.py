@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+
 from celery.signals import worker_process_init
 
 from shared.db.session import dispose_engines
+from shared.job_runner import warm_models
 from shared.logs import configure_logging
 from shared.queue import create_celery
 from shared.settings import get_settings
 
+logger = logging.getLogger(__name__)
 settings = get_settings()
 configure_logging(settings)
 app = create_celery(settings, include=["worker.tasks"])
@@ -18,3 +22,9 @@ app = create_celery(settings, include=["worker.tasks"])
 def _fresh_process(**_: object) -> None:
     # Pooled DB connections must not be shared with the parent across fork.
     dispose_engines()
+    # Warm this process's model cache so the first job pays no download.
+    try:
+        loaded = warm_models()
+        logger.info("model cache warm: %d models", len(loaded))
+    except Exception:  # an empty or unreachable registry must not stop the worker
+        logger.exception("model cache warm-up failed")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import socket
 
-from shared.queue import TASK_PING
+from shared.job_runner import run_job
+from shared.queue import TASK_PING, TASK_SCORE
 from worker.celery_app import app
 
 
@@ -13,3 +14,9 @@ from worker.celery_app import app
 def ping() -> dict[str, object]:
     """Health round trip: who answered."""
     return {"pong": True, "host": socket.gethostname(), "pid": os.getpid()}
+
+
+@app.task(name=TASK_SCORE)
+def score_job(job_id: str) -> str:
+    """Run one scoring job to its final state (idempotent: a finished job is left alone)."""
+    return run_job(job_id)

@@ -81,6 +81,16 @@ class ObjectStore(ABC):
         """The absolute URI of a key."""
         return self.uri.rstrip("/") + "/" + clean_key(key)
 
+    def key_of(self, uri: str) -> str | None:
+        """The key of an absolute URI inside this store, or None when it lies elsewhere."""
+        root = self.uri.rstrip("/") + "/"
+        if not uri.startswith(root):
+            return None
+        try:
+            return clean_key(uri[len(root) :])
+        except ValueError:
+            return None
+
     def ping(self) -> None:
         """Raise if the store cannot be reached."""
         next(iter(self.list("__ping__/")), None)

@@ -1,0 +1,206 @@
+"""Jobs API: submit, poll, list, download results, cancel. Every route needs a bearer token."""
+
+from __future__ import annotations
+
+import functools
+import re
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from flask import Blueprint, Response, g, jsonify, request, stream_with_context
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from api import services
+from api.errors import ApiError
+from api.uploads import UploadTooLarge, stream_multipart
+from shared import jobs as J
+from shared.auth import owner_for
+from shared.db.models import Job, utcnow
+from shared.queue import TASK_SCORE
+from shared.storage import ObjectNotFound
+
+bp = Blueprint("jobs", __name__, url_prefix="/api/v1")
+SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def require_token(view: Callable[..., Any]) -> Callable[..., Any]:
+    """401 unless `Authorization: Bearer <token>` names a live token; sets g.owner."""
+
+    @functools.wraps(view)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        header = request.headers.get("Authorization", "")
+        token = header[7:].strip() if header.lower().startswith("bearer ") else ""
+        with services().session() as session:
+            owner = owner_for(session, token) if token else None
+        if owner is None:
+            raise ApiError(
+                401, "unauthorized", "a valid 'Authorization: Bearer <token>' is required"
+            )
+        g.owner = owner
+        return view(*args, **kwargs)
+
+    return wrapped
+
+
+def _own_job(session: Any, job_id: str) -> Job:
+    """The caller's job, or 404 (also for another owner's job: no hint that it exists)."""
+    try:
+        key = uuid.UUID(job_id)
+    except ValueError:
+        raise ApiError(404, "not_found", f"no job {job_id}") from None
+    job = session.get(Job, key)
+    if job is None or job.owner != g.owner:
+        raise ApiError(404, "not_found", f"no job {job_id}")
+    return job
+
+
+def _base_url() -> str:
+    return request.host_url.rstrip("/")
+
+
+@bp.post("/jobs")
+@require_token
+def submit() -> tuple[Response, int]:
+    """Store the upload (streamed), record the job, enqueue it; 202 with its id."""
+    svc = services()
+    limit = svc.settings.upload_max_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise ApiError(413, "too_large", f"uploads are limited to {limit} bytes")
+    idempotency_key = request.headers.get("Idempotency-Key") or None
+    if idempotency_key:
+        with svc.session() as session:
+            existing = session.scalars(
+                select(Job).where(Job.owner == g.owner, Job.idempotency_key == idempotency_key)
+            ).one_or_none()
+            if existing is not None:
+                return jsonify(_accepted(existing)), 200
+    prefix = J.upload_prefix(g.owner)
+    if request.mimetype == "multipart/form-data":
+        boundary = request.mimetype_params.get("boundary", "").encode()
+        if not boundary:
+            raise ApiError(400, "bad_request", "multipart body without a boundary")
+
+        def key_for(filename: str) -> str:
+            name = SAFE_NAME.sub("_", filename.rsplit("/", 1)[-1])[:120] or "upload.csv"
+            return f"{prefix}{uuid.uuid4().hex}/{name}"
+
+        try:
+            fields, upload = stream_multipart(request.stream, boundary, svc.store, key_for, limit)
+        except UploadTooLarge:
+            raise ApiError(413, "too_large", f"uploads are limited to {limit} bytes") from None
+        except ValueError as exc:
+            raise ApiError(400, "bad_request", str(exc)) from None
+        if upload is None:
+            raise ApiError(400, "bad_request", "send the CSV as a multipart part named 'file'")
+        input_uri, raw_options = svc.store.uri_for(upload["key"]), fields
+    else:
+        body = request.get_json(silent=True) or {}
+        input_uri = str(body.get("input_uri") or "")
+        key = svc.store.key_of(input_uri) if input_uri else None
+        if key is None or not key.startswith(prefix):
+            raise ApiError(
+                400,
+                "bad_request",
+                f"send a multipart 'file', or an input_uri under {svc.store.uri_for(prefix)}",
+            )
+        if not svc.store.exists(key):
+            raise ApiError(400, "bad_request", f"no object at {input_uri}")
+        raw_options = body
+    try:
+        options = J.clean_options(dict(raw_options))
+    except ValueError as exc:
+        raise ApiError(400, "bad_request", str(exc)) from None
+    with svc.session() as session:
+        job = Job(owner=g.owner, input_uri=input_uri, options=options,
+                  idempotency_key=idempotency_key)  # fmt: skip
+        session.add(job)
+        try:
+            session.commit()
+        except IntegrityError:  # a concurrent retry with the same key won the race
+            session.rollback()
+            job = session.scalars(
+                select(Job).where(Job.owner == g.owner, Job.idempotency_key == idempotency_key)
+            ).one()
+            return jsonify(_accepted(job)), 200
+        svc.celery.send_task(TASK_SCORE, args=[str(job.id)])
+        return jsonify(_accepted(job)), 202
+
+
+def _accepted(job: Job) -> dict[str, str]:
+    return {"job_id": str(job.id), "status_url": f"{_base_url()}/api/v1/jobs/{job.id}"}
+
+
+@bp.get("/jobs/<job_id>")
+@require_token
+def status(job_id: str) -> Response:
+    with services().session() as session:
+        return jsonify(J.view(_own_job(session, job_id), _base_url()))
+
+
+@bp.get("/jobs")
+@require_token
+def list_jobs() -> Response:
+    """The caller's jobs, newest first, `page` and `per_page` (max 100)."""
+    page = max(1, request.args.get("page", 1, type=int) or 1)
+    per_page = min(100, max(1, request.args.get("per_page", 20, type=int) or 20))
+    with services().session() as session:
+        mine = select(Job).where(Job.owner == g.owner)
+        total = session.scalar(select(func.count()).select_from(mine.subquery()))
+        rows = session.scalars(
+            mine.order_by(Job.created_at.desc()).offset((page - 1) * per_page).limit(per_page)
+        ).all()
+        return jsonify(jobs=[J.view(job, _base_url()) for job in rows], page=page,
+                       per_page=per_page, total=total)  # fmt: skip
+
+
+@bp.delete("/jobs/<job_id>")
+@require_token
+def cancel(job_id: str) -> Response:
+    """Cancel a queued job at once, a running one at its next chunk boundary."""
+    with services().session() as session:
+        job = _own_job(session, job_id)
+        if job.state in J.FINISHED_STATES:
+            raise ApiError(409, "conflict", f"job {job_id} is already {job.state}")
+        job.state = J.CANCELLED
+        if job.started_at is None:
+            job.finished_at = utcnow()
+        session.commit()
+        return jsonify(J.view(job, _base_url()))
+
+
+@bp.get("/jobs/<job_id>/result")
+@require_token
+def result(job_id: str) -> Response:
+    return _download(job_id, "output_uri", "predictions.csv")
+
+
+@bp.get("/jobs/<job_id>/errors")
+@require_token
+def errors(job_id: str) -> Response:
+    return _download(job_id, "error_uri", "errors.csv")
+
+
+def _download(job_id: str, attribute: str, filename: str) -> Response:
+    """Stream the finished file from the object store (never buffered whole)."""
+    svc = services()
+    with svc.session() as session:
+        job = _own_job(session, job_id)
+        uri = getattr(job, attribute)
+        if job.state != J.SUCCEEDED or not uri:
+            raise ApiError(404, "not_found", f"job {job_id} has no {filename} (state {job.state})")
+    key = svc.store.key_of(uri)
+    if key is None:
+        raise ApiError(404, "not_found", f"job {job_id}: {filename} is not in this store")
+    try:
+        stream = svc.store.open(key)
+    except ObjectNotFound:
+        raise ApiError(404, "not_found", f"job {job_id}: {filename} is gone") from None
+
+    def chunks() -> Iterator[bytes]:
+        with stream:
+            yield from iter(lambda: stream.read(1 << 20), b"")
+
+    headers = {"Content-Disposition": f'attachment; filename="{job_id}-{filename}"'}
+    return Response(stream_with_context(chunks()), mimetype="text/csv", headers=headers)

@@ -1,0 +1,129 @@
+"""Stream a multipart upload's file part straight into the object store.
+
+The body is read in 1 MiB pieces through werkzeug's sans-IO multipart decoder; file data goes
+through a bounded queue to a thread that writes it to the store, so neither memory nor local
+disk ever holds the whole file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import threading
+from typing import Any, BinaryIO
+
+from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDecoder, NeedData
+
+from shared.storage import ObjectStore
+
+PIECE = 1 << 20
+FIELD_LIMIT = 64 * 1024
+
+
+class UploadTooLarge(Exception):
+    """The body went past the size limit."""
+
+
+class _QueueReader:
+    """A readable stream fed by a queue of byte strings (None ends it)."""
+
+    def __init__(self) -> None:
+        self.queue: queue.Queue[bytes | None] = queue.Queue(maxsize=8)
+        self._buffer = b""
+        self._done = False
+
+    def read(self, size: int = -1) -> bytes:
+        while not self._done and (size < 0 or len(self._buffer) < size):
+            item = self.queue.get()
+            if item is None:
+                self._done = True
+            else:
+                self._buffer += item
+        if size < 0:
+            size = len(self._buffer)
+        out, self._buffer = self._buffer[:size], self._buffer[size:]
+        return out
+
+
+class _StoreWriter:
+    """Runs store.put_stream(key, ...) on a thread while the request is being read."""
+
+    def __init__(self, store: ObjectStore, key: str) -> None:
+        self.reader = _QueueReader()
+        self.error: BaseException | None = None
+        self.size = 0
+        self.thread = threading.Thread(target=self._run, args=(store, key), daemon=True)
+        self.thread.start()
+
+    def _run(self, store: ObjectStore, key: str) -> None:
+        try:
+            self.size = store.put_stream(key, self.reader)  # type: ignore[arg-type]
+        except BaseException as exc:
+            self.error = exc
+            while self.reader.queue.get() is not None:  # drain so the producer never blocks
+                pass
+
+    def write(self, data: bytes) -> None:
+        if data:
+            self.reader.queue.put(bytes(data))
+
+    def close(self) -> int:
+        self.reader.queue.put(None)
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+        return self.size
+
+
+def stream_multipart(
+    body: BinaryIO, boundary: bytes, store: ObjectStore, key_for: Any, limit: int
+) -> tuple[dict[str, str], dict[str, Any] | None]:
+    """(form fields, {"key", "filename", "size"} of the `file` part or None)."""
+    decoder = MultipartDecoder(boundary, max_parts=50)
+    fields: dict[str, str] = {}
+    upload: dict[str, Any] | None = None
+    writer: _StoreWriter | None = None
+    field_name, field_data = None, b""
+    read = 0
+    try:
+        while True:
+            event = decoder.next_event()
+            if isinstance(event, NeedData):
+                piece = body.read(PIECE)
+                read += len(piece)
+                if read > limit:
+                    raise UploadTooLarge()
+                decoder.receive_data(piece or None)
+            elif isinstance(event, File) and event.name == "file" and upload is None:
+                key = key_for(event.filename or "upload.csv")
+                upload = {"key": key, "filename": event.filename}
+                writer = _StoreWriter(store, key)
+                field_name = None
+            elif isinstance(event, Field | File):
+                field_name, field_data = event.name, b""  # other parts are small form fields
+            elif isinstance(event, Data):
+                if field_name is None and writer is not None and upload and "size" not in upload:
+                    writer.write(event.data)
+                    if not event.more_data:
+                        upload["size"] = writer.close()
+                        writer = None
+                elif field_name is not None:
+                    field_data += event.data
+                    if len(field_data) > FIELD_LIMIT:
+                        raise ValueError(f"form field {field_name!r} is too long")
+                    if not event.more_data:
+                        fields[field_name] = field_data.decode("utf-8", "replace")
+                        field_name = None
+            elif isinstance(event, Epilogue):
+                break
+    except BaseException:
+        if writer is not None:
+            with contextlib.suppress(BaseException):
+                writer.close()
+        if upload is not None:
+            store.delete(upload["key"])  # no partial upload is left behind
+        raise
+    if upload is not None and "size" not in upload:
+        store.delete(upload["key"])
+        raise ValueError("the file part ended before the end of the body")
+    return fields, upload

@@ -1,0 +1,44 @@
+"""API tokens: random secrets shown once, stored only as sha256."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from shared.db.models import ApiToken, utcnow
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def create_token(session: Session, owner: str) -> str:
+    """A new token for owner; the only time the plain token exists."""
+    if not owner or not owner.replace("-", "").replace("_", "").replace(".", "").isalnum():
+        raise ValueError("owner must be letters, digits, '-', '_' or '.'")
+    token = "fs_" + secrets.token_urlsafe(32)
+    session.add(ApiToken(owner=owner, token_sha256=hash_token(token)))
+    session.commit()
+    return token
+
+
+def owner_for(session: Session, token: str) -> str | None:
+    """The owner of a live (unrevoked) token, else None."""
+    row = session.scalars(
+        select(ApiToken).where(ApiToken.token_sha256 == hash_token(token))
+    ).one_or_none()
+    return row.owner if row is not None and row.revoked_at is None else None
+
+
+def revoke(session: Session, token: str) -> bool:
+    row = session.scalars(
+        select(ApiToken).where(ApiToken.token_sha256 == hash_token(token))
+    ).one_or_none()
+    if row is None or row.revoked_at is not None:
+        return False
+    row.revoked_at = utcnow()
+    session.commit()
+    return True

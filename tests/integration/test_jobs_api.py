@@ -1,0 +1,166 @@
+"""The jobs API end to end: real worker process, Redis, PostgreSQL and the S3 endpoint."""
+
+from __future__ import annotations
+
+import io
+import time
+from pathlib import Path
+
+import pytest
+from flask.testing import FlaskClient
+from sqlalchemy.orm import Session
+
+from shared import jobs as J
+from shared.auth import create_token
+from shared.db.models import Job
+from shared.job_runner import run_job
+from shared.library import write_csv
+from shared.model_store import ModelStore, RegistrySource
+from shared.scoring import Pipeline, ScoreOptions
+from shared.settings import Settings
+from shared.simulator import example_spec, simulate, with_rows
+from shared.storage import open_store
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def upload(tmp_path: Path) -> Path:
+    path = tmp_path / "upload.csv"
+    write_csv(simulate(with_rows(example_spec(), 2000), labeled=False), path)
+    return path
+
+
+@pytest.fixture
+def alice(db: Session) -> dict[str, str]:
+    return {"Authorization": f"Bearer {create_token(db, 'alice')}"}
+
+
+@pytest.fixture
+def bob(db: Session) -> dict[str, str]:
+    return {"Authorization": f"Bearer {create_token(db, 'bob')}"}
+
+
+def submit(client: FlaskClient, path: Path, headers: dict[str, str], **fields: str):  # type: ignore[no-untyped-def]
+    data = {"file": (io.BytesIO(path.read_bytes()), path.name), **fields}
+    return client.post("/api/v1/jobs", data=data, headers=headers,
+                       content_type="multipart/form-data")  # fmt: skip
+
+
+def wait_done(client: FlaskClient, job_id: str, headers: dict[str, str]) -> dict:
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        body = client.get(f"/api/v1/jobs/{job_id}", headers=headers).json
+        if body["state"] in J.FINISHED_STATES:
+            return body
+        time.sleep(0.2)
+    raise TimeoutError(f"job {job_id} still {body['state']}")
+
+
+def test_submit_poll_and_download_give_the_offline_predictions(
+    client: FlaskClient, worker: str, registered_library: Path, alice: dict, upload: Path,
+    settings: Settings, tmp_path: Path,
+) -> None:  # fmt: skip
+    response = submit(client, upload, alice, top_k="2")
+    assert response.status_code == 202, response.json
+    job_id = response.json["job_id"]
+    assert response.json["status_url"].endswith(f"/api/v1/jobs/{job_id}")
+    done = wait_done(client, job_id, alice)
+    assert done["state"] == "succeeded", done
+    assert done["stats"]["total_transactions"] == 2000
+    assert done["progress"]["percent"] == 100.0 and done["methods_used"]["top_k_models"] == 2
+    downloaded = client.get(f"/api/v1/jobs/{job_id}/result", headers=alice)
+    assert downloaded.status_code == 200 and downloaded.mimetype == "text/csv"
+
+    offline = tmp_path / "offline.csv"
+    options = ScoreOptions(top_k=2, chunk_rows=settings.score_chunk_rows,
+                           high_threshold=settings.risk_high_threshold,
+                           medium_threshold=settings.risk_medium_threshold)  # fmt: skip
+    store = ModelStore(settings)
+    Pipeline(RegistrySource(settings, store), options).run(upload, offline)
+    assert downloaded.data == offline.read_bytes()
+
+
+def test_a_bad_csv_ends_failed_with_a_readable_reason(
+    client: FlaskClient, worker: str, registered_library: Path, alice: dict, tmp_path: Path
+) -> None:
+    bad = tmp_path / "people.csv"
+    bad.write_text("first_name,city\nAda,London\n")
+    job_id = submit(client, bad, alice).json["job_id"]
+    done = wait_done(client, job_id, alice)
+    assert done["state"] == "failed"
+    assert done["error"].startswith("no amount-like column found")
+    assert client.get(f"/api/v1/jobs/{job_id}/result", headers=alice).status_code == 404
+
+
+def test_tokens_isolate_owners(
+    client: FlaskClient, alice: dict, bob: dict, upload: Path, db: Session
+) -> None:
+    job_id = submit(client, upload, alice).json["job_id"]
+    assert client.get(f"/api/v1/jobs/{job_id}", headers=bob).status_code == 404
+    assert client.delete(f"/api/v1/jobs/{job_id}", headers=bob).status_code == 404
+    assert client.get(f"/api/v1/jobs/{job_id}/result", headers=bob).status_code == 404
+    assert client.get("/api/v1/jobs", headers=bob).json["total"] == 0
+    listed = client.get("/api/v1/jobs", headers=alice).json
+    assert [j["job_id"] for j in listed["jobs"]] == [job_id] and listed["total"] == 1
+    assert client.get("/api/v1/jobs/not-a-uuid", headers=alice).status_code == 404
+
+
+@pytest.mark.parametrize("header", [None, "Bearer nope", "Basic abc"])
+def test_every_api_route_needs_a_live_token(client: FlaskClient, header: str | None) -> None:
+    headers = {"Authorization": header} if header else {}
+    response = client.get("/api/v1/jobs", headers=headers)
+    assert response.status_code == 401 and response.json["error"]["code"] == "unauthorized"
+
+
+def test_an_upload_above_the_limit_is_413_and_nothing_is_stored(
+    service_env: dict[str, str], db: Session, upload: Path, settings: Settings
+) -> None:
+    from api import create_app
+
+    carol = {"Authorization": f"Bearer {create_token(db, 'carol')}"}
+    client = create_app({"upload_max_bytes": 10_000}).test_client()
+    response = submit(client, upload, carol)
+    assert response.status_code == 413 and response.json["error"]["code"] == "too_large"
+    assert list(open_store(settings=settings).list(J.upload_prefix("carol"))) == []
+
+
+def test_a_retried_submit_with_the_same_idempotency_key_returns_the_same_job(
+    client: FlaskClient, alice: dict, upload: Path
+) -> None:
+    headers = {**alice, "Idempotency-Key": "batch-2026-11-29"}
+    first = submit(client, upload, headers)
+    again = submit(client, upload, headers)
+    assert first.status_code == 202 and again.status_code == 200
+    assert again.json["job_id"] == first.json["job_id"]
+
+
+def test_a_queued_job_is_cancelled_at_once_and_never_runs(
+    client: FlaskClient, alice: dict, db: Session, settings: Settings
+) -> None:
+    job = Job(owner="alice", input_uri=open_store(settings=settings).uri_for("uploads/alice/x.csv"))
+    db.add(job)
+    db.commit()
+    response = client.delete(f"/api/v1/jobs/{job.id}", headers=alice)
+    assert response.status_code == 200 and response.json["state"] == "cancelled"
+    assert run_job(str(job.id), settings) == "cancelled"
+    assert client.delete(f"/api/v1/jobs/{job.id}", headers=alice).status_code == 409
+
+
+def test_an_object_already_in_the_store_can_be_submitted_within_the_callers_prefix(
+    client: FlaskClient, alice: dict, upload: Path, settings: Settings
+) -> None:
+    store = open_store(settings=settings)
+    store.put_file("uploads/alice/out-of-band.csv", upload)
+    store.put_file("uploads/bob/theirs.csv", upload)
+    mine = store.uri_for("uploads/alice/out-of-band.csv")
+    ok = client.post("/api/v1/jobs", headers=alice, json={"input_uri": mine})
+    assert ok.status_code == 202
+    other = client.post("/api/v1/jobs", headers=alice,
+                        json={"input_uri": store.uri_for("uploads/bob/theirs.csv")})  # fmt: skip
+    assert other.status_code == 400
+
+
+def test_invalid_options_are_refused(client: FlaskClient, alice: dict, upload: Path) -> None:
+    response = submit(client, upload, alice, top_k="lots")
+    assert response.status_code == 400 and "top_k" in response.json["error"]["message"]
