@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from flask import Blueprint, Response, g, jsonify, request, stream_with_context
+from flask import Blueprint, Response, g, jsonify, redirect, request, stream_with_context
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
@@ -20,6 +20,7 @@ from shared.auth import owner_for
 from shared.db.models import Job, utcnow
 from shared.queue import TASK_SCORE
 from shared.storage import ObjectNotFound
+from shared.storage.base import clean_key
 
 bp = Blueprint("jobs", __name__, url_prefix="/api/v1")
 SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
@@ -97,17 +98,16 @@ def submit() -> tuple[Response, int]:
         input_uri, raw_options = svc.store.uri_for(upload["key"]), fields
     else:
         body = request.get_json(silent=True) or {}
-        input_uri = str(body.get("input_uri") or "")
-        key = svc.store.key_of(input_uri) if input_uri else None
-        if key is None or not key.startswith(prefix):
-            raise ApiError(
-                400,
-                "bad_request",
-                f"send a multipart 'file', or an input_uri under {svc.store.uri_for(prefix)}",
-            )
-        if not svc.store.exists(key):
-            raise ApiError(400, "bad_request", f"no object at {input_uri}")
-        raw_options = body
+        key = svc.store.key_of(str(body.get("input_uri") or "")) or ""
+        input_uri, raw_options = own_input(key), body
+    return create_job(input_uri, raw_options, idempotency_key)
+
+
+def create_job(
+    input_uri: str, raw_options: Any, idempotency_key: str | None
+) -> tuple[Response, int]:
+    """Record a queued job for g.owner and enqueue it by task name; 202 (200 on a retry)."""
+    svc = services()
     try:
         options = J.clean_options(dict(raw_options))
     except ValueError as exc:
@@ -126,6 +126,22 @@ def submit() -> tuple[Response, int]:
             return jsonify(_accepted(job)), 200
         svc.celery.send_task(TASK_SCORE, args=[str(job.id)])
         return jsonify(_accepted(job)), 202
+
+
+def own_input(store_key: str) -> str:
+    """The URI of an object under g.owner's upload prefix; 400 for anything else."""
+    svc = services()
+    prefix = J.upload_prefix(g.owner)
+    try:
+        store_key = clean_key(store_key)  # "uploads/me/../you/x.csv" must not pass as mine
+    except ValueError:
+        store_key = ""
+    if not store_key.startswith(prefix):
+        raise ApiError(400, "bad_request",
+                       f"inputs must lie under {svc.store.uri_for(prefix)}")  # fmt: skip
+    if not svc.store.exists(store_key):
+        raise ApiError(400, "bad_request", f"no object at {svc.store.uri_for(store_key)}")
+    return svc.store.uri_for(store_key)
 
 
 def _accepted(job: Job) -> dict[str, str]:
@@ -173,16 +189,17 @@ def cancel(job_id: str) -> Response:
 @bp.get("/jobs/<job_id>/result")
 @require_token
 def result(job_id: str) -> Response:
-    return _download(job_id, "output_uri", "predictions.csv")
+    """The predictions CSV, streamed; `?redirect=1` answers with a short-lived store URL."""
+    return download(job_id, "output_uri", "predictions.csv")
 
 
 @bp.get("/jobs/<job_id>/errors")
 @require_token
 def errors(job_id: str) -> Response:
-    return _download(job_id, "error_uri", "errors.csv")
+    return download(job_id, "error_uri", "errors.csv")
 
 
-def _download(job_id: str, attribute: str, filename: str) -> Response:
+def download(job_id: str, attribute: str, filename: str) -> Response:
     """Stream the finished file from the object store (never buffered whole)."""
     svc = services()
     with svc.session() as session:
@@ -193,6 +210,8 @@ def _download(job_id: str, attribute: str, filename: str) -> Response:
     key = svc.store.key_of(uri)
     if key is None:
         raise ApiError(404, "not_found", f"job {job_id}: {filename} is not in this store")
+    if request.args.get("redirect") and svc.store.scheme == "s3":
+        return redirect(svc.store.url(key), code=302)
     try:
         stream = svc.store.open(key)
     except ObjectNotFound:

@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from build_reference_library import build_and_register
 
+from shared.auth import create_token
 from shared.db.migrate import upgrade
 from shared.db.session import session_scope
 from shared.library import library_is_built
@@ -193,6 +194,8 @@ def main() -> int:
         print(f"objects   {settings.store_uri}", flush=True)
         upgrade(settings.db_url)
         ensure_library(settings)
+        with session_scope(settings.db_url) as session:
+            token = create_token(session, "dev")
         for name, args in commands(settings).items():
             procs[name] = subprocess.Popen(args, cwd=REPO_ROOT, env=env, start_new_session=True)
         base = f"http://{settings.api_host}:{settings.api_port}"
@@ -200,6 +203,11 @@ def main() -> int:
         print(f"\nfraudscore is up: {json.dumps(ready['checks'])}", flush=True)
         print(f"  API     {base}  (health: {base}/readyz)", flush=True)
         print(f"  Flower  http://{settings.api_host}:{settings.flower_port}", flush=True)
+        print(f"  Upload  {base}/upload", flush=True)
+        print(f"  Token   {token}  (owner 'dev'; new each start)", flush=True)
+        example = "-F file=@examples/transactions_sample.csv"
+        print(f"  Try     curl -H 'Authorization: Bearer {token}' {example} {base}/api/v1/jobs",
+              flush=True)  # fmt: skip
         print("Press Ctrl-C to stop.", flush=True)
         while all(proc.poll() is None for proc in procs.values()):
             time.sleep(0.5)

@@ -107,6 +107,7 @@ def run_job(job_id: str, settings: Settings | None = None) -> str:
                 chunk_rows=settings.score_chunk_rows,
                 high_threshold=options.get("high_threshold", settings.risk_high_threshold),
                 medium_threshold=options.get("medium_threshold", settings.risk_medium_threshold),
+                only_model=options.get("model_name"),
             )  # fmt: skip
             pipeline = Pipeline(RegistrySource(settings, process_model_store()), opts, progress,
                                 cancelled)  # fmt: skip

@@ -22,7 +22,7 @@ STAGE_WRITING = "writing"
 STAGES = (STAGE_MATCHING, STAGE_SCORING, STAGE_ANOMALY, STAGE_CALIBRATION, STAGE_WRITING)
 
 OPTION_DEFAULTS = {"top_k": None, "keep_columns": False, "high_threshold": None,
-                   "medium_threshold": None}  # fmt: skip
+                   "medium_threshold": None, "model_name": None}  # fmt: skip
 
 
 def upload_prefix(owner: str) -> str:
@@ -45,6 +45,8 @@ def clean_options(raw: dict[str, Any]) -> dict[str, Any]:
                 options[name] = int(value)
                 if not 1 <= options[name] <= 20:
                     raise ValueError
+            elif name == "model_name":
+                options[name] = str(value)[:200]
             elif name == "keep_columns":
                 options[name] = str(value).lower() in ("1", "true", "yes", "on")
             else:
@@ -79,10 +81,16 @@ def view(job: Any, base_url: str = "") -> dict[str, Any]:
     }
     if job.error_message:
         body["error"] = job.error_message
+    # The fields clients of the earlier synchronous service read.
+    body["success"] = done if job.state in FINISHED_STATES else None
+    body["message"] = (
+        f"scored {job.rows_total} transactions" if done else job.error_message or job.state
+    )
     if done:
+        body["predictions_file"] = f"{job.id}.csv"
         body["stats"] = job.stats
         body["methods_used"] = job.methods
-        body["download_url"] = f"{base_url}/api/v1/jobs/{job.id}/result"
+        body["download_url"] = f"{base_url}/download/predictions/{job.id}.csv"
         if job.error_uri:
             body["errors_url"] = f"{base_url}/api/v1/jobs/{job.id}/errors"
     return body

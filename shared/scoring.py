@@ -80,6 +80,7 @@ class ScoreOptions:
     # held-out data, log-odds pooling ranked and calibrated better (README, Quality).
     pooling: str = "logit"
     threads: int = field(default_factory=lambda: os.cpu_count() or 1)
+    only_model: str | None = None  # score with this reference model alone (by name)
 
     def __post_init__(self) -> None:
         if not self.calibrate:
@@ -272,7 +273,13 @@ class Pipeline:
         with self.time("matching"):
             upload_roles = {r: c for r, c in roles.columns.items() if r not in (R.LABEL, R.TX_ID)}
             ranked = match_models(self.source.models(), upload_roles, sample_quantiles(sample_x))
-            chosen = ensemble_weights([m for m in ranked if m.coverage > 0][: opts.top_k])
+            usable = [m for m in ranked if m.coverage > 0]
+            if opts.only_model:
+                usable = [m for m in usable if m.name == opts.only_model]
+                if not usable:
+                    raise InputError(f"reference model {opts.only_model!r} does not exist or "
+                                     "cannot use this file's columns")  # fmt: skip
+            chosen = ensemble_weights(usable[: opts.top_k])
             if not chosen:
                 raise InputError(
                     "no reference model can use this file's columns (recognised: "

@@ -164,3 +164,32 @@ def test_an_object_already_in_the_store_can_be_submitted_within_the_callers_pref
 def test_invalid_options_are_refused(client: FlaskClient, alice: dict, upload: Path) -> None:
     response = submit(client, upload, alice, top_k="lots")
     assert response.status_code == 400 and "top_k" in response.json["error"]["message"]
+
+
+def test_the_seed_routes_run_a_job_and_serve_its_predictions(
+    client: FlaskClient, worker: str, registered_library: Path, alice: dict, bob: dict,
+    upload: Path, settings: Settings,
+) -> None:  # fmt: skip
+    store = open_store(settings=settings)
+    store.put_file("uploads/alice/legacy.csv", upload)
+    model = sorted(p.name for p in registered_library.iterdir())[0]
+    response = client.post("/api/apply_unlabeled", headers=alice,
+                           json={"filepath": "legacy.csv", "model_name": model})  # fmt: skip
+    assert response.status_code == 202, response.json
+    done = wait_done(client, response.json["job_id"], alice)
+    assert done["success"] is True and done["message"] == "scored 2000 transactions"
+    assert [m["name"] for m in done["methods_used"]["models"]] == [model]
+    assert done["predictions_file"] == f"{done['job_id']}.csv"
+    path = done["download_url"].split("://", 1)[1].split("/", 1)[1]
+    downloaded = client.get(f"/{path}", headers=alice)
+    assert downloaded.status_code == 200 and downloaded.data.startswith(b'"row_number"')
+    assert client.get(f"/{path}", headers=bob).status_code == 404
+
+
+@pytest.mark.parametrize("filepath", ["../bob/theirs.csv", "/etc/passwd", "uploads/bob/theirs.csv"])
+def test_the_seed_route_never_reads_outside_the_callers_prefix(
+    client: FlaskClient, alice: dict, upload: Path, settings: Settings, filepath: str
+) -> None:
+    open_store(settings=settings).put_file("uploads/bob/theirs.csv", upload)
+    response = client.post("/api/apply_unlabeled", headers=alice, json={"filepath": filepath})
+    assert response.status_code == 400
