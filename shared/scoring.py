@@ -47,6 +47,7 @@ logger = logging.getLogger(__name__)
 Progress = Callable[[str, int, int], None]
 ID_ROLES = (R.TX_ID, R.CUSTOMER, R.TERMINAL)
 BLOCK_ROWS = 16_384
+HISTOGRAM_BINS = 10  # fraud_probability counts in [0, 0.1), [0.1, 0.2) ... [0.9, 1]
 RISK_LEVELS = pa.array(["low", "medium", "high"])
 OUTPUT_COLUMNS = ("fraud_probability", "risk_level", "anomaly_score", "is_anomaly")
 
@@ -95,7 +96,7 @@ class ScoreOptions:
 
 @dataclass
 class ScoreResult:
-    stats: dict[str, int]
+    stats: dict[str, Any]
     methods_used: dict[str, Any]
     timings: dict[str, float]
 
@@ -317,6 +318,7 @@ class Pipeline:
             "low_risk": counts["low"],
             "anomalies_detected": counts["anomalies"],
             "rows_failed": failed,
+            "probability_histogram": [counts[f"bin{i}"] for i in range(HISTOGRAM_BINS)],
         }
         methods = self._methods(chosen, bundles, roles, train_prior, prior)
         return ScoreResult(stats, methods, dict(self.time.seconds))
@@ -366,6 +368,8 @@ class Pipeline:
                         counts.update({"low": int(tally[0]), "medium": int(tally[1]),
                                        "high": int(tally[2]),
                                        "anomalies": int(flags[keep].sum())})  # fmt: skip
+                        bins = np.histogram(p[keep], bins=HISTOGRAM_BINS, range=(0.0, 1.0))[0]
+                        counts.update({f"bin{i}": int(c) for i, c in enumerate(bins)})
                 pending = submitted if table is not None else None
                 if table is None:
                     break

@@ -1,0 +1,110 @@
+"""The upload and job pages in a real headless Chromium, against a live API and worker."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy.orm import Session
+from werkzeug.serving import make_server
+
+from api import create_app
+from shared.auth import create_token
+from shared.library import write_csv
+from shared.simulator import example_spec, simulate, with_rows
+from tests.services import free_port
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+if not (CHROMIUM and DRIVER):  # .ci/run installs Debian's chromium and chromium-driver
+    pytest.skip("needs Debian's chromium and chromium-driver", allow_module_level=True)
+
+
+@pytest.fixture
+def live_api(service_env: dict[str, str]) -> Iterator[str]:
+    """The API served over real HTTP on a free loopback port."""
+    port = free_port()
+    server = make_server("127.0.0.1", port, create_app(), threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{port}"
+    server.shutdown()
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[object]:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM  # type: ignore[assignment]
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync",
+                 f"--user-data-dir={tmp_path / 'profile'}"):  # fmt: skip
+        options.add_argument(flag)
+    options.add_experimental_option("prefs", {"download.default_directory": str(tmp_path / "dl")})
+    driver = webdriver.Chrome(service=Service(DRIVER), options=options)
+    driver.set_window_size(1100, 1400)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def test_upload_a_file_watch_it_finish_and_download_the_result(
+    live_api: str, browser, worker: str, registered_library: Path, db: Session,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    upload = tmp_path / "transactions.csv"
+    write_csv(simulate(with_rows(example_spec(), 1500), labeled=False), upload)
+    token = create_token(db, "pat")
+
+    browser.get(f"{live_api}/upload")
+    assert "Score a file" in browser.find_element(By.TAG_NAME, "h1").text
+    browser.find_element(By.ID, "token").send_keys(token)
+    browser.find_element(By.ID, "file").send_keys(str(upload))
+    assert browser.find_element(By.ID, "unlabeled").is_selected()
+    browser.find_element(By.ID, "submit").click()
+
+    WebDriverWait(browser, 30).until(ec.url_contains("/jobs/"))
+    WebDriverWait(browser, 90).until(ec.visibility_of_element_located((By.ID, "done")))
+    assert browser.find_element(By.ID, "state").text == "succeeded"
+    assert browser.find_element(By.ID, "progress").get_attribute("style") == "width: 100%;"
+    stats = browser.find_element(By.ID, "stats").text
+    assert "total transactions 1500" in stats
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#risk-chart rect")) == 3
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#histogram rect")) == 10
+    browser.save_screenshot(str(tmp_path / "job.png"))
+
+    browser.find_element(By.ID, "download").click()
+    job_id = browser.current_url.rsplit("/", 1)[1]
+    target = tmp_path / "dl" / f"{job_id}-predictions.csv"
+    deadline = time.monotonic() + 20
+    while not target.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert target.read_text().splitlines()[0].startswith('"row_number"')
+    assert len(target.read_text().splitlines()) == 1501
+
+
+def test_a_wrong_token_is_reported_on_the_page(live_api: str, browser, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    upload = tmp_path / "t.csv"
+    upload.write_text("amount\n1.5\n")
+    browser.get(f"{live_api}/upload")
+    browser.find_element(By.ID, "token").send_keys("fs_wrong")
+    browser.find_element(By.ID, "file").send_keys(str(upload))
+    browser.find_element(By.ID, "submit").click()
+    message = browser.find_element(By.ID, "message")
+    WebDriverWait(browser, 10).until(lambda _: "Upload failed" in message.text)
+    assert "Bearer" in message.text
