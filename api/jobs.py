@@ -113,8 +113,9 @@ def create_job(
     except ValueError as exc:
         raise ApiError(400, "bad_request", str(exc)) from None
     with svc.session() as session:
-        job = Job(owner=g.owner, input_uri=input_uri, options=options,
-                  idempotency_key=idempotency_key)  # fmt: skip
+        job = Job(
+            owner=g.owner, input_uri=input_uri, options=options, idempotency_key=idempotency_key
+        )
         session.add(job)
         try:
             session.commit()
@@ -137,8 +138,7 @@ def own_input(store_key: str) -> str:
     except ValueError:
         store_key = ""
     if not store_key.startswith(prefix):
-        raise ApiError(400, "bad_request",
-                       f"inputs must lie under {svc.store.uri_for(prefix)}")  # fmt: skip
+        raise ApiError(400, "bad_request", f"inputs must lie under {svc.store.uri_for(prefix)}")
     if not svc.store.exists(store_key):
         raise ApiError(400, "bad_request", f"no object at {svc.store.uri_for(store_key)}")
     return svc.store.uri_for(store_key)
@@ -167,8 +167,12 @@ def list_jobs() -> Response:
         rows = session.scalars(
             mine.order_by(Job.created_at.desc()).offset((page - 1) * per_page).limit(per_page)
         ).all()
-        return jsonify(jobs=[J.view(job, _base_url()) for job in rows], page=page,
-                       per_page=per_page, total=total)  # fmt: skip
+        return jsonify(
+            jobs=[J.view(job, _base_url()) for job in rows],
+            page=page,
+            per_page=per_page,
+            total=total,
+        )
 
 
 @bp.delete("/jobs/<job_id>")

@@ -7,8 +7,13 @@ import uuid
 
 from flask import Blueprint, abort, render_template
 
-bp = Blueprint("pages", __name__, template_folder="templates", static_folder="static",
-               static_url_path="/static")  # fmt: skip
+bp = Blueprint(
+    "pages",
+    __name__,
+    template_folder="templates",
+    static_folder="static",
+    static_url_path="/static",
+)
 
 
 @bp.get("/")

@@ -39,42 +39,94 @@ from shared.simulator import DOMAIN_ROLES, DOMAIN_SCENARIOS, DatasetSpec, simula
 
 # Column names that no reference dataset uses (German, Portuguese, Spanish, Italian, English).
 HELD_OUT_NAMES = {
-    "de": {R.TX_ID: "buchungs_id", R.TIMESTAMP: "zeitstempel", R.CUSTOMER: "kartennummer",
-           R.TERMINAL: "haendler_id", R.AMOUNT: "betrag", R.CATEGORY: "kategorie",
-           R.CHANNEL: "kanal", R.DISTANCE: "entfernung_km", R.TX_TYPE: "buchungsart",
-           R.BALANCE_BEFORE: "saldo_vorher", R.BALANCE_AFTER: "saldo_nachher",
-           R.LABEL: "ist_betrug"},
-    "pt": {R.TX_ID: "id_transacao", R.TIMESTAMP: "data_hora", R.CUSTOMER: "id_cartao",
-           R.TERMINAL: "id_loja", R.AMOUNT: "valor_compra", R.CATEGORY: "categoria",
-           R.CHANNEL: "canal_venda", R.DISTANCE: "distancia", R.TX_TYPE: "tipo_operacao",
-           R.BALANCE_BEFORE: "saldo_anterior", R.BALANCE_AFTER: "saldo_posterior",
-           R.LABEL: "fraude_confirmada"},
-    "es": {R.TX_ID: "ref_operacion", R.TIMESTAMP: "fecha", R.CUSTOMER: "cuenta_origen",
-           R.TERMINAL: "cuenta_destino", R.AMOUNT: "importe", R.CATEGORY: "rubro_comercio",
-           R.CHANNEL: "canal", R.DISTANCE: "distancia_km", R.TX_TYPE: "tipo_movimiento",
-           R.BALANCE_BEFORE: "saldo_inicial", R.BALANCE_AFTER: "saldo_final",
-           R.LABEL: "es_fraude"},
-    "en": {R.TX_ID: "EventId", R.TIMESTAMP: "CreatedAt", R.CUSTOMER: "CardHash",
-           R.TERMINAL: "StoreId", R.AMOUNT: "TransactionAmount", R.CATEGORY: "MerchantCategory",
-           R.CHANNEL: "EntryChannel", R.DISTANCE: "DistanceKm", R.TX_TYPE: "OperationKind",
-           R.BALANCE_BEFORE: "BalanceBefore", R.BALANCE_AFTER: "BalanceAfter",
-           R.LABEL: "Chargeback"},
-}  # fmt: skip
+    "de": {
+        R.TX_ID: "buchungs_id",
+        R.TIMESTAMP: "zeitstempel",
+        R.CUSTOMER: "kartennummer",
+        R.TERMINAL: "haendler_id",
+        R.AMOUNT: "betrag",
+        R.CATEGORY: "kategorie",
+        R.CHANNEL: "kanal",
+        R.DISTANCE: "entfernung_km",
+        R.TX_TYPE: "buchungsart",
+        R.BALANCE_BEFORE: "saldo_vorher",
+        R.BALANCE_AFTER: "saldo_nachher",
+        R.LABEL: "ist_betrug",
+    },
+    "pt": {
+        R.TX_ID: "id_transacao",
+        R.TIMESTAMP: "data_hora",
+        R.CUSTOMER: "id_cartao",
+        R.TERMINAL: "id_loja",
+        R.AMOUNT: "valor_compra",
+        R.CATEGORY: "categoria",
+        R.CHANNEL: "canal_venda",
+        R.DISTANCE: "distancia",
+        R.TX_TYPE: "tipo_operacao",
+        R.BALANCE_BEFORE: "saldo_anterior",
+        R.BALANCE_AFTER: "saldo_posterior",
+        R.LABEL: "fraude_confirmada",
+    },
+    "es": {
+        R.TX_ID: "ref_operacion",
+        R.TIMESTAMP: "fecha",
+        R.CUSTOMER: "cuenta_origen",
+        R.TERMINAL: "cuenta_destino",
+        R.AMOUNT: "importe",
+        R.CATEGORY: "rubro_comercio",
+        R.CHANNEL: "canal",
+        R.DISTANCE: "distancia_km",
+        R.TX_TYPE: "tipo_movimiento",
+        R.BALANCE_BEFORE: "saldo_inicial",
+        R.BALANCE_AFTER: "saldo_final",
+        R.LABEL: "es_fraude",
+    },
+    "en": {
+        R.TX_ID: "EventId",
+        R.TIMESTAMP: "CreatedAt",
+        R.CUSTOMER: "CardHash",
+        R.TERMINAL: "StoreId",
+        R.AMOUNT: "TransactionAmount",
+        R.CATEGORY: "MerchantCategory",
+        R.CHANNEL: "EntryChannel",
+        R.DISTANCE: "DistanceKm",
+        R.TX_TYPE: "OperationKind",
+        R.BALANCE_BEFORE: "BalanceBefore",
+        R.BALANCE_AFTER: "BalanceAfter",
+        R.LABEL: "Chargeback",
+    },
+}
 
 
 def held_out_specs(rows: int, seed: int = 7_000_000) -> list[DatasetSpec]:
     specs = []
-    plan = [("card_present", "de", 0.004, "dmy"), ("ecommerce", "pt", 0.02, "iso"),
-            ("mobile_money", "es", 0.008, "iso"), ("atm", "en", 0.01, "epoch"),
-            ("card_present", "en", 0.015, "iso"), ("ecommerce", "de", 0.003, "epoch"),
-            ("mobile_money", "en", 0.03, "epoch"), ("atm", "pt", 0.002, "dmy")]  # fmt: skip
+    plan = [
+        ("card_present", "de", 0.004, "dmy"),
+        ("ecommerce", "pt", 0.02, "iso"),
+        ("mobile_money", "es", 0.008, "iso"),
+        ("atm", "en", 0.01, "epoch"),
+        ("card_present", "en", 0.015, "iso"),
+        ("ecommerce", "de", 0.003, "epoch"),
+        ("mobile_money", "en", 0.03, "epoch"),
+        ("atm", "pt", 0.002, "dmy"),
+    ]
     for i, (domain, lang, rate, ts) in enumerate(plan):
-        specs.append(DatasetSpec(
-            name=f"heldout_{domain}_{lang}", domain=domain, seed=seed + i, rows=rows,
-            fraud_rate=rate, days=60, style="snake", timestamp_format=ts, id_format="prefixed",
-            roles=DOMAIN_ROLES[domain], scenarios=DOMAIN_SCENARIOS[domain],
-            names=HELD_OUT_NAMES[lang],
-        ))  # fmt: skip
+        specs.append(
+            DatasetSpec(
+                name=f"heldout_{domain}_{lang}",
+                domain=domain,
+                seed=seed + i,
+                rows=rows,
+                fraud_rate=rate,
+                days=60,
+                style="snake",
+                timestamp_format=ts,
+                id_format="prefixed",
+                roles=DOMAIN_ROLES[domain],
+                scenarios=DOMAIN_SCENARIOS[domain],
+                names=HELD_OUT_NAMES[lang],
+            )
+        )
     return specs
 
 
@@ -130,9 +182,11 @@ def main() -> int:
     if not source.models():
         print("the registry is empty: run `make run` (or scripts/build_reference_library.py)")
         return 1
-    header = (f"{'dataset':26s} {'rate':>6s} | {'ROC ens':>7s} {'oracle':>6s} {'single':>6s} "
-              f"{'anom':>6s} | {'PR ens':>6s} {'oracle':>6s} {'single':>6s} {'anom':>6s} | "
-              f"{'Brier':>7s} {'uncal':>7s} {'ECE':>6s} | roles ok")  # fmt: skip
+    header = (
+        f"{'dataset':26s} {'rate':>6s} | {'ROC ens':>7s} {'oracle':>6s} {'single':>6s} "
+        f"{'anom':>6s} | {'PR ens':>6s} {'oracle':>6s} {'single':>6s} {'anom':>6s} | "
+        f"{'Brier':>7s} {'uncal':>7s} {'ECE':>6s} | roles ok"
+    )
     print(header)
     print("-" * len(header))
     rows = []
@@ -152,41 +206,50 @@ def main() -> int:
             roles_ok = sum(found.get(r) == c for r, c in expected.items())
             o = oracle(spec, labeled, tmp)
             row = {
-                "dataset": spec.name, "rate": y.mean(),
-                "roc": roc_auc_score(y, p), "roc_oracle": roc_auc_score(y, o),
+                "dataset": spec.name,
+                "rate": y.mean(),
+                "roc": roc_auc_score(y, p),
+                "roc_oracle": roc_auc_score(y, o),
                 "roc_single": roc_auc_score(y, single["fraud_probability"]),
                 "roc_anomaly": roc_auc_score(y, ens["anomaly_score"]),
-                "pr": average_precision_score(y, p), "pr_oracle": average_precision_score(y, o),
+                "pr": average_precision_score(y, p),
+                "pr_oracle": average_precision_score(y, o),
                 "pr_single": average_precision_score(y, single["fraud_probability"]),
                 "pr_anomaly": average_precision_score(y, ens["anomaly_score"]),
                 "brier": brier_score_loss(y, p),
                 "brier_uncal": brier_score_loss(y, uncal["fraud_probability"]),
-                "ece": ece(p, y), "roles": f"{roles_ok}/{len(expected)}",
+                "ece": ece(p, y),
+                "roles": f"{roles_ok}/{len(expected)}",
                 **blends(p, ens["anomaly_score"].to_numpy(), y),
-            }  # fmt: skip
+            }
             rows.append(row)
-            print(f"{row['dataset']:26s} {row['rate']:6.4f} | {row['roc']:7.4f} "
-                  f"{row['roc_oracle']:6.4f} {row['roc_single']:6.4f} {row['roc_anomaly']:6.4f} | "
-                  f"{row['pr']:6.4f} {row['pr_oracle']:6.4f} {row['pr_single']:6.4f} "
-                  f"{row['pr_anomaly']:6.4f} | {row['brier']:7.5f} {row['brier_uncal']:7.5f} "
-                  f"{row['ece']:6.4f} | {row['roles']}", flush=True)  # fmt: skip
+            print(
+                f"{row['dataset']:26s} {row['rate']:6.4f} | {row['roc']:7.4f} "
+                f"{row['roc_oracle']:6.4f} {row['roc_single']:6.4f} {row['roc_anomaly']:6.4f} | "
+                f"{row['pr']:6.4f} {row['pr_oracle']:6.4f} {row['pr_single']:6.4f} "
+                f"{row['pr_anomaly']:6.4f} | {row['brier']:7.5f} {row['brier_uncal']:7.5f} "
+                f"{row['ece']:6.4f} | {row['roles']}",
+                flush=True,
+            )
     mean = pd.DataFrame(rows).drop(columns=["dataset", "roles"]).mean()
     print("-" * len(header))
-    print(f"{'average':26s} {mean['rate']:6.4f} | {mean['roc']:7.4f} {mean['roc_oracle']:6.4f} "
-          f"{mean['roc_single']:6.4f} {mean['roc_anomaly']:6.4f} | {mean['pr']:6.4f} "
-          f"{mean['pr_oracle']:6.4f} {mean['pr_single']:6.4f} {mean['pr_anomaly']:6.4f} | "
-          f"{mean['brier']:7.5f} {mean['brier_uncal']:7.5f} {mean['ece']:6.4f} |")  # fmt: skip
+    print(
+        f"{'average':26s} {mean['rate']:6.4f} | {mean['roc']:7.4f} {mean['roc_oracle']:6.4f} "
+        f"{mean['roc_single']:6.4f} {mean['roc_anomaly']:6.4f} | {mean['pr']:6.4f} "
+        f"{mean['pr_oracle']:6.4f} {mean['pr_single']:6.4f} {mean['pr_anomaly']:6.4f} | "
+        f"{mean['brier']:7.5f} {mean['brier_uncal']:7.5f} {mean['ece']:6.4f} |"
+    )
     print()
     checks = {
         "ROC-AUC >= 0.95 x oracle (average)": mean["roc"] >= 0.95 * mean["roc_oracle"],
         "PR-AUC >= 0.8 x oracle (average)": mean["pr"] >= 0.8 * mean["pr_oracle"],
-        "ensemble >= single model (ROC and PR, average)":
-            mean["roc"] >= mean["roc_single"] and mean["pr"] >= mean["pr_single"],
-        "ensemble >= anomaly alone (ROC and PR, average)":
-            mean["roc"] >= mean["roc_anomaly"] and mean["pr"] >= mean["pr_anomaly"],
+        "ensemble >= single model (ROC and PR, average)": mean["roc"] >= mean["roc_single"]
+        and mean["pr"] >= mean["pr_single"],
+        "ensemble >= anomaly alone (ROC and PR, average)": mean["roc"] >= mean["roc_anomaly"]
+        and mean["pr"] >= mean["pr_anomaly"],
         "ECE <= 0.02 (every dataset)": all(r["ece"] <= 0.02 for r in rows),
         "Brier < uncalibrated ensemble (average)": mean["brier"] < mean["brier_uncal"],
-    }  # fmt: skip
+    }
     for name, ok in checks.items():
         print(f"  [{'PASS' if ok else 'FAIL'}] {name}")
     for share in (0.1, 0.25):

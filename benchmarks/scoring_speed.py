@@ -97,8 +97,14 @@ def child_floor(path: Path, out_dir: Path, models: list[str]) -> dict:
     p = 1 / (1 + np.exp(-np.mean(logits, axis=0)))
     t["calibration"] = time.perf_counter() - started
     started = time.perf_counter()
-    out = pa.table({"row_number": np.arange(1, len(p) + 1), "fraud_probability": p,
-                    "anomaly_score": scores, "is_anomaly": detector.flags(scores)})  # fmt: skip
+    out = pa.table(
+        {
+            "row_number": np.arange(1, len(p) + 1),
+            "fraud_probability": p,
+            "anomaly_score": scores,
+            "is_anomaly": detector.flags(scores),
+        }
+    )
     pacsv.write_csv(out, out_dir / "floor.csv")
     t["write"] = time.perf_counter() - started
     return {"wall": sum(t.values()), "timings": t, "rss": peak_rss_mib()}
@@ -113,8 +119,10 @@ def run_child(mode: str, path: Path, out_dir: Path, models: list[str] | None = N
 
 
 def report(name: str, rows: int, result: dict) -> None:
-    print(f"\n{name}: {rows / result['wall']:,.0f} rows/s ({result['wall']:.2f} s), "
-          f"peak RSS {result['rss']:.0f} MiB")  # fmt: skip
+    print(
+        f"\n{name}: {rows / result['wall']:,.0f} rows/s ({result['wall']:.2f} s), "
+        f"peak RSS {result['rss']:.0f} MiB"
+    )
     for stage, seconds in sorted(result["timings"].items(), key=lambda kv: -kv[1]):
         rate = rows / seconds if seconds else float("inf")
         print(f"  {stage:36s} {seconds:7.2f} s  {rate:>14,.0f} rows/s")
@@ -143,10 +151,14 @@ def main() -> int:
             floors.append(run_child("floor", path, Path(tmp), pipelines[-1]["models"]))
     pipeline = sorted(pipelines, key=lambda r: r["wall"])[len(pipelines) // 2]
     floor = sorted(floors, key=lambda r: r["wall"])[len(floors) // 2]
-    walls = {name: ", ".join(f"{r['wall']:.2f}" for r in runs)
-             for name, runs in (("pipeline", pipelines), ("floor", floors))}  # fmt: skip
-    print(f"walls over {args.rounds} interleaved rounds: pipeline {walls['pipeline']} s; "
-          f"floor {walls['floor']} s (medians below)")  # fmt: skip
+    walls = {
+        name: ", ".join(f"{r['wall']:.2f}" for r in runs)
+        for name, runs in (("pipeline", pipelines), ("floor", floors))
+    }
+    print(
+        f"walls over {args.rounds} interleaved rounds: pipeline {walls['pipeline']} s; "
+        f"floor {walls['floor']} s (medians below)"
+    )
     report("pipeline", args.rows, pipeline)
     report("floor", args.rows, floor)
     ratio = (args.rows / pipeline["wall"]) / (args.rows / floor["wall"])

@@ -21,13 +21,18 @@ def build_and_register(settings: Settings, count: int, rows_scale: float) -> int
     """Build what is missing (with a progress bar), register everything; exit status."""
     with tqdm(total=count, desc="reference library", unit="model") as bar:
         report = build_library(
-            settings.models_dir, settings.var_dir / "reference_data", count=count,
-            rows_scale=rows_scale, progress=lambda spec: bar.update(1),
-        )  # fmt: skip
+            settings.models_dir,
+            settings.var_dir / "reference_data",
+            count=count,
+            rows_scale=rows_scale,
+            progress=lambda spec: bar.update(1),
+        )
     for spec, result in report.results:
         m = result.metrics
-        print(f"  {spec.name:28s} {spec.domain:13s} rows={m['rows']:6d} "
-              f"fraud={m['fraud_rate']:.4f} roc_auc={m['roc_auc']:.3f} pr_auc={m['pr_auc']:.3f}")  # fmt: skip  # noqa: E501
+        print(
+            f"  {spec.name:28s} {spec.domain:13s} rows={m['rows']:6d} fraud={m['fraud_rate']:.4f}"
+            f" roc_auc={m['roc_auc']:.3f} pr_auc={m['pr_auc']:.3f}"
+        )
     print(f"built {len(report.results)} models in {report.seconds:.1f} s")
     upgrade(settings.db_url)
     with session_scope(settings.db_url) as session:

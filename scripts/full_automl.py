@@ -26,8 +26,17 @@ def main(argv: list[str] | None = None) -> int:
     except TrainingError as exc:
         print(f"full_automl: {exc}", file=sys.stderr)
         return 2
-    print(json.dumps({"name": result.name, "folder": str(result.folder), "roles": result.roles,
-                      "metrics": result.metrics}, indent=2))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "name": result.name,
+                "folder": str(result.folder),
+                "roles": result.roles,
+                "metrics": result.metrics,
+            },
+            indent=2,
+        )
+    )
     return 0
 
 

@@ -31,8 +31,9 @@ def main(argv: list[str] | None = None) -> int:
 
     with session_scope(settings.db_url) as session:
         if args.estimate:
-            prices = mm.Prices(args.price_per_gb_month, args.put_price_per_1000,
-                               args.get_price_per_1000)  # fmt: skip
+            prices = mm.Prices(
+                args.price_per_gb_month, args.put_price_per_1000, args.get_price_per_1000
+            )
             print(mm.estimate(session, prices).render())
             return 0
         if args.verify:
@@ -45,8 +46,10 @@ def main(argv: list[str] | None = None) -> int:
             return 1 if outcome.failed else 0
         bucket = args.bucket or _configured_bucket(settings.store_uri)
         if not bucket:
-            print("migrate: name a bucket with --bucket (OBJECT_STORE_URI is not s3://)",
-                  file=sys.stderr)  # fmt: skip
+            print(
+                "migrate: name a bucket with --bucket (OBJECT_STORE_URI is not s3://)",
+                file=sys.stderr,
+            )
             return 2
         outcome = mm.migrate(session, settings, bucket, args.prefix, dry_run=args.dry_run)
         print(outcome.render("would migrate" if args.dry_run else "migrated"))

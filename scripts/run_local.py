@@ -101,15 +101,26 @@ def commands(settings: Settings) -> dict[str, list[str]]:
         flower.append(f"--basic-auth={settings.flower_basic_auth}")
     return {
         "worker": [
-            *celery, "worker", "--loglevel=INFO", "--queues=jobs,control",
-            f"--concurrency={settings.worker_concurrency}", "--hostname=fraudscore@%h",
+            *celery,
+            "worker",
+            "--loglevel=INFO",
+            "--queues=jobs,control",
+            f"--concurrency={settings.worker_concurrency}",
+            "--hostname=fraudscore@%h",
         ],
         "api": [
-            py, "-m", "gunicorn", "api.wsgi:app", f"--bind={settings.api_host}:{settings.api_port}",
-            "--worker-class=gthread", "--workers=2", "--threads=8", "--timeout=300",
+            py,
+            "-m",
+            "gunicorn",
+            "api.wsgi:app",
+            f"--bind={settings.api_host}:{settings.api_port}",
+            "--worker-class=gthread",
+            "--workers=2",
+            "--threads=8",
+            "--timeout=300",
         ],
         "flower": flower,
-    }  # fmt: skip
+    }
 
 
 def wait_ready(url: str, procs: dict[str, subprocess.Popen[bytes]]) -> dict[str, object]:
@@ -155,8 +166,11 @@ def ensure_library(settings: Settings) -> None:
     if library_is_built(settings.models_dir, count):
         with session_scope(settings.db_url) as session:
             summary = populate(session, settings.models_dir)
-        print(f"library   {settings.models_dir} ({len(summary.skipped)} unchanged, "
-              f"{len(summary.added) + len(summary.updated)} registered)", flush=True)  # fmt: skip
+        print(
+            f"library   {settings.models_dir} ({len(summary.skipped)} unchanged, "
+            f"{len(summary.added) + len(summary.updated)} registered)",
+            flush=True,
+        )
         return
     print(f"library   building {count} reference models (first run only)...", flush=True)
     if build_and_register(settings, count, settings.reference_rows_scale) != 0:
@@ -206,8 +220,10 @@ def main() -> int:
         print(f"  Upload  {base}/upload", flush=True)
         print(f"  Token   {token}  (owner 'dev'; new each start)", flush=True)
         example = "-F file=@examples/transactions_sample.csv"
-        print(f"  Try     curl -H 'Authorization: Bearer {token}' {example} {base}/api/v1/jobs",
-              flush=True)  # fmt: skip
+        print(
+            f"  Try     curl -H 'Authorization: Bearer {token}' {example} {base}/api/v1/jobs",
+            flush=True,
+        )
         print("Press Ctrl-C to stop.", flush=True)
         while all(proc.poll() is None for proc in procs.values()):
             time.sleep(0.5)

@@ -44,10 +44,13 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         options = ScoreOptions(
-            top_k=args.top_k, keep_columns=args.keep_columns, chunk_rows=args.chunk_rows,
+            top_k=args.top_k,
+            keep_columns=args.keep_columns,
+            chunk_rows=args.chunk_rows,
             high_threshold=settings.risk_high_threshold,
-            medium_threshold=settings.risk_medium_threshold, anomaly=not args.no_anomaly,
-        )  # fmt: skip
+            medium_threshold=settings.risk_medium_threshold,
+            anomaly=not args.no_anomaly,
+        )
         result = Pipeline(RegistrySource(settings), options, progress).run(
             args.input, args.output, args.errors
         )

@@ -85,14 +85,23 @@ def _fit(matrix: np.ndarray, y: np.ndarray, train: np.ndarray, val: np.ndarray, 
     best = None
     for config in SEARCH:
         params = {
-            "objective": "binary:logistic", "eval_metric": "aucpr", "tree_method": "hist",
-            "max_delta_step": 1.0, "colsample_bytree": 0.9, "seed": seed, "nthread": 0,
+            "objective": "binary:logistic",
+            "eval_metric": "aucpr",
+            "tree_method": "hist",
+            "max_delta_step": 1.0,
+            "colsample_bytree": 0.9,
+            "seed": seed,
+            "nthread": 0,
             **config,
-        }  # fmt: skip
+        }
         booster = xgb.train(
-            params, dtrain, num_boost_round=MAX_ROUNDS, evals=[(dval, "val")],
-            early_stopping_rounds=EARLY_STOP, verbose_eval=False,
-        )  # fmt: skip
+            params,
+            dtrain,
+            num_boost_round=MAX_ROUNDS,
+            evals=[(dval, "val")],
+            early_stopping_rounds=EARLY_STOP,
+            verbose_eval=False,
+        )
         booster = booster[: booster.best_iteration + 1]
         score = _aucpr(booster, dval, y[val])
         if best is None or score > best[0]:
@@ -124,8 +133,9 @@ def train_frame(
     if R.LABEL not in roles:
         raise TrainingError(
             "no label column found; pass --label COLUMN (columns: "
-            + ", ".join(map(str, frame.columns)) + ")"
-        )  # fmt: skip
+            + ", ".join(map(str, frame.columns))
+            + ")"
+        )
     y = parse_label(frame[roles.get(R.LABEL)])
     if len(np.unique(y)) < 2:
         raise TrainingError(f"label column {roles.get(R.LABEL)!r} has one class only")

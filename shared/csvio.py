@@ -92,14 +92,18 @@ def iter_tables(
     source = pa.OSFile(str(fmt.path))
     stream = pa.CompressedInputStream(source, "gzip") if fmt.gzip else source
     read = pacsv.ReadOptions(
-        block_size=block_bytes, encoding=fmt.encoding, column_names=list(fmt.columns),
+        block_size=block_bytes,
+        encoding=fmt.encoding,
+        column_names=list(fmt.columns),
         skip_rows=1,
-    )  # fmt: skip
+    )
     parse = pacsv.ParseOptions(delimiter=fmt.delimiter, newlines_in_values=True)
     convert = pacsv.ConvertOptions(
-        column_types={c: pa.string() for c in fmt.columns}, include_columns=wanted,
-        strings_can_be_null=False, quoted_strings_can_be_null=False,
-    )  # fmt: skip
+        column_types={c: pa.string() for c in fmt.columns},
+        include_columns=wanted,
+        strings_can_be_null=False,
+        quoted_strings_can_be_null=False,
+    )
     try:
         reader = pacsv.open_csv(
             stream, read_options=read, parse_options=parse, convert_options=convert

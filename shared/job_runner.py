@@ -26,8 +26,13 @@ from shared.storage import ObjectNotFound, open_store
 
 logger = logging.getLogger(__name__)
 PROGRESS_EVERY_S = 0.5
-STAGES = {"reading": J.STAGE_MATCHING, "matching": J.STAGE_MATCHING, "anomaly": J.STAGE_ANOMALY,
-          "scoring": J.STAGE_SCORING, "writing": J.STAGE_WRITING}  # fmt: skip
+STAGES = {
+    "reading": J.STAGE_MATCHING,
+    "matching": J.STAGE_MATCHING,
+    "anomaly": J.STAGE_ANOMALY,
+    "scoring": J.STAGE_SCORING,
+    "writing": J.STAGE_WRITING,
+}
 
 
 @lru_cache(maxsize=1)
@@ -108,9 +113,10 @@ def run_job(job_id: str, settings: Settings | None = None) -> str:
                 high_threshold=options.get("high_threshold", settings.risk_high_threshold),
                 medium_threshold=options.get("medium_threshold", settings.risk_medium_threshold),
                 only_model=options.get("model_name"),
-            )  # fmt: skip
-            pipeline = Pipeline(RegistrySource(settings, process_model_store()), opts, progress,
-                                cancelled)  # fmt: skip
+            )
+            pipeline = Pipeline(
+                RegistrySource(settings, process_model_store()), opts, progress, cancelled
+            )
             result = pipeline.run(local, folder / "predictions.csv", folder / "errors.csv")
             _update(settings, key, stage=J.STAGE_WRITING)
             output_uri = _publish(store, job_ref, folder / "predictions.csv", "predictions.csv")
@@ -135,11 +141,20 @@ def run_job(job_id: str, settings: Settings | None = None) -> str:
         return J.CANCELLED
     stats = result.stats
     _update(
-        settings, key, state=J.SUCCEEDED, stage=None, progress=100.0, finished_at=utcnow(),
-        output_uri=output_uri, error_uri=error_uri, stats=stats, methods=result.methods_used,
-        rows_total=stats["total_transactions"], rows_failed=stats["rows_failed"],
+        settings,
+        key,
+        state=J.SUCCEEDED,
+        stage=None,
+        progress=100.0,
+        finished_at=utcnow(),
+        output_uri=output_uri,
+        error_uri=error_uri,
+        stats=stats,
+        methods=result.methods_used,
+        rows_total=stats["total_transactions"],
+        rows_failed=stats["rows_failed"],
         rows_done=stats["total_transactions"],
-    )  # fmt: skip
+    )
     logger.info("job %s: succeeded (%d rows)", job_id, stats["total_transactions"])
     return J.SUCCEEDED
 

@@ -21,8 +21,13 @@ STAGE_WRITING = "writing"
 
 STAGES = (STAGE_MATCHING, STAGE_SCORING, STAGE_ANOMALY, STAGE_CALIBRATION, STAGE_WRITING)
 
-OPTION_DEFAULTS = {"top_k": None, "keep_columns": False, "high_threshold": None,
-                   "medium_threshold": None, "model_name": None}  # fmt: skip
+OPTION_DEFAULTS = {
+    "top_k": None,
+    "keep_columns": False,
+    "high_threshold": None,
+    "medium_threshold": None,
+    "model_name": None,
+}
 
 
 def upload_prefix(owner: str) -> str:

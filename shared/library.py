@@ -51,10 +51,16 @@ def build_library(
         if spec.name not in done:
             csv_path = Path(data_dir) / f"{spec.name}.csv"
             write_csv(simulate(spec), csv_path)
-            extra = {"domain": spec.domain, "simulation": {
-                "seed": spec.seed, "style": spec.style, "days": spec.days,
-                "timestamp_format": spec.timestamp_format, "scenarios": list(spec.scenarios),
-            }}  # fmt: skip
+            extra = {
+                "domain": spec.domain,
+                "simulation": {
+                    "seed": spec.seed,
+                    "style": spec.style,
+                    "days": spec.days,
+                    "timestamp_format": spec.timestamp_format,
+                    "scenarios": list(spec.scenarios),
+                },
+            }
             result = train_csv(csv_path, models_dir, name=spec.name, extra_metadata=extra)
             results.append((spec, result))
         if progress:

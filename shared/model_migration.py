@@ -45,15 +45,17 @@ class Estimate:
     yearly_usd: float
 
     def render(self) -> str:
-        return "\n".join([
-            "S3 migration estimate",
-            f"  models to migrate:    {self.models}",
-            f"  files:                {self.files}",
-            f"  total size:           {self.size_bytes / 1024**2:.2f} MiB",
-            f"  monthly storage cost: ${self.monthly_storage_usd:.4f}",
-            f"  one-time upload cost: ${self.upload_usd:.4f}",
-            f"  yearly cost:          ${self.yearly_usd:.4f}",
-        ])  # fmt: skip
+        return "\n".join(
+            [
+                "S3 migration estimate",
+                f"  models to migrate:    {self.models}",
+                f"  files:                {self.files}",
+                f"  total size:           {self.size_bytes / 1024**2:.2f} MiB",
+                f"  monthly storage cost: ${self.monthly_storage_usd:.4f}",
+                f"  one-time upload cost: ${self.upload_usd:.4f}",
+                f"  yearly cost:          ${self.yearly_usd:.4f}",
+            ]
+        )
 
 
 @dataclass
@@ -63,8 +65,12 @@ class Outcome:
     failed: list[tuple[str, str]] = field(default_factory=list)
 
     def render(self, verb: str) -> str:
-        lines = ["=" * 48, f"{verb}: {len(self.done)}", f"skipped: {len(self.skipped)}",
-                 f"failed: {len(self.failed)}"]  # fmt: skip
+        lines = [
+            "=" * 48,
+            f"{verb}: {len(self.done)}",
+            f"skipped: {len(self.skipped)}",
+            f"failed: {len(self.failed)}",
+        ]
         lines += [f"  - {name}: {reason}" for name, reason in self.failed]
         return "\n".join([*lines, "=" * 48])
 

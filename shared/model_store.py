@@ -155,8 +155,10 @@ class RegistrySource:
 
         with session_scope(self.settings.db_url) as session:
             rows = session.scalars(select(ReferenceModel).order_by(ReferenceModel.name)).all()
-            return [ModelInfo(r.name, dict(r.column_roles), dict(r.value_profile),
-                              dict(r.metrics)) for r in rows]  # fmt: skip
+            return [
+                ModelInfo(r.name, dict(r.column_roles), dict(r.value_profile), dict(r.metrics))
+                for r in rows
+            ]
 
     def load(self, name: str) -> ModelBundle:
         return self.store.load(name)

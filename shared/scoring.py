@@ -227,8 +227,14 @@ class Pipeline:
             return to_float(table[roles.get(role)])[0] if role in roles else None
 
         t = index.t[rows] if index.t is not None else None
-        parts = row_features(n, index.amount[rows], t, number(R.DISTANCE),
-                             number(R.BALANCE_BEFORE), number(R.BALANCE_AFTER))  # fmt: skip
+        parts = row_features(
+            n,
+            index.amount[rows],
+            t,
+            number(R.DISTANCE),
+            number(R.BALANCE_BEFORE),
+            number(R.BALANCE_AFTER),
+        )
         parts.update({name: values[rows] for name, values in index.per_row.items()})
         return assemble(parts, n, set(roles.columns))
 
@@ -245,8 +251,17 @@ class Pipeline:
         spool_dir = tempfile.TemporaryDirectory(prefix="fraudscore-")
         spool = Path(spool_dir.name) / "chunks.arrow"
         try:
-            return self._run(fmt, roles, time_format, sample, columns, out_columns, spool,
-                             Path(output_path), errors_path)  # fmt: skip
+            return self._run(
+                fmt,
+                roles,
+                time_format,
+                sample,
+                columns,
+                out_columns,
+                spool,
+                Path(output_path),
+                errors_path,
+            )
         finally:
             spool_dir.cleanup()
 
@@ -278,21 +293,26 @@ class Pipeline:
             if opts.only_model:
                 usable = [m for m in usable if m.name == opts.only_model]
                 if not usable:
-                    raise InputError(f"reference model {opts.only_model!r} does not exist or "
-                                     "cannot use this file's columns")  # fmt: skip
+                    raise InputError(
+                        f"reference model {opts.only_model!r} does not exist or "
+                        "cannot use this file's columns"
+                    )
             chosen = ensemble_weights(usable[: opts.top_k])
             if not chosen:
                 raise InputError(
                     "no reference model can use this file's columns (recognised: "
-                    + ", ".join(f"{c} as {r}" for r, c in upload_roles.items()) + ")"
-                )  # fmt: skip
+                    + ", ".join(f"{c} as {r}" for r, c in upload_roles.items())
+                    + ")"
+                )
             bundles = [self.source.load(m.name) for m in chosen]
         pool = ThreadPoolExecutor(max_workers=opts.threads)
         try:
-            train_prior = float(sum(
-                m.weight * float(b.metadata["metrics"]["fraud_rate"])
-                for m, b in zip(chosen, bundles, strict=True)
-            ))  # fmt: skip
+            train_prior = float(
+                sum(
+                    m.weight * float(b.metadata["metrics"]["fraud_rate"])
+                    for m, b in zip(chosen, bundles, strict=True)
+                )
+            )
             scorer = _Scorer(opts, self.time, chosen, bundles, AnomalyDetector(), pool)
             scorer.train_prior = scorer.prior = train_prior
             if opts.prior_shift:
@@ -358,16 +378,22 @@ class Pipeline:
                     p, scores, flags = scorer.collect(futures, done_table.num_rows)
                     with self.time("write"):
                         keep = ~index.bad_amount[done_offset : done_offset + len(p)]
-                        out = self._output_table(done_table, out_columns, done_offset, p,
-                                                 scores, flags, keep)  # fmt: skip
+                        out = self._output_table(
+                            done_table, out_columns, done_offset, p, scores, flags, keep
+                        )
                         if writer is None:
                             writer = pacsv.CSVWriter(str(tmp), out.schema)
                         writer.write_table(out)
                         levels = out["risk_level"].combine_chunks().indices.to_numpy()
                         tally = np.bincount(levels, minlength=3)
-                        counts.update({"low": int(tally[0]), "medium": int(tally[1]),
-                                       "high": int(tally[2]),
-                                       "anomalies": int(flags[keep].sum())})  # fmt: skip
+                        counts.update(
+                            {
+                                "low": int(tally[0]),
+                                "medium": int(tally[1]),
+                                "high": int(tally[2]),
+                                "anomalies": int(flags[keep].sum()),
+                            }
+                        )
                         bins = np.histogram(p[keep], bins=HISTOGRAM_BINS, range=(0.0, 1.0))[0]
                         counts.update({f"bin{i}": int(c) for i, c in enumerate(bins)})
                 pending = submitted if table is not None else None
@@ -377,9 +403,14 @@ class Pipeline:
             with self.time("write"):
                 if writer is None:
                     empty = self._output_table(
-                        pa.table({c: pa.array([], pa.string()) for c in columns}), out_columns,
-                        0, np.array([]), np.array([]), np.array([], bool), np.array([], bool),
-                    )  # fmt: skip
+                        pa.table({c: pa.array([], pa.string()) for c in columns}),
+                        out_columns,
+                        0,
+                        np.array([]),
+                        np.array([]),
+                        np.array([], bool),
+                        np.array([], bool),
+                    )
                     writer = pacsv.CSVWriter(str(tmp), empty.schema)
                 writer.close()
                 writer = None
@@ -407,31 +438,44 @@ class Pipeline:
         data: dict[str, Any] = {"row_number": pa.array(rows)}
         for column in out_columns:
             data[column if column not in data else f"input_{column}"] = table[column]
-        data.update({
-            "fraud_probability": pa.array(np.round(p, 6)),
-            "risk_level": risk,
-            "anomaly_score": pa.array(np.round(scores, 4)),
-            "is_anomaly": pa.array(flags.astype(np.int8)),
-        })  # fmt: skip
+        data.update(
+            {
+                "fraud_probability": pa.array(np.round(p, 6)),
+                "risk_level": risk,
+                "anomaly_score": pa.array(np.round(scores, 4)),
+                "is_anomaly": pa.array(flags.astype(np.int8)),
+            }
+        )
         out = pa.table(data)
         return out.filter(pa.array(keep)) if not keep.all() else out
 
     def _write_errors(self, index: _FileIndex, roles: RoleMap, path: Path | None) -> int:
         bad = np.flatnonzero(index.bad_amount)
         if path is not None:
-            frame = pd.DataFrame({
-                "row_number": bad + 1,
-                "column": roles.get(R.AMOUNT),
-                "reason": np.where(np.isnan(index.amount[bad]), "missing or unreadable amount",
-                                   "unreadable amount"),
-            })  # fmt: skip
+            frame = pd.DataFrame(
+                {
+                    "row_number": bad + 1,
+                    "column": roles.get(R.AMOUNT),
+                    "reason": np.where(
+                        np.isnan(index.amount[bad]),
+                        "missing or unreadable amount",
+                        "unreadable amount",
+                    ),
+                }
+            )
             tmp = Path(path).with_name(Path(path).name + ".part")
             pacsv.write_csv(pa.Table.from_pandas(frame, preserve_index=False), tmp)
             os.replace(tmp, path)
         return len(bad)
 
-    def _methods(self, chosen: list[Match], bundles: list[ModelBundle], roles: RoleMap,
-                 train_prior: float, prior: float) -> dict[str, Any]:  # fmt: skip
+    def _methods(
+        self,
+        chosen: list[Match],
+        bundles: list[ModelBundle],
+        roles: RoleMap,
+        train_prior: float,
+        prior: float,
+    ) -> dict[str, Any]:
         kinds = sorted({b.calibrator.kind for b in bundles})
         calibration = f"per-model {'/'.join(kinds)}"
         if self.options.prior_shift:
@@ -477,10 +521,12 @@ class _Scorer:
     def submit(self, x: np.ndarray, anomaly: bool) -> tuple[list[list[Future]], list[Future]]:
         blocks = [x[i : i + BLOCK_ROWS] for i in range(0, len(x), BLOCK_ROWS)]
         models = [
-            [self.pool.submit(self.timer.timed(f"model:{m.name}", b.predict_raw), block)
-             for block in blocks]
+            [
+                self.pool.submit(self.timer.timed(f"model:{m.name}", b.predict_raw), block)
+                for block in blocks
+            ]
             for m, b in zip(self.chosen, self.bundles, strict=True)
-        ]  # fmt: skip
+        ]
         scores = []
         if anomaly:
             score = self.timer.timed("anomaly", self.detector.score)
@@ -566,14 +612,16 @@ def _shares(parts: list[pa.DictionaryArray], rows: int) -> np.ndarray:
     """Each row's value's share of the whole column; empty values are missing (NaN)."""
     counts: Counter[str] = Counter()
     for part in parts:
-        tally = np.bincount(part.indices.to_numpy(zero_copy_only=False),
-                            minlength=len(part.dictionary))  # fmt: skip
+        tally = np.bincount(
+            part.indices.to_numpy(zero_copy_only=False), minlength=len(part.dictionary)
+        )
         counts.update(dict(zip(part.dictionary.to_pylist(), tally.tolist(), strict=True)))
     counts.pop("", None)
     out = []
     for part in parts:
-        lookup = np.array([counts.get(v, np.nan) / rows for v in part.dictionary.to_pylist()],
-                          dtype=np.float32)  # fmt: skip
+        lookup = np.array(
+            [counts.get(v, np.nan) / rows for v in part.dictionary.to_pylist()], dtype=np.float32
+        )
         out.append(lookup[part.indices.to_numpy(zero_copy_only=False)])
     return np.concatenate(out)
 

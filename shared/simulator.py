@@ -23,13 +23,29 @@ START = pd.Timestamp("2026-01-01").value // 10**9  # epoch seconds
 
 # Roles each domain's files carry (before some are dropped per dataset), and its fraud scenarios.
 DOMAIN_ROLES = {
-    "card_present": (R.TX_ID, R.TIMESTAMP, R.CUSTOMER, R.TERMINAL, R.AMOUNT, R.CATEGORY,
-                     R.CHANNEL, R.DISTANCE),
+    "card_present": (
+        R.TX_ID,
+        R.TIMESTAMP,
+        R.CUSTOMER,
+        R.TERMINAL,
+        R.AMOUNT,
+        R.CATEGORY,
+        R.CHANNEL,
+        R.DISTANCE,
+    ),
     "ecommerce": (R.TX_ID, R.TIMESTAMP, R.CUSTOMER, R.TERMINAL, R.AMOUNT, R.CATEGORY, R.CHANNEL),
-    "mobile_money": (R.TX_ID, R.TIMESTAMP, R.CUSTOMER, R.TERMINAL, R.AMOUNT, R.TX_TYPE,
-                     R.BALANCE_BEFORE, R.BALANCE_AFTER),
+    "mobile_money": (
+        R.TX_ID,
+        R.TIMESTAMP,
+        R.CUSTOMER,
+        R.TERMINAL,
+        R.AMOUNT,
+        R.TX_TYPE,
+        R.BALANCE_BEFORE,
+        R.BALANCE_AFTER,
+    ),
     "atm": (R.TX_ID, R.TIMESTAMP, R.CUSTOMER, R.TERMINAL, R.AMOUNT, R.DISTANCE, R.CHANNEL),
-}  # fmt: skip
+}
 OPTIONAL_ROLES = {R.TX_ID, R.CATEGORY, R.CHANNEL, R.DISTANCE}
 DOMAIN_SCENARIOS = {
     "card_present": ("large_amount", "compromised_card", "compromised_terminal", "night", "far"),
@@ -39,12 +55,20 @@ DOMAIN_SCENARIOS = {
 }
 AMOUNT_SCALE = {"card_present": 45.0, "ecommerce": 70.0, "mobile_money": 900.0, "atm": 90.0}
 CATEGORIES = {
-    "card_present": ["grocery", "fuel", "restaurant", "pharmacy", "clothing", "electronics",
-                     "travel", "entertainment"],
+    "card_present": [
+        "grocery",
+        "fuel",
+        "restaurant",
+        "pharmacy",
+        "clothing",
+        "electronics",
+        "travel",
+        "entertainment",
+    ],
     "ecommerce": ["digital", "fashion", "electronics", "home", "travel", "gaming", "books"],
     "mobile_money": ["PAYMENT", "TRANSFER", "CASH_OUT", "CASH_IN", "DEBIT"],
     "atm": ["withdrawal", "balance", "deposit"],
-}  # fmt: skip
+}
 CHANNELS = {
     "card_present": ["chip", "contactless", "swipe", "manual"],
     "ecommerce": ["web", "app", "phone"],
@@ -54,40 +78,99 @@ CHANNELS = {
 
 # Column names per naming style: how clients' files differ.
 STYLES: dict[str, dict[str, str]] = {
-    "handbook": {R.TX_ID: "TRANSACTION_ID", R.TIMESTAMP: "TX_DATETIME", R.CUSTOMER: "CUSTOMER_ID",
-                 R.TERMINAL: "TERMINAL_ID", R.AMOUNT: "TX_AMOUNT", R.CATEGORY: "MCC",
-                 R.CHANNEL: "ENTRY_MODE", R.DISTANCE: "DIST_FROM_HOME", R.TX_TYPE: "TX_TYPE",
-                 R.BALANCE_BEFORE: "BALANCE_BEFORE", R.BALANCE_AFTER: "BALANCE_AFTER",
-                 R.LABEL: "TX_FRAUD"},
-    "snake": {R.TX_ID: "transaction_id", R.TIMESTAMP: "timestamp", R.CUSTOMER: "customer_id",
-              R.TERMINAL: "merchant_id", R.AMOUNT: "amount", R.CATEGORY: "category",
-              R.CHANNEL: "channel", R.DISTANCE: "distance_from_home", R.TX_TYPE: "type",
-              R.BALANCE_BEFORE: "balance_before", R.BALANCE_AFTER: "balance_after",
-              R.LABEL: "is_fraud"},
-    "abbr": {R.TX_ID: "trans_num", R.TIMESTAMP: "trans_ts", R.CUSTOMER: "cc_num",
-             R.TERMINAL: "merchant", R.AMOUNT: "amt", R.CATEGORY: "mcc", R.CHANNEL: "pos_mode",
-             R.DISTANCE: "dist_km", R.TX_TYPE: "tx_type", R.BALANCE_BEFORE: "bal_before",
-             R.BALANCE_AFTER: "bal_after", R.LABEL: "fraud"},
-    "french": {R.TX_ID: "id_transaction", R.TIMESTAMP: "date_heure", R.CUSTOMER: "id_client",
-               R.TERMINAL: "id_commercant", R.AMOUNT: "montant", R.CATEGORY: "categorie",
-               R.CHANNEL: "canal", R.DISTANCE: "distance_domicile", R.TX_TYPE: "type_operation",
-               R.BALANCE_BEFORE: "solde_avant", R.BALANCE_AFTER: "solde_apres",
-               R.LABEL: "fraude"},
-    "camel": {R.TX_ID: "TransactionID", R.TIMESTAMP: "TransactionDT", R.CUSTOMER: "card1",
-              R.TERMINAL: "MerchantId", R.AMOUNT: "TransactionAmt", R.CATEGORY: "ProductCD",
-              R.CHANNEL: "PaymentChannel", R.DISTANCE: "distHome", R.TX_TYPE: "TransactionType",
-              R.BALANCE_BEFORE: "oldbalanceOrg", R.BALANCE_AFTER: "newbalanceOrig",
-              R.LABEL: "isFraud"},
-    "paysim": {R.TX_ID: "txId", R.TIMESTAMP: "step", R.CUSTOMER: "nameOrig",
-               R.TERMINAL: "nameDest", R.AMOUNT: "amount", R.CATEGORY: "category",
-               R.CHANNEL: "channel", R.DISTANCE: "distance", R.TX_TYPE: "type",
-               R.BALANCE_BEFORE: "oldbalanceOrg", R.BALANCE_AFTER: "newbalanceOrig",
-               R.LABEL: "isFraud"},
-}  # fmt: skip
+    "handbook": {
+        R.TX_ID: "TRANSACTION_ID",
+        R.TIMESTAMP: "TX_DATETIME",
+        R.CUSTOMER: "CUSTOMER_ID",
+        R.TERMINAL: "TERMINAL_ID",
+        R.AMOUNT: "TX_AMOUNT",
+        R.CATEGORY: "MCC",
+        R.CHANNEL: "ENTRY_MODE",
+        R.DISTANCE: "DIST_FROM_HOME",
+        R.TX_TYPE: "TX_TYPE",
+        R.BALANCE_BEFORE: "BALANCE_BEFORE",
+        R.BALANCE_AFTER: "BALANCE_AFTER",
+        R.LABEL: "TX_FRAUD",
+    },
+    "snake": {
+        R.TX_ID: "transaction_id",
+        R.TIMESTAMP: "timestamp",
+        R.CUSTOMER: "customer_id",
+        R.TERMINAL: "merchant_id",
+        R.AMOUNT: "amount",
+        R.CATEGORY: "category",
+        R.CHANNEL: "channel",
+        R.DISTANCE: "distance_from_home",
+        R.TX_TYPE: "type",
+        R.BALANCE_BEFORE: "balance_before",
+        R.BALANCE_AFTER: "balance_after",
+        R.LABEL: "is_fraud",
+    },
+    "abbr": {
+        R.TX_ID: "trans_num",
+        R.TIMESTAMP: "trans_ts",
+        R.CUSTOMER: "cc_num",
+        R.TERMINAL: "merchant",
+        R.AMOUNT: "amt",
+        R.CATEGORY: "mcc",
+        R.CHANNEL: "pos_mode",
+        R.DISTANCE: "dist_km",
+        R.TX_TYPE: "tx_type",
+        R.BALANCE_BEFORE: "bal_before",
+        R.BALANCE_AFTER: "bal_after",
+        R.LABEL: "fraud",
+    },
+    "french": {
+        R.TX_ID: "id_transaction",
+        R.TIMESTAMP: "date_heure",
+        R.CUSTOMER: "id_client",
+        R.TERMINAL: "id_commercant",
+        R.AMOUNT: "montant",
+        R.CATEGORY: "categorie",
+        R.CHANNEL: "canal",
+        R.DISTANCE: "distance_domicile",
+        R.TX_TYPE: "type_operation",
+        R.BALANCE_BEFORE: "solde_avant",
+        R.BALANCE_AFTER: "solde_apres",
+        R.LABEL: "fraude",
+    },
+    "camel": {
+        R.TX_ID: "TransactionID",
+        R.TIMESTAMP: "TransactionDT",
+        R.CUSTOMER: "card1",
+        R.TERMINAL: "MerchantId",
+        R.AMOUNT: "TransactionAmt",
+        R.CATEGORY: "ProductCD",
+        R.CHANNEL: "PaymentChannel",
+        R.DISTANCE: "distHome",
+        R.TX_TYPE: "TransactionType",
+        R.BALANCE_BEFORE: "oldbalanceOrg",
+        R.BALANCE_AFTER: "newbalanceOrig",
+        R.LABEL: "isFraud",
+    },
+    "paysim": {
+        R.TX_ID: "txId",
+        R.TIMESTAMP: "step",
+        R.CUSTOMER: "nameOrig",
+        R.TERMINAL: "nameDest",
+        R.AMOUNT: "amount",
+        R.CATEGORY: "category",
+        R.CHANNEL: "channel",
+        R.DISTANCE: "distance",
+        R.TX_TYPE: "type",
+        R.BALANCE_BEFORE: "oldbalanceOrg",
+        R.BALANCE_AFTER: "newbalanceOrig",
+        R.LABEL: "isFraud",
+    },
+}
 STYLE_TIMESTAMPS = {
-    "handbook": "iso", "snake": "epoch", "abbr": "iso", "french": "dmy", "camel": "offset",
+    "handbook": "iso",
+    "snake": "epoch",
+    "abbr": "iso",
+    "french": "dmy",
+    "camel": "offset",
     "paysim": "step",
-}  # fmt: skip
+}
 TIMESTAMP_FORMATS = ("iso", "epoch", "dmy", "offset", "step")
 ID_FORMATS = ("int", "prefixed", "hex")
 
@@ -154,15 +237,29 @@ def reference_catalog(
 
 def example_spec() -> DatasetSpec:
     """The README's example upload: a seed and column names no reference dataset uses."""
-    names = {R.TX_ID: "ref_operacion", R.TIMESTAMP: "fecha_hora", R.CUSTOMER: "id_tarjeta",
-             R.TERMINAL: "id_comercio", R.AMOUNT: "importe_eur", R.CATEGORY: "rubro",
-             R.CHANNEL: "canal_pago"}  # fmt: skip
+    names = {
+        R.TX_ID: "ref_operacion",
+        R.TIMESTAMP: "fecha_hora",
+        R.CUSTOMER: "id_tarjeta",
+        R.TERMINAL: "id_comercio",
+        R.AMOUNT: "importe_eur",
+        R.CATEGORY: "rubro",
+        R.CHANNEL: "canal_pago",
+    }
     return DatasetSpec(
-        name="example_es", domain="card_present", seed=987_654_321, rows=8000, fraud_rate=0.01,
-        days=30, style="snake", timestamp_format="iso", id_format="prefixed",
+        name="example_es",
+        domain="card_present",
+        seed=987_654_321,
+        rows=8000,
+        fraud_rate=0.01,
+        days=30,
+        style="snake",
+        timestamp_format="iso",
+        id_format="prefixed",
         roles=(R.TX_ID, R.TIMESTAMP, R.CUSTOMER, R.TERMINAL, R.AMOUNT, R.CATEGORY, R.CHANNEL),
-        scenarios=DOMAIN_SCENARIOS["card_present"], names=names,
-    )  # fmt: skip
+        scenarios=DOMAIN_SCENARIOS["card_present"],
+        names=names,
+    )
 
 
 def simulate(spec: DatasetSpec, labeled: bool = True) -> pd.DataFrame:
@@ -207,12 +304,18 @@ def _world(spec: DatasetSpec) -> _World:
         near[start : start + 2000] = np.argpartition(dist, k - 1, axis=1)[:, :k]
         far[start : start + 2000] = np.argpartition(-dist, k - 1, axis=1)[:, :k]
     return _World(
-        rng=rng, spec=spec, cust_xy=cust_xy, cust_mean=cust_mean, cust_std=cust_std,
+        rng=rng,
+        spec=spec,
+        cust_xy=cust_xy,
+        cust_mean=cust_mean,
+        cust_std=cust_std,
         cust_rate=rng.gamma(2.0, 1.0, n_cust),
         cust_balance=scale * 20 * rng.lognormal(0, 1, n_cust),
-        term_xy=term_xy, term_cat=rng.integers(0, len(CATEGORIES[spec.domain]), n_term),
-        near=near, far=far,
-    )  # fmt: skip
+        term_xy=term_xy,
+        term_cat=rng.integers(0, len(CATEGORIES[spec.domain]), n_term),
+        near=near,
+        far=far,
+    )
 
 
 def _time_of_day(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -237,8 +340,13 @@ def _legit(w: _World, n: int) -> dict[str, np.ndarray]:
 
 
 def _rows(cust: np.ndarray, term: np.ndarray, t: np.ndarray, amount: np.ndarray) -> dict:
-    return {"cust": cust, "term": term, "t": t, "amount": amount,
-            "label": np.ones(len(cust), np.int8)}  # fmt: skip
+    return {
+        "cust": cust,
+        "term": term,
+        "t": t,
+        "amount": amount,
+        "label": np.ones(len(cust), np.int8),
+    }
 
 
 def _large_amount(w: _World, n: int) -> dict:

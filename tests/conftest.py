@@ -165,3 +165,20 @@ def registered_library(db: Session, small_library: Path, tmp_path: Path) -> Path
     shutil.copytree(small_library, root)
     populate(db, root)
     return root
+
+
+@pytest.fixture
+def live_api(service_env: dict[str, str]) -> Iterator[str]:
+    """The API served over real HTTP on a free loopback port (a thread of this process)."""
+    import threading
+
+    from werkzeug.serving import make_server
+
+    from api import create_app
+
+    port = services.free_port()
+    server = make_server("127.0.0.1", port, create_app(), threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{port}"
+    server.shutdown()

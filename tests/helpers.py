@@ -21,8 +21,9 @@ class FolderSource:
         infos = []
         for folder in model_folders(self.root):
             meta = json.loads((folder / "metadata.json").read_text())
-            infos.append(ModelInfo(folder.name, meta["roles"], meta["value_profile"],
-                                   meta["metrics"]))  # fmt: skip
+            infos.append(
+                ModelInfo(folder.name, meta["roles"], meta["value_profile"], meta["metrics"])
+            )
         return infos
 
     def load(self, name: str) -> ModelBundle:

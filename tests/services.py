@@ -103,12 +103,25 @@ def stop_process(proc: subprocess.Popen[bytes], timeout: float = 15) -> None:
 def start_worker(env: dict[str, str], name: str, log: Path) -> subprocess.Popen[bytes]:
     """A real Celery worker process (prefork pool) with the given environment."""
     args = [
-        sys.executable, "-m", "celery", "-A", "worker.celery_app:app", "worker",
-        "--loglevel=INFO", "--queues=jobs,control", "--concurrency=1",
-        f"--hostname={name}@%h", "--without-mingle", "--without-gossip",
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "worker.celery_app:app",
+        "worker",
+        "--loglevel=INFO",
+        "--queues=jobs,control",
+        "--concurrency=1",
+        f"--hostname={name}@%h",
+        "--without-mingle",
+        "--without-gossip",
+    ]
     with log.open("ab") as out:
         return subprocess.Popen(
-            args, cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+            args,
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
-        )  # fmt: skip
+        )

@@ -56,8 +56,12 @@ def test_a_job_starts_queued_with_a_uuid(db: Session) -> None:
 
 
 def test_an_idempotency_key_is_unique_per_owner(db: Session) -> None:
-    db.add_all([Job(owner="a", input_uri="x", idempotency_key="k"),
-                Job(owner="b", input_uri="x", idempotency_key="k")])  # fmt: skip
+    db.add_all(
+        [
+            Job(owner="a", input_uri="x", idempotency_key="k"),
+            Job(owner="b", input_uri="x", idempotency_key="k"),
+        ]
+    )
     db.commit()
     db.add(Job(owner="a", input_uri="y", idempotency_key="k"))
     with pytest.raises(IntegrityError):

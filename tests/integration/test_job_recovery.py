@@ -79,8 +79,12 @@ def big_upload(tmp_path: Path) -> Path:
 
 
 def submit(client: FlaskClient, path: Path, headers: dict[str, str]) -> str:
-    response = client.post("/api/v1/jobs", headers=headers, content_type="multipart/form-data",
-                           data={"file": (io.BytesIO(path.read_bytes()), path.name)})  # fmt: skip
+    response = client.post(
+        "/api/v1/jobs",
+        headers=headers,
+        content_type="multipart/form-data",
+        data={"file": (io.BytesIO(path.read_bytes()), path.name)},
+    )
     assert response.status_code == 202, response.json
     return response.json["job_id"]
 
@@ -100,9 +104,15 @@ def wait_running(db: Session, job_id: str) -> Job:
 
 
 def test_a_worker_killed_mid_job_leaves_the_job_to_finish_once_elsewhere(
-    client: FlaskClient, slow_workers: list[str], slow_env: dict[str, str],
-    registered_library: Path, db: Session, big_upload: Path, settings: Settings, tmp_path: Path,
-) -> None:  # fmt: skip
+    client: FlaskClient,
+    slow_workers: list[str],
+    slow_env: dict[str, str],
+    registered_library: Path,
+    db: Session,
+    big_upload: Path,
+    settings: Settings,
+    tmp_path: Path,
+) -> None:
     headers = {"Authorization": f"Bearer {create_token(db, 'dora')}"}
     job_id = submit(client, big_upload, headers)
     wait_running(db, job_id)
@@ -124,17 +134,24 @@ def test_a_worker_killed_mid_job_leaves_the_job_to_finish_once_elsewhere(
     results = [o.key for o in store.list(f"results/dora/{job_id}/")]
     assert results == [f"results/dora/{job_id}/predictions.csv"]  # one file, no leftovers
     offline = tmp_path / "offline.csv"
-    options = ScoreOptions(chunk_rows=CHUNK, high_threshold=settings.risk_high_threshold,
-                           medium_threshold=settings.risk_medium_threshold)  # fmt: skip
+    options = ScoreOptions(
+        chunk_rows=CHUNK,
+        high_threshold=settings.risk_high_threshold,
+        medium_threshold=settings.risk_medium_threshold,
+    )
     Pipeline(RegistrySource(settings, ModelStore(settings)), options).run(big_upload, offline)
     downloaded = client.get(f"/api/v1/jobs/{job_id}/result", headers=headers)
     assert downloaded.data == offline.read_bytes()
 
 
 def test_a_running_job_stops_at_the_next_chunk_when_cancelled(
-    client: FlaskClient, slow_workers: list[str], registered_library: Path, db: Session,
-    big_upload: Path, settings: Settings,
-) -> None:  # fmt: skip
+    client: FlaskClient,
+    slow_workers: list[str],
+    registered_library: Path,
+    db: Session,
+    big_upload: Path,
+    settings: Settings,
+) -> None:
     headers = {"Authorization": f"Bearer {create_token(db, 'erin')}"}
     job_id = submit(client, big_upload, headers)
     done_before = wait_running(db, job_id).rows_done

@@ -43,8 +43,9 @@ def bob(db: Session) -> dict[str, str]:
 
 def submit(client: FlaskClient, path: Path, headers: dict[str, str], **fields: str):  # type: ignore[no-untyped-def]
     data = {"file": (io.BytesIO(path.read_bytes()), path.name), **fields}
-    return client.post("/api/v1/jobs", data=data, headers=headers,
-                       content_type="multipart/form-data")  # fmt: skip
+    return client.post(
+        "/api/v1/jobs", data=data, headers=headers, content_type="multipart/form-data"
+    )
 
 
 def wait_done(client: FlaskClient, job_id: str, headers: dict[str, str]) -> dict:
@@ -58,9 +59,14 @@ def wait_done(client: FlaskClient, job_id: str, headers: dict[str, str]) -> dict
 
 
 def test_submit_poll_and_download_give_the_offline_predictions(
-    client: FlaskClient, worker: str, registered_library: Path, alice: dict, upload: Path,
-    settings: Settings, tmp_path: Path,
-) -> None:  # fmt: skip
+    client: FlaskClient,
+    worker: str,
+    registered_library: Path,
+    alice: dict,
+    upload: Path,
+    settings: Settings,
+    tmp_path: Path,
+) -> None:
     response = submit(client, upload, alice, top_k="2")
     assert response.status_code == 202, response.json
     job_id = response.json["job_id"]
@@ -73,9 +79,12 @@ def test_submit_poll_and_download_give_the_offline_predictions(
     assert downloaded.status_code == 200 and downloaded.mimetype == "text/csv"
 
     offline = tmp_path / "offline.csv"
-    options = ScoreOptions(top_k=2, chunk_rows=settings.score_chunk_rows,
-                           high_threshold=settings.risk_high_threshold,
-                           medium_threshold=settings.risk_medium_threshold)  # fmt: skip
+    options = ScoreOptions(
+        top_k=2,
+        chunk_rows=settings.score_chunk_rows,
+        high_threshold=settings.risk_high_threshold,
+        medium_threshold=settings.risk_medium_threshold,
+    )
     store = ModelStore(settings)
     Pipeline(RegistrySource(settings, store), options).run(upload, offline)
     assert downloaded.data == offline.read_bytes()
@@ -156,8 +165,9 @@ def test_an_object_already_in_the_store_can_be_submitted_within_the_callers_pref
     mine = store.uri_for("uploads/alice/out-of-band.csv")
     ok = client.post("/api/v1/jobs", headers=alice, json={"input_uri": mine})
     assert ok.status_code == 202
-    other = client.post("/api/v1/jobs", headers=alice,
-                        json={"input_uri": store.uri_for("uploads/bob/theirs.csv")})  # fmt: skip
+    other = client.post(
+        "/api/v1/jobs", headers=alice, json={"input_uri": store.uri_for("uploads/bob/theirs.csv")}
+    )
     assert other.status_code == 400
 
 
@@ -167,14 +177,20 @@ def test_invalid_options_are_refused(client: FlaskClient, alice: dict, upload: P
 
 
 def test_the_seed_routes_run_a_job_and_serve_its_predictions(
-    client: FlaskClient, worker: str, registered_library: Path, alice: dict, bob: dict,
-    upload: Path, settings: Settings,
-) -> None:  # fmt: skip
+    client: FlaskClient,
+    worker: str,
+    registered_library: Path,
+    alice: dict,
+    bob: dict,
+    upload: Path,
+    settings: Settings,
+) -> None:
     store = open_store(settings=settings)
     store.put_file("uploads/alice/legacy.csv", upload)
     model = sorted(p.name for p in registered_library.iterdir())[0]
-    response = client.post("/api/apply_unlabeled", headers=alice,
-                           json={"filepath": "legacy.csv", "model_name": model})  # fmt: skip
+    response = client.post(
+        "/api/apply_unlabeled", headers=alice, json={"filepath": "legacy.csv", "model_name": model}
+    )
     assert response.status_code == 202, response.json
     done = wait_done(client, response.json["job_id"], alice)
     assert done["success"] is True and done["message"] == "scored 2000 transactions"

@@ -16,8 +16,15 @@ from sqlalchemy.orm import Session
 from tests.services import REPO_ROOT, free_port, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-CONFIGURED = ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "OBJECT_STORE_URI", "VAR_DIR",
-              "AUTOML_MODELS_DIR", "MODEL_CACHE_DIR")  # fmt: skip
+CONFIGURED = (
+    "DATABASE_URL",
+    "REDIS_URL",
+    "CELERY_BROKER_URL",
+    "OBJECT_STORE_URI",
+    "VAR_DIR",
+    "AUTOML_MODELS_DIR",
+    "MODEL_CACHE_DIR",
+)
 
 
 def get_json(url: str) -> tuple[int, dict]:
@@ -44,9 +51,13 @@ def processes_with(marker: str) -> list[int]:
 def make_run(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
     with log_path.open("wb") as log:
         return subprocess.Popen(
-            ["make", "run"], cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+            ["make", "run"],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
-        )  # fmt: skip
+        )
 
 
 def wait_ready(api: str, make: subprocess.Popen[bytes], log: Path) -> dict:
@@ -66,9 +77,14 @@ def test_make_run_serves_the_system_and_ctrl_c_stops_it(tmp_path: Path) -> None:
     var_dir = tmp_path / "var"
     api_port, flower_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if k not in CONFIGURED}
-    env.update(VAR_DIR=str(var_dir), API_PORT=str(api_port), FLOWER_PORT=str(flower_port),
-               MODEL_CACHE_DIR=str(tmp_path / "cache"), REFERENCE_LIBRARY_SIZE="2",
-               REFERENCE_ROWS_SCALE="0.1")  # fmt: skip
+    env.update(
+        VAR_DIR=str(var_dir),
+        API_PORT=str(api_port),
+        FLOWER_PORT=str(flower_port),
+        MODEL_CACHE_DIR=str(tmp_path / "cache"),
+        REFERENCE_LIBRARY_SIZE="2",
+        REFERENCE_ROWS_SCALE="0.1",
+    )
     api = f"http://127.0.0.1:{api_port}"
     first_log = tmp_path / "run1.log"
     make = make_run(env, first_log)
@@ -120,9 +136,14 @@ def test_make_run_uses_the_configured_services(
 ) -> None:
     api_port, flower_port = free_port(), free_port()
     env = dict(os.environ, **service_env)
-    env.update(VAR_DIR=str(tmp_path / "var"), API_PORT=str(api_port),
-               FLOWER_PORT=str(flower_port), REFERENCE_LIBRARY_SIZE="1",
-               REFERENCE_ROWS_SCALE="0.1", AUTOML_MODELS_DIR=str(tmp_path / "models"))  # fmt: skip
+    env.update(
+        VAR_DIR=str(tmp_path / "var"),
+        API_PORT=str(api_port),
+        FLOWER_PORT=str(flower_port),
+        REFERENCE_LIBRARY_SIZE="1",
+        REFERENCE_ROWS_SCALE="0.1",
+        AUTOML_MODELS_DIR=str(tmp_path / "models"),
+    )
     log = tmp_path / "run.log"
     make = make_run(env, log)
     try:

@@ -41,8 +41,11 @@ def cli(*args: str, models_dir: Path | None = None) -> subprocess.CompletedProce
         env["AUTOML_MODELS_DIR"] = str(models_dir)
     return subprocess.run(
         [sys.executable, "scripts/migrate_models_to_s3.py", *args],
-        cwd=REPO_ROOT, env=env, capture_output=True, text=True,
-    )  # fmt: skip
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
 
 
 def rows(db: Session) -> dict[str, tuple[str, str]]:
@@ -83,8 +86,9 @@ def test_migrate_verify_and_rollback(
     run = cli("--bucket", bucket)
     assert run.returncode == 0, run.stdout + run.stderr
     assert run.stdout.count("migrated ") == 3 and "failed: 0" in run.stdout
-    assert all(kind == "s3" and uri.startswith(f"s3://{bucket}/models/")
-               for kind, uri in rows(db).values())  # fmt: skip
+    assert all(
+        kind == "s3" and uri.startswith(f"s3://{bucket}/models/") for kind, uri in rows(db).values()
+    )
     assert len(objects(settings, bucket)) == 12
 
     assert cli("--bucket", bucket).stdout.count("migrated ") == 0  # re-running is a no-op

@@ -107,8 +107,10 @@ def test_two_processes_loading_at_once_end_with_one_good_copy(
 ) -> None:
     ctx = multiprocessing.get_context("spawn")
     barrier, results = ctx.Barrier(2), ctx.Queue()
-    procs = [ctx.Process(target=_load_in_child, args=(str(store.cache_dir), barrier, results))
-             for _ in range(2)]  # fmt: skip
+    procs = [
+        ctx.Process(target=_load_in_child, args=(str(store.cache_dir), barrier, results))
+        for _ in range(2)
+    ]
     for proc in procs:
         proc.start()
     for proc in procs:

@@ -3,36 +3,21 @@
 from __future__ import annotations
 
 import shutil
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy.orm import Session
-from werkzeug.serving import make_server
 
-from api import create_app
 from shared.auth import create_token
 from shared.library import write_csv
 from shared.simulator import example_spec, simulate, with_rows
-from tests.services import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 if not (CHROMIUM and DRIVER):  # .ci/run installs Debian's chromium and chromium-driver
     pytest.skip("needs Debian's chromium and chromium-driver", allow_module_level=True)
-
-
-@pytest.fixture
-def live_api(service_env: dict[str, str]) -> Iterator[str]:
-    """The API served over real HTTP on a free loopback port."""
-    port = free_port()
-    server = make_server("127.0.0.1", port, create_app(), threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{port}"
-    server.shutdown()
 
 
 @pytest.fixture
@@ -42,10 +27,17 @@ def browser(tmp_path: Path) -> Iterator[object]:
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM  # type: ignore[assignment]
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync",
-                 f"--user-data-dir={tmp_path / 'profile'}"):  # fmt: skip
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+    ):
         options.add_argument(flag)
     options.add_experimental_option("prefs", {"download.default_directory": str(tmp_path / "dl")})
     driver = webdriver.Chrome(service=Service(DRIVER), options=options)
@@ -57,9 +49,13 @@ def browser(tmp_path: Path) -> Iterator[object]:
 
 
 def test_upload_a_file_watch_it_finish_and_download_the_result(
-    live_api: str, browser, worker: str, registered_library: Path, db: Session,  # type: ignore[no-untyped-def]
+    live_api: str,
+    browser,
+    worker: str,
+    registered_library: Path,
+    db: Session,  # type: ignore[no-untyped-def]
     tmp_path: Path,
-) -> None:  # fmt: skip
+) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait

@@ -30,8 +30,12 @@ def test_populate_adds_then_skips_unchanged_models(db: Session, small_library: P
     assert db.scalar(select(func.count()).select_from(ReferenceModel)) == 3
     row = db.scalars(select(ReferenceModel).where(ReferenceModel.name == SMALL_LIBRARY[0])).one()
     assert row.storage_type == "local" and row.artifact_uri.startswith("file://")
-    assert set(row.file_checksums) == {"model.ubj", "features.json", "calibrator.json",
-                                       "metadata.json"}  # fmt: skip
+    assert set(row.file_checksums) == {
+        "model.ubj",
+        "features.json",
+        "calibrator.json",
+        "metadata.json",
+    }
     assert row.size_bytes > 0 and row.metrics["roc_auc"] > 0.5
     assert row.column_roles[R.AMOUNT] == "TX_AMOUNT"
 
@@ -85,8 +89,15 @@ def test_best_match_prefers_models_whose_inputs_the_upload_has(
     assert len(ranked) == 3
     assert all(0.0 <= score <= 1.0 for _, score in ranked)
     assert [s for _, s in ranked] == sorted((s for _, s in ranked), reverse=True)
-    mobile = {R.AMOUNT, R.TIMESTAMP, R.CUSTOMER, R.TERMINAL, R.TX_TYPE, R.BALANCE_BEFORE,
-              R.BALANCE_AFTER}  # fmt: skip
+    mobile = {
+        R.AMOUNT,
+        R.TIMESTAMP,
+        R.CUSTOMER,
+        R.TERMINAL,
+        R.TX_TYPE,
+        R.BALANCE_BEFORE,
+        R.BALANCE_AFTER,
+    }
     assert find_best_match(db, mobile, top_k=1)[0][1] >= find_best_match(db, {R.AMOUNT})[0][1]
 
 

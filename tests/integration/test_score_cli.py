@@ -24,9 +24,12 @@ pytestmark = pytest.mark.integration
 def score_cli(*args: str, cache: Path) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, MODEL_CACHE_DIR=str(cache))
     return subprocess.run(
-        [sys.executable, "scripts/score_csv.py", *args], cwd=REPO_ROOT, env=env,
-        capture_output=True, text=True,
-    )  # fmt: skip
+        [sys.executable, "scripts/score_csv.py", *args],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
 
 
 def test_the_cli_scores_a_file_and_prints_the_summary(
@@ -35,8 +38,16 @@ def test_the_cli_scores_a_file_and_prints_the_summary(
     src = tmp_path / "upload.csv"
     write_csv(simulate(with_rows(example_spec(), 2000), labeled=False), src)
     out, errors = tmp_path / "out.csv", tmp_path / "errors.csv"
-    run = score_cli(str(src), "--output", str(out), "--errors", str(errors), "--top-k", "2",
-                    cache=tmp_path / "cache")  # fmt: skip
+    run = score_cli(
+        str(src),
+        "--output",
+        str(out),
+        "--errors",
+        str(errors),
+        "--top-k",
+        "2",
+        cache=tmp_path / "cache",
+    )
     assert run.returncode == 0, run.stderr
     summary = json.loads(run.stdout)
     assert summary["stats"]["total_transactions"] == 2000
@@ -69,8 +80,9 @@ def test_the_cli_output_is_identical_across_runs_and_chunk_sizes(
     outputs = []
     for i, chunk in enumerate(["100000", "100000", "400"]):
         out = tmp_path / f"out{i}.csv"
-        run = score_cli(str(src), "--output", str(out), "--chunk-rows", chunk,
-                        cache=tmp_path / "cache")  # fmt: skip
+        run = score_cli(
+            str(src), "--output", str(out), "--chunk-rows", chunk, cache=tmp_path / "cache"
+        )
         assert run.returncode == 0, run.stderr
         outputs.append(out.read_bytes())
     assert outputs[0] == outputs[1] == outputs[2]

@@ -75,10 +75,12 @@ def test_numbers_read_with_dot_or_comma_decimals_and_flag_bad_values() -> None:
     assert bad.tolist() == [False, False, False, False, True, False]
 
 
-names = st.lists(st.from_regex(r"[a-z][a-z_]{0,8}", fullmatch=True), min_size=1, max_size=5,
-                 unique=True)  # fmt: skip
-cells = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=255) | st.just("\n"),
-                max_size=12)  # fmt: skip
+names = st.lists(
+    st.from_regex(r"[a-z][a-z_]{0,8}", fullmatch=True), min_size=1, max_size=5, unique=True
+)
+cells = st.text(
+    alphabet=st.characters(min_codepoint=32, max_codepoint=255) | st.just("\n"), max_size=12
+)
 
 
 @settings(
@@ -92,11 +94,18 @@ cells = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=255) | st
     gz=st.booleans(),
 )
 def test_any_table_written_by_a_csv_writer_reads_back_unchanged(
-    tmp_path: Path, columns: list[str], data: st.DataObject, delimiter: str, encoding: str,
+    tmp_path: Path,
+    columns: list[str],
+    data: st.DataObject,
+    delimiter: str,
+    encoding: str,
     gz: bool,
-) -> None:  # fmt: skip
-    rows = data.draw(st.lists(st.lists(cells, min_size=len(columns), max_size=len(columns)),
-                              min_size=1, max_size=20))  # fmt: skip
+) -> None:
+    rows = data.draw(
+        st.lists(
+            st.lists(cells, min_size=len(columns), max_size=len(columns)), min_size=1, max_size=20
+        )
+    )
     buffer = io.StringIO()
     writer = csv.writer(buffer, delimiter=delimiter, lineterminator="\n", quoting=csv.QUOTE_ALL)
     writer.writerow(columns)

@@ -18,13 +18,20 @@ def roles(**columns: str) -> RoleMap:
 @pytest.fixture
 def frame() -> pd.DataFrame:
     # Card A: 10:00, 10:30, 12:00 (next day 09:00); card B: 10:10. Rows deliberately unsorted.
-    return pd.DataFrame({
-        "ts": ["2026-01-05 10:30:00", "2026-01-05 10:00:00", "2026-01-05 10:10:00",
-               "2026-01-05 12:00:00", "2026-01-06 09:00:00"],
-        "card": ["A", "A", "B", "A", "A"],
-        "shop": ["s1", "s1", "s1", "s2", "s1"],
-        "amt": [20.0, 10.0, 5.0, 90.0, 1.5],
-    })  # fmt: skip
+    return pd.DataFrame(
+        {
+            "ts": [
+                "2026-01-05 10:30:00",
+                "2026-01-05 10:00:00",
+                "2026-01-05 10:10:00",
+                "2026-01-05 12:00:00",
+                "2026-01-06 09:00:00",
+            ],
+            "card": ["A", "A", "B", "A", "A"],
+            "shop": ["s1", "s1", "s1", "s2", "s1"],
+            "amt": [20.0, 10.0, 5.0, 90.0, 1.5],
+        }
+    )
 
 
 def test_entity_history_counts_only_earlier_rows(frame: pd.DataFrame) -> None:

@@ -9,9 +9,20 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 MANDATED = [
-    "api", "worker", "shared", "tests", "scripts", "requirements", "docker-compose.yml",
-    "Procfile", "README.md", "Makefile", "pyproject.toml", ".ci/run", ".gitignore",
-]  # fmt: skip
+    "api",
+    "worker",
+    "shared",
+    "tests",
+    "scripts",
+    "requirements",
+    "docker-compose.yml",
+    "Procfile",
+    "README.md",
+    "Makefile",
+    "pyproject.toml",
+    ".ci/run",
+    ".gitignore",
+]
 FORBIDDEN = {"api": {"worker", "scripts"}, "shared": {"api", "worker", "scripts"}}
 FORBIDDEN["worker"] = {"api", "scripts"}
 

@@ -149,8 +149,11 @@ def test_keep_columns_copies_every_input_column(
     small_library: Path, upload: Path, tmp_path: Path
 ) -> None:
     out, _, _ = run(FolderSource(small_library), upload, tmp_path, keep_columns=True)
-    assert list(out.columns) == ["row_number", *pd.read_csv(upload, nrows=1).columns,
-                                 *OUTPUT_COLUMNS]  # fmt: skip
+    assert list(out.columns) == [
+        "row_number",
+        *pd.read_csv(upload, nrows=1).columns,
+        *OUTPUT_COLUMNS,
+    ]
 
 
 def test_cancelling_stops_at_a_chunk_boundary_and_leaves_no_output(
@@ -162,8 +165,9 @@ def test_cancelling_stops_at_a_chunk_boundary_and_leaves_no_output(
         calls.append(1)
         return len(calls) > 2
 
-    pipeline = Pipeline(FolderSource(small_library), ScoreOptions(chunk_rows=500),
-                        cancelled=cancelled)  # fmt: skip
+    pipeline = Pipeline(
+        FolderSource(small_library), ScoreOptions(chunk_rows=500), cancelled=cancelled
+    )
     with pytest.raises(Cancelled):
         pipeline.run(upload, tmp_path / "out.csv")
     assert not list(tmp_path.iterdir())
@@ -171,9 +175,11 @@ def test_cancelling_stops_at_a_chunk_boundary_and_leaves_no_output(
 
 def test_progress_reports_each_stage(small_library: Path, upload: Path, tmp_path: Path) -> None:
     seen = []
-    Pipeline(FolderSource(small_library), ScoreOptions(chunk_rows=1000),
-             progress=lambda stage, done, total: seen.append((stage, done, total))).run(
-        upload, tmp_path / "o.csv")  # fmt: skip
+    Pipeline(
+        FolderSource(small_library),
+        ScoreOptions(chunk_rows=1000),
+        progress=lambda stage, done, total: seen.append((stage, done, total)),
+    ).run(upload, tmp_path / "o.csv")
     stages = [s for s, _, _ in seen]
     assert stages.index("matching") < stages.index("scoring") < stages.index("writing")
     assert ("writing", SPEC.rows, SPEC.rows) in seen
@@ -205,7 +211,8 @@ def test_matching_prefers_models_of_the_same_shape(small_library: Path) -> None:
     frame = simulate(mobile, labeled=False)
     roles = infer_roles(frame)
     matrix = build_features(frame, roles).to_numpy(np.float32)
-    ranked = match_models(FolderSource(small_library).models(), roles.to_json(),
-                          sample_quantiles(matrix))  # fmt: skip
+    ranked = match_models(
+        FolderSource(small_library).models(), roles.to_json(), sample_quantiles(matrix)
+    )
     assert ranked[0].name.startswith("mobile_money")
     assert all(0 <= m.similarity <= 1 for m in ranked)

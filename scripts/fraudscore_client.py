@@ -1,0 +1,185 @@
+"""A small client for the fraudscore API (standard library only, plus tqdm for progress).
+
+    python scripts/fraudscore_client.py submit FILE [--wait] [--output OUT.csv] [--top-k 3]
+    python scripts/fraudscore_client.py status JOB_ID
+    python scripts/fraudscore_client.py download JOB_ID --output OUT.csv
+
+The API address comes from --url or FRAUDSCORE_URL (default http://127.0.0.1:5000), the token
+from --token or FRAUDSCORE_TOKEN. The upload is streamed from disk, never read whole.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from tqdm import tqdm
+
+PIECE = 1 << 20
+
+
+class ClientError(Exception):
+    """The API said no (its message), or could not be reached."""
+
+
+class Client:
+    def __init__(self, url: str, token: str) -> None:
+        parts = urlsplit(url)
+        self.host, self.port = parts.hostname or "127.0.0.1", parts.port
+        self.secure = parts.scheme == "https"
+        self.token = token
+
+    def _connection(self) -> http.client.HTTPConnection:
+        cls = http.client.HTTPSConnection if self.secure else http.client.HTTPConnection
+        return cls(self.host, self.port, timeout=300)
+
+    def _request(self, method: str, path: str, body: Any = None, headers: dict | None = None):  # type: ignore[no-untyped-def]
+        connection = self._connection()
+        try:
+            connection.request(
+                method,
+                path,
+                body=body,
+                headers={"Authorization": f"Bearer {self.token}", **(headers or {})},
+            )
+        except OSError as exc:
+            raise ClientError(f"cannot reach the API at {self.host}:{self.port}: {exc}") from None
+        response = connection.getresponse()
+        if response.status >= 400:
+            data = response.read()
+            try:
+                message = json.loads(data)["error"]["message"]
+            except (ValueError, KeyError, TypeError):
+                message = data[:200].decode("utf-8", "replace")
+            raise ClientError(f"HTTP {response.status}: {message}")
+        return response
+
+    def json(self, method: str, path: str) -> dict[str, Any]:
+        return json.loads(self._request(method, path).read())
+
+    def submit(self, path: Path, options: dict[str, str], key: str | None) -> dict[str, Any]:
+        """Stream FILE as multipart/form-data with a known length and an upload progress bar."""
+        boundary = uuid.uuid4().hex
+        head = b"".join(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()  # noqa: E501
+            for name, value in options.items()
+        )
+        head += (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+            f'filename="{path.name}"\r\nContent-Type: text/csv\r\n\r\n'
+        ).encode()
+        tail = f"\r\n--{boundary}--\r\n".encode()
+        size = path.stat().st_size
+        bar = tqdm(total=size, unit="B", unit_scale=True, desc="upload", file=sys.stderr)
+
+        def body() -> Iterator[bytes]:
+            yield head
+            with path.open("rb") as handle:
+                for piece in iter(lambda: handle.read(PIECE), b""):
+                    bar.update(len(piece))
+                    yield piece
+            yield tail
+
+        headers = {
+            "Content-Type": f"multipart/form-data; boundary={boundary}",
+            "Content-Length": str(len(head) + size + len(tail)),
+        }
+        if key:
+            headers["Idempotency-Key"] = key
+        try:
+            return json.loads(self._request("POST", "/api/v1/jobs", body(), headers).read())
+        finally:
+            bar.close()
+
+    def wait(self, job_id: str, poll_s: float = 0.5) -> dict[str, Any]:
+        bar = tqdm(total=100, unit="%", desc="queued", file=sys.stderr)
+        try:
+            while True:
+                job = self.json("GET", f"/api/v1/jobs/{job_id}")
+                bar.set_description(job["stage"] or job["state"])
+                bar.n = job["progress"]["percent"]
+                bar.refresh()
+                if job["state"] in ("succeeded", "failed", "cancelled"):
+                    return job
+                time.sleep(poll_s)
+        finally:
+            bar.close()
+
+    def download(self, job_id: str, output: Path) -> int:
+        response = self._request("GET", f"/api/v1/jobs/{job_id}/result")
+        tmp = output.with_name(output.name + ".part")
+        written = 0
+        with tmp.open("wb") as out:
+            for piece in iter(lambda: response.read(PIECE), b""):
+                out.write(piece)
+                written += len(piece)
+        tmp.replace(output)
+        return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--url", default=os.environ.get("FRAUDSCORE_URL", "http://127.0.0.1:5000"))
+    parser.add_argument("--token", default=os.environ.get("FRAUDSCORE_TOKEN", ""))
+    commands = parser.add_subparsers(dest="command", required=True)
+    submit = commands.add_parser("submit", help="upload a CSV and start a job")
+    submit.add_argument("file", type=Path)
+    submit.add_argument("--wait", action="store_true", help="wait, then download the result")
+    submit.add_argument("--output", type=Path, help="where to save the predictions")
+    submit.add_argument("--top-k", type=int)
+    submit.add_argument("--idempotency-key")
+    status = commands.add_parser("status", help="show a job")
+    status.add_argument("job_id")
+    download = commands.add_parser("download", help="save a job's predictions")
+    download.add_argument("job_id")
+    download.add_argument("--output", type=Path, required=True)
+    args = parser.parse_args(argv)
+    if not args.token:
+        parser.error("a token is needed: --token or FRAUDSCORE_TOKEN")
+    client = Client(args.url, args.token)
+    try:
+        if args.command == "status":
+            print(json.dumps(client.json("GET", f"/api/v1/jobs/{args.job_id}"), indent=2))
+        elif args.command == "download":
+            print(f"saved {client.download(args.job_id, args.output)} bytes to {args.output}")
+        else:
+            if not args.file.is_file():
+                raise ClientError(f"no such file: {args.file}")
+            options = {"top_k": str(args.top_k)} if args.top_k else {}
+            accepted = client.submit(args.file, options, args.idempotency_key)
+            print(f"job {accepted['job_id']}", file=sys.stderr)
+            if not args.wait:
+                print(json.dumps(accepted))
+                return 0
+            job = client.wait(accepted["job_id"])
+            if job["state"] != "succeeded":
+                raise ClientError(f"job {job['state']}: {job.get('error', '')}")
+            output = args.output or args.file.with_name(
+                args.file.name.split(".")[0] + ".predictions.csv"
+            )
+            client.download(job["job_id"], output)
+            print(
+                json.dumps(
+                    {"job_id": job["job_id"], "output": str(output), "stats": job["stats"]},
+                    indent=2,
+                )
+            )
+    except ClientError as exc:
+        print(f"fraudscore_client: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,72 @@
+"""The OpenAPI document covers the API; the client CLI submits, waits and downloads."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy.orm import Session
+
+from shared.auth import create_token
+from shared.library import write_csv
+from shared.simulator import example_spec, simulate, with_rows
+from tests.services import REPO_ROOT
+
+pytestmark = pytest.mark.integration
+
+
+def test_the_openapi_document_lists_every_api_route(app: Flask, client: FlaskClient) -> None:
+    document = client.get("/api/v1/openapi.json").json
+    assert document["openapi"].startswith("3.")
+    documented = {
+        (path, method.upper()) for path, item in document["paths"].items() for method in item
+    }
+    routes = set()
+    for rule in app.url_map.iter_rules():
+        path = rule.rule.replace("<", "{").replace(">", "}")
+        if path.startswith(("/api/", "/download/")) and path != "/api/v1/openapi.json":
+            routes |= {(path, m) for m in rule.methods - {"HEAD", "OPTIONS"}}
+    assert routes == documented
+    for item in document["paths"].values():
+        for operation in item.values():
+            assert "200" in operation["responses"] or "202" in operation["responses"]
+
+
+def run_client(*args: str, url: str, token: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, FRAUDSCORE_URL=url, FRAUDSCORE_TOKEN=token)
+    return subprocess.run(
+        [sys.executable, str(REPO_ROOT / "scripts/fraudscore_client.py"), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+
+
+def test_the_client_submits_waits_and_downloads(
+    live_api: str, worker: str, registered_library: Path, db: Session, tmp_path: Path
+) -> None:
+    src = tmp_path / "march.csv"
+    write_csv(simulate(with_rows(example_spec(), 1200), labeled=False), src)
+    token = create_token(db, "quinn")
+    run = run_client("submit", str(src), "--wait", url=live_api, token=token, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    out = tmp_path / "march.predictions.csv"
+    assert len(pd.read_csv(out)) == 1200
+    assert "upload" in run.stderr and "100" in run.stderr  # the progress bars
+
+
+def test_the_client_reports_a_bad_token_without_a_traceback(live_api: str, tmp_path: Path) -> None:
+    src = tmp_path / "x.csv"
+    src.write_text("amount\n1\n")
+    run = run_client("submit", str(src), url=live_api, token="fs_wrong", cwd=tmp_path)
+    assert run.returncode == 1
+    assert run.stderr.strip().splitlines()[-1].startswith("fraudscore_client: HTTP 401")
+    assert "Traceback" not in run.stderr
