@@ -64,6 +64,7 @@ def register_blueprints(app: Flask) -> None:
     from api.compat import bp as compat_bp
     from api.health import bp as health_bp
     from api.jobs import bp as jobs_bp
+    from api.metrics import bp as metrics_bp
     from api.openapi import bp as openapi_bp
     from api.pages import bp as pages_bp
 
@@ -72,6 +73,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(compat_bp)
     app.register_blueprint(pages_bp)
     app.register_blueprint(openapi_bp)
+    app.register_blueprint(metrics_bp)
 
 
 def register_error_handlers(app: Flask) -> None:

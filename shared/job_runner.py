@@ -19,6 +19,7 @@ from shared import jobs as J
 from shared.csvio import InputError
 from shared.db.models import Job, utcnow
 from shared.db.session import session_scope
+from shared.logs import job_context, set_stage
 from shared.model_store import ModelStore, RegistrySource
 from shared.scoring import Cancelled, Pipeline, ScoreOptions
 from shared.settings import Settings, get_settings
@@ -62,7 +63,11 @@ def _state(settings: Settings, job_id: uuid.UUID) -> str | None:
 
 def run_job(job_id: str, settings: Settings | None = None) -> str:
     """Run the job to a final state and return it; internal errors are re-raised after marking."""
-    settings = settings or get_settings()
+    with job_context(str(job_id)):
+        return _run_job(job_id, settings or get_settings())
+
+
+def _run_job(job_id: str, settings: Settings) -> str:
     key = uuid.UUID(str(job_id))
     with session_scope(settings.db_url) as session:
         job = session.get(Job, key)
@@ -85,6 +90,7 @@ def run_job(job_id: str, settings: Settings | None = None) -> str:
         if now - last[0] < PROGRESS_EVERY_S and stage != "writing":
             return
         last[0] = now
+        set_stage(STAGES.get(stage, stage))
         values: dict[str, Any] = {"stage": STAGES.get(stage, stage), "rows_done": done}
         if total:
             values["rows_total"] = total
@@ -140,6 +146,7 @@ def run_job(job_id: str, settings: Settings | None = None) -> str:
         _update(settings, key, finished_at=utcnow(), stage=None)
         return J.CANCELLED
     stats = result.stats
+    stage_seconds = {k: round(v, 3) for k, v in result.timings.items() if ":" not in k}
     _update(
         settings,
         key,
@@ -150,7 +157,7 @@ def run_job(job_id: str, settings: Settings | None = None) -> str:
         output_uri=output_uri,
         error_uri=error_uri,
         stats=stats,
-        methods=result.methods_used,
+        methods={**result.methods_used, "stage_seconds": stage_seconds},
         rows_total=stats["total_transactions"],
         rows_failed=stats["rows_failed"],
         rows_done=stats["total_transactions"],

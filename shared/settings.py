@@ -26,6 +26,7 @@ class Settings(BaseSettings):
     # Deployment mode: production refuses insecure defaults.
     fraudscore_env: Literal["development", "production", "test"] = "development"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = "text"
 
     # Local state for the embedded defaults (SQLite file, file:// object store, redis socket).
     var_dir: Path = REPO_ROOT / "var"

@@ -209,3 +209,18 @@ def test_the_seed_route_never_reads_outside_the_callers_prefix(
     open_store(settings=settings).put_file("uploads/bob/theirs.csv", upload)
     response = client.post("/api/apply_unlabeled", headers=alice, json={"filepath": filepath})
     assert response.status_code == 400
+
+
+def test_metrics_count_jobs_rows_stages_and_queues(
+    client: FlaskClient, worker: str, registered_library: Path, alice: dict, upload: Path
+) -> None:
+    job_id = submit(client, upload, alice).json["job_id"]
+    assert wait_done(client, job_id, alice)["state"] == "succeeded"
+    text = client.get("/metrics").get_data(as_text=True)
+    values = dict(line.rsplit(" ", 1) for line in text.splitlines() if not line.startswith("#"))
+    assert float(values['fraudscore_jobs{state="succeeded"}']) >= 1
+    assert float(values["fraudscore_rows_scored_total"]) >= 2000
+    assert float(values['fraudscore_stage_seconds_total{stage="features"}']) > 0
+    assert 'fraudscore_queue_depth{queue="jobs"}' in values
+    assert values["fraudscore_broker_up"] == "1"
+    assert float(values["fraudscore_job_duration_seconds_count"]) >= 1
