@@ -1,0 +1,171 @@
+"""The running service: submit-to-succeeded latency and upload throughput.
+
+    .venv/bin/python benchmarks/service_latency.py [--jobs 20] [--rows 5000] [--upload-mb 100]
+
+Starts the whole system with `scripts/run_local.py` on embedded defaults in a temporary
+VAR_DIR (the reference library of AUTOML_MODELS_DIR, default var/automl_models, is reused),
+warms the workers with one job, then submits --jobs files of --rows rows one after another and
+times each from the start of the upload to the poll that sees `succeeded` (polling every 50 ms).
+Last, it streams a --upload-mb file to the API and reports MB/s and the API processes' peak
+RSS. Needs the reference library (`make run` once).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from fraudscore_client import Client
+from scoring_speed import generate
+
+from shared.auth import create_token
+from shared.db.session import session_scope
+from shared.library import write_csv
+from shared.settings import get_settings
+from shared.simulator import example_spec, simulate, with_rows
+from shared.storage import open_store
+from tests.services import free_port, wait_for
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def api_pids(marker: str) -> list[int]:
+    """gunicorn processes started for this run (their environment holds the marker)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if (
+                b"gunicorn" in (proc / "cmdline").read_bytes()
+                and marker.encode() in (proc / "environ").read_bytes()
+            ):
+                pids.append(int(proc.name))
+        except OSError:
+            continue
+    return pids
+
+
+def peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def timed_job(client: Client, path: Path) -> float:
+    started = time.perf_counter()
+    job_id = client.submit(path, {}, None)["job_id"]
+    while True:
+        job = client.json("GET", f"/api/v1/jobs/{job_id}")
+        if job["state"] in ("succeeded", "failed", "cancelled"):
+            if job["state"] != "succeeded":
+                raise RuntimeError(f"job {job_id} {job['state']}: {job.get('error')}")
+            return time.perf_counter() - started
+        time.sleep(0.05)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--jobs", type=int, default=20)
+    parser.add_argument("--rows", type=int, default=5000)
+    parser.add_argument("--upload-mb", type=int, default=100)
+    args = parser.parse_args()
+    base = get_settings()
+    with tempfile.TemporaryDirectory(prefix="fs-bench-") as tmp:
+        var = Path(tmp) / "var"
+        port = free_port()
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if k not in ("DATABASE_URL", "REDIS_URL", "OBJECT_STORE_URI", "CELERY_BROKER_URL")
+        }
+        env.update(
+            VAR_DIR=str(var),
+            API_PORT=str(port),
+            FLOWER_PORT=str(free_port()),
+            AUTOML_MODELS_DIR=str(base.models_dir),
+            MODEL_CACHE_DIR=str(var / "cache"),
+            TQDM_DISABLE="1",
+        )
+        log = (Path(tmp) / "run.log").open("wb")
+        system = subprocess.Popen(
+            [sys.executable, "scripts/run_local.py"],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            url = f"http://127.0.0.1:{port}"
+            wait_for(
+                lambda: (
+                    b"fraudscore is up" in (Path(tmp) / "run.log").read_bytes()
+                    or system.poll() is not None
+                ),
+                600,
+                "the system",
+            )
+            if system.poll() is not None:
+                print((Path(tmp) / "run.log").read_text()[-3000:])
+                return 1
+            with session_scope(f"sqlite:///{var / 'fraudscore.db'}") as session:
+                token = create_token(session, "bench")
+            client = Client(url, token)
+            small = Path(tmp) / "small.csv"
+            write_csv(simulate(with_rows(example_spec(), args.rows), labeled=False), small)
+            os.environ["TQDM_DISABLE"] = "1"
+            timed_job(client, small)  # warm-up: models into every worker process
+            timed_job(client, small)
+            latencies = sorted(timed_job(client, small) for _ in range(args.jobs))
+            p95 = latencies[max(0, round(0.95 * len(latencies)) - 1)]
+            print(f"submit-to-succeeded, {args.rows}-row file, warm worker, {args.jobs} jobs:")
+            print(
+                f"  p50 {statistics.median(latencies) * 1000:.0f} ms   p95 {p95 * 1000:.0f} ms"
+                f"   min {latencies[0] * 1000:.0f} ms   max {latencies[-1] * 1000:.0f} ms"
+            )
+
+            big = Path(tmp) / "big.csv"
+            source = generate(1_000_000)
+            target = args.upload_mb * 1024 * 1024
+            with big.open("wb") as out:  # repeat a generated file up to the size asked
+                while out.tell() < target:
+                    with source.open("rb") as chunk:
+                        out.write(chunk.read(target - out.tell()))
+            size = big.stat().st_size
+            started = time.perf_counter()
+            accepted = client.submit(big, {}, None)
+            seconds = time.perf_counter() - started
+            client.json("DELETE", f"/api/v1/jobs/{accepted['job_id']}")
+            rss = {pid: peak_rss_mib(pid) for pid in api_pids(str(var))}
+            store = open_store((var / "object_store").as_uri())
+            stored = sum(o.size for o in store.list("uploads/bench/") if o.size > 10 * 1024**2)
+            assert stored == size, f"stored {stored} bytes of {size}"
+            print(
+                f"upload of {size / 1e6:.0f} MB: {seconds:.2f} s, {size / 1e6 / seconds:.0f} MB/s"
+                " (streamed to the embedded file:// object store)"
+            )
+            print(
+                "  API peak RSS per process (MiB): "
+                + ", ".join(f"{v:.0f}" for v in sorted(rss.values(), reverse=True))
+            )
+        finally:
+            os.killpg(system.pid, signal.SIGINT)
+            system.wait(timeout=60)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
