@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
+import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -99,6 +101,32 @@ def test_make_run_serves_the_system_and_ctrl_c_stops_it(tmp_path: Path) -> None:
         wait_for(lambda: bool(try_json(flower)), 30, "flower worker list")
         assert any(name.startswith("fraudscore@") for name in try_json(flower) or {})
         assert processes_with(str(var_dir))
+
+        # A job through the printed token: API -> private Redis -> worker -> file store.
+        token = re.search(r"Token   (fs_\S+)", first_log.read_text()).group(1)  # type: ignore[union-attr]
+        client = subprocess.run(
+            [
+                sys.executable,
+                "scripts/fraudscore_client.py",
+                "--url",
+                api,
+                "--token",
+                token,
+                "submit",
+                "examples/transactions_sample.csv",
+                "--wait",
+                "--output",
+                str(tmp_path / "predictions.csv"),
+            ],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert client.returncode == 0, client.stderr
+        assert len((tmp_path / "predictions.csv").read_text().splitlines()) == 8001
+        tasks = try_json(f"http://127.0.0.1:{flower_port}/api/tasks") or {}
+        assert any(t["name"] == "fraudscore.score_job" for t in tasks.values())
     finally:
         ctrl_c(make)
     wait_for(lambda: not processes_with(str(var_dir)), 10, "every process to exit")
