@@ -83,6 +83,8 @@ def _run_job(job_id: str, settings: Settings) -> str:
         job_ref = Job(id=key, owner=owner)
     logger.info("job %s: running (owner %s)", job_id, owner)
     store = open_store(settings=settings)
+    for stale in store.list(J.result_key(job_ref, ".tmp-")):  # left by a killed earlier attempt
+        store.delete(stale.key)
     last = [0.0]
 
     def progress(stage: str, done: int, total: int) -> None:
