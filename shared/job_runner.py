@@ -80,10 +80,9 @@ def _run_job(job_id: str, settings: Settings) -> str:
         job.state, job.stage, job.started_at = J.RUNNING, J.STAGE_MATCHING, utcnow()
         job.attempts += 1
         owner, input_uri, options = job.owner, job.input_uri, dict(job.options)
-        job_ref = Job(id=key, owner=owner)
     logger.info("job %s: running (owner %s)", job_id, owner)
     store = open_store(settings=settings)
-    for stale in store.list(J.result_key(job_ref, ".tmp-")):  # left by a killed earlier attempt
+    for stale in store.list(J.result_key(owner, key, ".tmp-")):  # left by a killed attempt
         store.delete(stale.key)
     last = [0.0]
 
@@ -127,10 +126,10 @@ def _run_job(job_id: str, settings: Settings) -> str:
             )
             result = pipeline.run(local, folder / "predictions.csv", folder / "errors.csv")
             _update(settings, key, stage=J.STAGE_WRITING)
-            output_uri = _publish(store, job_ref, folder / "predictions.csv", "predictions.csv")
+            output_uri = _publish(store, owner, key, folder / "predictions.csv")
             error_uri = None
             if result.stats["rows_failed"]:
-                error_uri = _publish(store, job_ref, folder / "errors.csv", "errors.csv")
+                error_uri = _publish(store, owner, key, folder / "errors.csv")
     except Cancelled:
         _update(settings, key, finished_at=utcnow(), stage=None)
         logger.info("job %s: cancelled", job_id)
@@ -168,10 +167,10 @@ def _run_job(job_id: str, settings: Settings) -> str:
     return J.SUCCEEDED
 
 
-def _publish(store: Any, job: Job, path: Path, name: str) -> str:
+def _publish(store: Any, owner: str, job_id: uuid.UUID, path: Path) -> str:
     """Upload under a temporary key, then move into place: readers never see half a file."""
-    final = J.result_key(job, name)
-    temporary = J.result_key(job, f".tmp-{uuid.uuid4().hex}-{name}")
+    final = J.result_key(owner, job_id, path.name)
+    temporary = J.result_key(owner, job_id, f".tmp-{uuid.uuid4().hex}-{path.name}")
     store.put_file(temporary, path)
     store.move(temporary, final)
     return store.uri_for(final)

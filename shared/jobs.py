@@ -35,8 +35,9 @@ def upload_prefix(owner: str) -> str:
     return f"uploads/{owner}/"
 
 
-def result_key(job: Any, name: str) -> str:
-    return f"results/{job.owner}/{job.id}/{name}"
+def result_key(owner: str, job_id: Any, name: str) -> str:
+    """Where a job's output files live in the object store."""
+    return f"results/{owner}/{job_id}/{name}"
 
 
 def clean_options(raw: dict[str, Any]) -> dict[str, Any]:
