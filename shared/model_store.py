@@ -19,7 +19,7 @@ from pathlib import Path
 from shared.artifacts import ArtifactError, ModelBundle, load_bundle, sha256_file
 from shared.db.session import session_scope
 from shared.matching import ModelInfo
-from shared.registry import get_model, record_usage
+from shared.registry import get_model, model_info, record_usage
 from shared.settings import Settings, get_settings
 from shared.storage import open_store
 
@@ -155,10 +155,7 @@ class RegistrySource:
 
         with session_scope(self.settings.db_url) as session:
             rows = session.scalars(select(ReferenceModel).order_by(ReferenceModel.name)).all()
-            return [
-                ModelInfo(r.name, dict(r.column_roles), dict(r.value_profile), dict(r.metrics))
-                for r in rows
-            ]
+            return [model_info(r) for r in rows]
 
     def load(self, name: str) -> ModelBundle:
         return self.store.load(name)

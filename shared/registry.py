@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from shared.artifacts import METADATA_FILE, ArtifactError, mismatched_files, read_manifest
 from shared.db.models import ReferenceModel, utcnow
-from shared.features import NEEDS
+from shared.matching import Match, ModelInfo, match_models
 
 logger = logging.getLogger(__name__)
 
@@ -112,28 +112,21 @@ def get_model(session: Session, name: str) -> ReferenceModel | None:
     return max(rows, key=lambda r: (r.created_at, r.id)) if rows else None
 
 
-def schema_coverage(model: ReferenceModel, roles: set[str]) -> float:
-    """Share of the model's importance carried by features these roles can fill."""
-    importance = model.value_profile.get("importance") or {}
-    if not importance:
-        model_roles = set(model.column_roles)
-        return len(model_roles & roles) / max(len(model_roles), 1)
-    total = sum(importance.values()) or 1.0
-    covered = sum(w for f, w in importance.items() if set(NEEDS.get(f, ("?",))) <= roles)
-    return covered / total
+def model_info(row: ReferenceModel) -> ModelInfo:
+    """What matching needs of a registry row."""
+    return ModelInfo(row.name, dict(row.column_roles), dict(row.value_profile), dict(row.metrics))
 
 
 def find_best_match(
-    session: Session, roles: set[str], top_k: int = 3
-) -> list[tuple[ReferenceModel, float]]:
-    """Models ranked by how much of what they learned an upload with these roles can feed."""
-    scored = []
-    for model in session.scalars(select(ReferenceModel)).all():
-        coverage = schema_coverage(model, roles)
-        quality = float(model.metrics.get("pr_auc") or 0.0)
-        scored.append((model, coverage, quality))
-    scored.sort(key=lambda item: (-item[1], -item[2], item[0].name))
-    return [(model, coverage) for model, coverage, _ in scored[:top_k]]
+    session: Session,
+    roles: dict[str, str],
+    quantiles: dict[str, list[float]] | None = None,
+    top_k: int = 3,
+) -> list[Match]:
+    """Registered models ranked for an upload (role -> column, feature quantiles), as scoring
+    ranks them (shared.matching), best first."""
+    rows = session.scalars(select(ReferenceModel).order_by(ReferenceModel.name)).all()
+    return match_models([model_info(r) for r in rows], roles, quantiles or {})[:top_k]
 
 
 def record_usage(session: Session, names: list[str]) -> None:

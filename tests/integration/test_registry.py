@@ -84,21 +84,26 @@ def test_best_match_prefers_models_whose_inputs_the_upload_has(
     db: Session, small_library: Path
 ) -> None:
     populate(db, small_library)
-    card_roles = {R.AMOUNT, R.TIMESTAMP, R.CUSTOMER, R.TERMINAL}
+    card_roles = {r: r for r in (R.AMOUNT, R.TIMESTAMP, R.CUSTOMER, R.TERMINAL)}
     ranked = find_best_match(db, card_roles, top_k=3)
     assert len(ranked) == 3
-    assert all(0.0 <= score <= 1.0 for _, score in ranked)
-    assert [s for _, s in ranked] == sorted((s for _, s in ranked), reverse=True)
+    assert all(0.0 <= m.similarity <= 1.0 for m in ranked)
+    assert [m.similarity for m in ranked] == sorted((m.similarity for m in ranked), reverse=True)
     mobile = {
-        R.AMOUNT,
-        R.TIMESTAMP,
-        R.CUSTOMER,
-        R.TERMINAL,
-        R.TX_TYPE,
-        R.BALANCE_BEFORE,
-        R.BALANCE_AFTER,
+        r: r
+        for r in (
+            R.AMOUNT,
+            R.TIMESTAMP,
+            R.CUSTOMER,
+            R.TERMINAL,
+            R.TX_TYPE,
+            R.BALANCE_BEFORE,
+            R.BALANCE_AFTER,
+        )
     }
-    assert find_best_match(db, mobile, top_k=1)[0][1] >= find_best_match(db, {R.AMOUNT})[0][1]
+    best = find_best_match(db, mobile, top_k=1)[0]
+    assert best.similarity >= find_best_match(db, {R.AMOUNT: "amt"})[0].similarity
+    assert best.name.startswith("mobile_money")
 
 
 def test_usage_is_counted(db: Session, small_library: Path) -> None:
