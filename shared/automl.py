@@ -16,7 +16,7 @@ from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_s
 from shared import roles as R
 from shared.artifacts import save_bundle
 from shared.calibration import fit_calibrator
-from shared.features import FEATURE_VERSION, FEATURES, build_features
+from shared.features import FEATURE_VERSION, FEATURES, build_features, clock_of
 from shared.profile import value_profile
 from shared.roles import RoleMap, infer_roles
 
@@ -141,7 +141,8 @@ def train_frame(
         raise TrainingError(f"label column {roles.get(R.LABEL)!r} has one class only")
     if y.sum() < 4:
         raise TrainingError(f"only {int(y.sum())} positive rows; at least 4 are needed")
-    features = build_features(frame, roles)
+    clock = clock_of(frame, roles)
+    features = build_features(frame, roles, clock)
     usable = [c for c in FEATURES if features[c].nunique(dropna=True) > 1]
     if not usable:
         raise TrainingError(
@@ -149,12 +150,6 @@ def train_frame(
             "balance, distance or category (found: " + ", ".join(map(str, frame.columns)) + ")"
         )
     matrix = features.to_numpy(np.float32)
-    t_col = roles.get(R.TIMESTAMP)
-    clock = None
-    if t_col is not None:
-        from shared.timeparse import parse_timestamps
-
-        clock = parse_timestamps(frame[t_col], R.tokens_of(t_col)).to_numpy()
     train, val = split(clock, y, seed)
     booster, config = _fit(matrix, y, train, val, seed)
     raw_val = booster.inplace_predict(matrix[val])
@@ -186,7 +181,7 @@ def train_frame(
         "columns": [str(c) for c in frame.columns],
         "roles": roles.to_json(),
         "value_profile": {
-            **value_profile(frame, roles, features),
+            **value_profile(frame, roles, features, clock),
             "importance": feature_spec["importance"],
         },
         "metrics": metrics,

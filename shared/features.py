@@ -321,18 +321,29 @@ def codes(series: pd.Series) -> np.ndarray:
     return _codes(series)
 
 
-def build_features(frame: pd.DataFrame, roles: RoleMap) -> pd.DataFrame:
-    """The FEATURES of each row of a whole file, as float32, NaN where the file lacks a role."""
+def clock_of(frame: pd.DataFrame, roles: RoleMap) -> np.ndarray | None:
+    """The timestamp column in seconds, or None when the file has none."""
+    column = roles.get(R.TIMESTAMP)
+    if column is None:
+        return None
+    return parse_timestamps(frame[column], R.tokens_of(column)).to_numpy()
+
+
+def build_features(
+    frame: pd.DataFrame, roles: RoleMap, t: np.ndarray | None = None
+) -> pd.DataFrame:
+    """The FEATURES of each row of a whole file, as float32, NaN where the file lacks a role.
+
+    `t` is clock_of(frame, roles) when the caller already has it.
+    """
     n = len(frame)
 
     def number(role: str) -> np.ndarray | None:
         return to_number(frame[roles.get(role)]).to_numpy() if role in roles else None
 
     amount = number(R.AMOUNT)
-    t = None
-    if R.TIMESTAMP in roles:
-        column = roles.get(R.TIMESTAMP)
-        t = parse_timestamps(frame[column], R.tokens_of(column)).to_numpy()
+    if t is None:
+        t = clock_of(frame, roles)
     freqs = {
         name: apply_frequencies(frame[roles.get(role)], frequencies(frame[roles.get(role)]))
         for role, name in CATEGORICAL_FEATURES.items()
