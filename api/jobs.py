@@ -72,10 +72,8 @@ def submit() -> tuple[Response, int]:
     idempotency_key = request.headers.get("Idempotency-Key") or None
     if idempotency_key:
         with svc.session() as session:
-            existing = session.scalars(
-                select(Job).where(Job.owner == g.owner, Job.idempotency_key == idempotency_key)
-            ).one_or_none()
-            if existing is not None:
+            existing = _job_for_key(session, idempotency_key)
+            if existing is not None:  # a retry: answer before reading the body again
                 return jsonify(_accepted(existing)), 200
     prefix = J.upload_prefix(g.owner)
     if request.mimetype == "multipart/form-data":
@@ -121,10 +119,7 @@ def create_job(
             session.commit()
         except IntegrityError:  # a concurrent retry with the same key won the race
             session.rollback()
-            job = session.scalars(
-                select(Job).where(Job.owner == g.owner, Job.idempotency_key == idempotency_key)
-            ).one()
-            return jsonify(_accepted(job)), 200
+            return jsonify(_accepted(_job_for_key(session, idempotency_key))), 200
         svc.celery.send_task(TASK_SCORE, args=[str(job.id)])
         return jsonify(_accepted(job)), 202
 
@@ -142,6 +137,13 @@ def own_input(store_key: str) -> str:
     if not svc.store.exists(store_key):
         raise ApiError(400, "bad_request", f"no object at {svc.store.uri_for(store_key)}")
     return svc.store.uri_for(store_key)
+
+
+def _job_for_key(session: Any, idempotency_key: str | None) -> Job | None:
+    """The caller's job submitted with this Idempotency-Key, if any."""
+    return session.scalars(
+        select(Job).where(Job.owner == g.owner, Job.idempotency_key == idempotency_key)
+    ).one_or_none()
 
 
 def _accepted(job: Job) -> dict[str, str]:

@@ -99,11 +99,6 @@ def fillable(roles: set[str]) -> list[str]:
     return [f for f in FEATURES if set(NEEDS[f]) <= roles]
 
 
-def _codes(series: pd.Series) -> np.ndarray:
-    codes, _ = pd.factorize(series.astype("string"), use_na_sentinel=True)
-    return codes.astype(np.int64)
-
-
 def _entity_history(
     codes: np.ndarray,
     seconds: np.ndarray,
@@ -318,7 +313,8 @@ def assemble(parts: dict[str, np.ndarray], n: int, roles: set[str]) -> np.ndarra
 
 def codes(series: pd.Series) -> np.ndarray:
     """Integer codes for ids (equal ids, equal codes)."""
-    return _codes(series)
+    values, _ = pd.factorize(series.astype("string"), use_na_sentinel=True)
+    return values.astype(np.int64)
 
 
 def clock_of(frame: pd.DataFrame, roles: RoleMap) -> np.ndarray | None:
