@@ -2,11 +2,14 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
+PIP := $(PY) -m pip install --quiet
 RUN_STAMP := $(VENV)/.run-installed
 DEV_STAMP := $(VENV)/.dev-installed
 REQ := requirements
+LOCK := $(VENV)/bin/uv pip compile --quiet --generate-hashes --python-version 3.11 \
+	--python-platform x86_64-manylinux_2_28
 
-.PHONY: run test lint format migrate clean
+.PHONY: run test test-unit lint typecheck format lock migrate clean
 
 run: $(RUN_STAMP)
 	$(PY) scripts/run_local.py
@@ -14,28 +17,42 @@ run: $(RUN_STAMP)
 test: $(DEV_STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# Unit tests only: no PostgreSQL, Redis, S3 endpoint or worker needed.
+test-unit: $(DEV_STAMP)
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
 lint: $(DEV_STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 format: $(DEV_STAMP)
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
+
+# Re-lock every transitive package with hashes after editing a requirements/*.in file.
+lock: $(DEV_STAMP)
+	$(LOCK) $(REQ)/api.in $(REQ)/worker.in $(REQ)/local.in $(REQ)/dev.in -o $(REQ)/dev.txt
+	$(LOCK) -c $(REQ)/dev.txt $(REQ)/api.in $(REQ)/worker.in -o $(REQ)/production.txt
+	$(LOCK) -c $(REQ)/dev.txt $(REQ)/api.in $(REQ)/worker.in $(REQ)/local.in -o $(REQ)/local.txt
 
 migrate: $(RUN_STAMP)
 	$(PY) scripts/migrate.py
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
+	$(PIP) --upgrade pip
 
-$(RUN_STAMP): $(VENV)/bin/python $(REQ)/base.txt $(REQ)/api.txt $(REQ)/worker.txt
-	$(PY) -m pip install --quiet -r $(REQ)/api.txt -r $(REQ)/worker.txt
+# Locked packages (hash-checked), then this project editable on top, without resolving again.
+$(RUN_STAMP): $(VENV)/bin/python $(REQ)/local.txt pyproject.toml
+	$(PIP) --require-hashes -r $(REQ)/local.txt
+	$(PIP) --no-deps --no-build-isolation -e .
 	touch $@
 
-$(DEV_STAMP): $(VENV)/bin/python $(REQ)/base.txt $(REQ)/api.txt $(REQ)/worker.txt $(REQ)/dev.txt
-	$(PY) -m pip install --quiet -r $(REQ)/dev.txt
+$(DEV_STAMP): $(VENV)/bin/python $(REQ)/dev.txt pyproject.toml
+	$(PIP) --require-hashes -r $(REQ)/dev.txt
+	$(PIP) --no-deps --no-build-isolation -e .
 	touch $@ $(RUN_STAMP)
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .ruff_cache
+	rm -rf $(VENV) var .pytest_cache .ruff_cache .mypy_cache

@@ -11,7 +11,7 @@ from flask import Flask, current_app
 
 from shared.db.session import sessionmaker_for
 from shared.logs import configure_logging
-from shared.queue import create_celery
+from shared.service.queue import create_celery
 from shared.settings import Settings, get_settings, load_settings
 from shared.storage import ObjectStore, open_store
 

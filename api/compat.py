@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from flask import Blueprint, Response, g, request
+from werkzeug.wrappers import Response as BaseResponse
 
-from api.errors import ApiError
-from api.jobs import create_job, download, own_input, require_token
-from shared import jobs as J
+from api.auth import require_token
+from api.jobs import create_job, download, own_input
+from shared.errors import InputError
+from shared.service.keys import upload_prefix
 
 bp = Blueprint("compat", __name__)
 
@@ -22,8 +24,8 @@ def apply_unlabeled() -> tuple[Response, int]:
     body = request.get_json(silent=True) or {}
     filepath = str(body.get("filepath") or "").lstrip("/")
     if not filepath:
-        raise ApiError(400, "bad_request", "filepath is required")
-    prefix = J.upload_prefix(g.owner)
+        raise InputError("filepath is required")
+    prefix = upload_prefix(g.owner)
     key = filepath if filepath.startswith(prefix) else prefix + filepath
     options = {"model_name": body.get("model_name")} if body.get("model_name") else {}
     return create_job(own_input(key), options, request.headers.get("Idempotency-Key"))
@@ -31,7 +33,7 @@ def apply_unlabeled() -> tuple[Response, int]:
 
 @bp.get("/download/predictions/<filename>")
 @require_token
-def predictions(filename: str) -> Response:
+def predictions(filename: str) -> BaseResponse:
     """The caller's own predictions, by the predictions_file name a job reported."""
     job_id = filename.removesuffix(".csv")
     return download(job_id, "output_uri", "predictions.csv")

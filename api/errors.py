@@ -5,17 +5,38 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, Response, jsonify
+from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
+
+from shared.errors import (
+    Conflict,
+    FraudscoreError,
+    InputError,
+    NotFound,
+    TooLarge,
+    Unauthorized,
+    Unavailable,
+)
 
 logger = logging.getLogger(__name__)
 
+# The HTTP status of each error kind; the most specific class listed wins.
+STATUS: dict[type[FraudscoreError], int] = {
+    InputError: 400,
+    Unauthorized: 401,
+    NotFound: 404,
+    Conflict: 409,
+    TooLarge: 413,
+    Unavailable: 503,
+}
 
-class ApiError(Exception):
-    """An error meant for the client, with an HTTP status and a stable code."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
+def status_of(exc: FraudscoreError) -> int:
+    """The HTTP status for an error of the shared family (500 for one not mapped)."""
+    for cls in type(exc).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]
+    return 500
 
 
 def error_response(status: int, code: str, message: str) -> tuple[Response, int]:
@@ -23,9 +44,14 @@ def error_response(status: int, code: str, message: str) -> tuple[Response, int]
 
 
 def register(app: Flask) -> None:
-    @app.errorhandler(ApiError)
-    def _api_error(exc: ApiError) -> tuple[Response, int]:
-        return error_response(exc.status, exc.code, exc.message)
+    @app.errorhandler(FraudscoreError)
+    def _known(exc: FraudscoreError) -> tuple[Response, int]:
+        return error_response(status_of(exc), exc.code, exc.message)
+
+    @app.errorhandler(OperationalError)
+    def _database_down(exc: OperationalError) -> tuple[Response, int]:
+        logger.warning("database unavailable: %s", exc.orig)
+        return error_response(503, Unavailable.code, "the database is unavailable; try again")
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> tuple[Response, int]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify
 
 from api import services
-from shared.health import run_checks
+from shared.service.health import run_checks
 
 bp = Blueprint("health", __name__)
 

@@ -2,23 +2,26 @@
 
 from __future__ import annotations
 
-import functools
 import re
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 from flask import Blueprint, Response, g, jsonify, redirect, request, stream_with_context
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
+from werkzeug.wrappers import Response as BaseResponse
 
 from api import services
-from api.errors import ApiError
-from api.uploads import UploadTooLarge, stream_multipart
-from shared import jobs as J
-from shared.auth import owner_for
+from api.auth import require_token
+from api.uploads import stream_multipart
+from api.views import job_view
+from shared import states as S
 from shared.db.models import Job, utcnow
-from shared.queue import TASK_SCORE
+from shared.engine.options import parse_options
+from shared.errors import Conflict, InputError, NotFound, TooLarge
+from shared.service.keys import upload_prefix
+from shared.service.queue import TASK_SCORE
 from shared.storage import ObjectNotFound
 from shared.storage.base import clean_key
 
@@ -26,34 +29,15 @@ bp = Blueprint("jobs", __name__, url_prefix="/api/v1")
 SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 
-def require_token(view: Callable[..., Any]) -> Callable[..., Any]:
-    """401 unless `Authorization: Bearer <token>` names a live token; sets g.owner."""
-
-    @functools.wraps(view)
-    def wrapped(*args: Any, **kwargs: Any) -> Any:
-        header = request.headers.get("Authorization", "")
-        token = header[7:].strip() if header.lower().startswith("bearer ") else ""
-        with services().session() as session:
-            owner = owner_for(session, token) if token else None
-        if owner is None:
-            raise ApiError(
-                401, "unauthorized", "a valid 'Authorization: Bearer <token>' is required"
-            )
-        g.owner = owner
-        return view(*args, **kwargs)
-
-    return wrapped
-
-
 def _own_job(session: Any, job_id: str) -> Job:
     """The caller's job, or 404 (also for another owner's job: no hint that it exists)."""
     try:
         key = uuid.UUID(job_id)
     except ValueError:
-        raise ApiError(404, "not_found", f"no job {job_id}") from None
+        raise NotFound(f"no job {job_id}") from None
     job = session.get(Job, key)
     if job is None or job.owner != g.owner:
-        raise ApiError(404, "not_found", f"no job {job_id}")
+        raise NotFound(f"no job {job_id}")
     return job
 
 
@@ -68,31 +52,26 @@ def submit() -> tuple[Response, int]:
     svc = services()
     limit = svc.settings.upload_max_bytes
     if request.content_length is not None and request.content_length > limit:
-        raise ApiError(413, "too_large", f"uploads are limited to {limit} bytes")
+        raise TooLarge(f"uploads are limited to {limit} bytes")
     idempotency_key = request.headers.get("Idempotency-Key") or None
     if idempotency_key:
         with svc.session() as session:
             existing = _job_for_key(session, idempotency_key)
             if existing is not None:  # a retry: answer before reading the body again
                 return jsonify(_accepted(existing)), 200
-    prefix = J.upload_prefix(g.owner)
+    prefix = upload_prefix(g.owner)
     if request.mimetype == "multipart/form-data":
         boundary = request.mimetype_params.get("boundary", "").encode()
         if not boundary:
-            raise ApiError(400, "bad_request", "multipart body without a boundary")
+            raise InputError("multipart body without a boundary")
 
         def key_for(filename: str) -> str:
             name = SAFE_NAME.sub("_", filename.rsplit("/", 1)[-1])[:120] or "upload.csv"
             return f"{prefix}{uuid.uuid4().hex}/{name}"
 
-        try:
-            fields, upload = stream_multipart(request.stream, boundary, svc.store, key_for, limit)
-        except UploadTooLarge:
-            raise ApiError(413, "too_large", f"uploads are limited to {limit} bytes") from None
-        except ValueError as exc:
-            raise ApiError(400, "bad_request", str(exc)) from None
+        fields, upload = stream_multipart(request.stream, boundary, svc.store, key_for, limit)
         if upload is None:
-            raise ApiError(400, "bad_request", "send the CSV as a multipart part named 'file'")
+            raise InputError("send the CSV as a multipart part named 'file'")
         input_uri, raw_options = svc.store.uri_for(upload["key"]), fields
     else:
         body = request.get_json(silent=True) or {}
@@ -106,10 +85,7 @@ def create_job(
 ) -> tuple[Response, int]:
     """Record a queued job for g.owner and enqueue it by task name; 202 (200 on a retry)."""
     svc = services()
-    try:
-        options = J.clean_options(dict(raw_options))
-    except ValueError as exc:
-        raise ApiError(400, "bad_request", str(exc)) from None
+    options = parse_options(dict(raw_options)).stored()
     with svc.session() as session:
         job = Job(
             owner=g.owner, input_uri=input_uri, options=options, idempotency_key=idempotency_key
@@ -119,7 +95,10 @@ def create_job(
             session.commit()
         except IntegrityError:  # a concurrent retry with the same key won the race
             session.rollback()
-            return jsonify(_accepted(_job_for_key(session, idempotency_key))), 200
+            winner = _job_for_key(session, idempotency_key)
+            if winner is None:
+                raise Conflict("a job with this Idempotency-Key is being created") from None
+            return jsonify(_accepted(winner)), 200
         svc.celery.send_task(TASK_SCORE, args=[str(job.id)])
         return jsonify(_accepted(job)), 202
 
@@ -127,15 +106,15 @@ def create_job(
 def own_input(store_key: str) -> str:
     """The URI of an object under g.owner's upload prefix; 400 for anything else."""
     svc = services()
-    prefix = J.upload_prefix(g.owner)
+    prefix = upload_prefix(g.owner)
     try:
         store_key = clean_key(store_key)  # "uploads/me/../you/x.csv" must not pass as mine
     except ValueError:
         store_key = ""
     if not store_key.startswith(prefix):
-        raise ApiError(400, "bad_request", f"inputs must lie under {svc.store.uri_for(prefix)}")
+        raise InputError(f"inputs must lie under {svc.store.uri_for(prefix)}")
     if not svc.store.exists(store_key):
-        raise ApiError(400, "bad_request", f"no object at {svc.store.uri_for(store_key)}")
+        raise InputError(f"no object at {svc.store.uri_for(store_key)}")
     return svc.store.uri_for(store_key)
 
 
@@ -154,7 +133,7 @@ def _accepted(job: Job) -> dict[str, str]:
 @require_token
 def status(job_id: str) -> Response:
     with services().session() as session:
-        return jsonify(J.view(_own_job(session, job_id), _base_url()))
+        return jsonify(job_view(_own_job(session, job_id), _base_url()))
 
 
 @bp.get("/jobs")
@@ -170,7 +149,7 @@ def list_jobs() -> Response:
             mine.order_by(Job.created_at.desc()).offset((page - 1) * per_page).limit(per_page)
         ).all()
         return jsonify(
-            jobs=[J.view(job, _base_url()) for job in rows],
+            jobs=[job_view(job, _base_url()) for job in rows],
             page=page,
             per_page=per_page,
             total=total,
@@ -183,45 +162,45 @@ def cancel(job_id: str) -> Response:
     """Cancel a queued job at once, a running one at its next chunk boundary."""
     with services().session() as session:
         job = _own_job(session, job_id)
-        if job.state in J.FINISHED_STATES:
-            raise ApiError(409, "conflict", f"job {job_id} is already {job.state}")
-        job.state = J.CANCELLED
+        if job.state in S.FINISHED_STATES:
+            raise Conflict(f"job {job_id} is already {job.state}")
+        job.state = S.CANCELLED
         if job.started_at is None:
             job.finished_at = utcnow()
         session.commit()
-        return jsonify(J.view(job, _base_url()))
+        return jsonify(job_view(job, _base_url()))
 
 
 @bp.get("/jobs/<job_id>/result")
 @require_token
-def result(job_id: str) -> Response:
+def result(job_id: str) -> BaseResponse:
     """The predictions CSV, streamed; `?redirect=1` answers with a short-lived store URL."""
     return download(job_id, "output_uri", "predictions.csv")
 
 
 @bp.get("/jobs/<job_id>/errors")
 @require_token
-def errors(job_id: str) -> Response:
+def errors(job_id: str) -> BaseResponse:
     return download(job_id, "error_uri", "errors.csv")
 
 
-def download(job_id: str, attribute: str, filename: str) -> Response:
+def download(job_id: str, attribute: str, filename: str) -> BaseResponse:
     """Stream the finished file from the object store (never buffered whole)."""
     svc = services()
     with svc.session() as session:
         job = _own_job(session, job_id)
         uri = getattr(job, attribute)
-        if job.state != J.SUCCEEDED or not uri:
-            raise ApiError(404, "not_found", f"job {job_id} has no {filename} (state {job.state})")
+        if job.state != S.SUCCEEDED or not uri:
+            raise NotFound(f"job {job_id} has no {filename} (state {job.state})")
     key = svc.store.key_of(uri)
     if key is None:
-        raise ApiError(404, "not_found", f"job {job_id}: {filename} is not in this store")
+        raise NotFound(f"job {job_id}: {filename} is not in this store")
     if request.args.get("redirect") and svc.store.scheme == "s3":
         return redirect(svc.store.url(key), code=302)
     try:
         stream = svc.store.open(key)
     except ObjectNotFound:
-        raise ApiError(404, "not_found", f"job {job_id}: {filename} is gone") from None
+        raise NotFound(f"job {job_id}: {filename} is gone") from None
 
     def chunks() -> Iterator[bytes]:
         with stream:

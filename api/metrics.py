@@ -1,93 +1,120 @@
-"""/metrics in Prometheus' text format: jobs by state, rows scored, stage and job durations,
-queue depth. Computed from the database and the broker at scrape time, so every API process
-answers the same."""
+"""/metrics in Prometheus' format through prometheus_client: jobs by state, rows scored, busy
+seconds per stage, a job-duration histogram and queue depth. Aggregated by the database (and
+asked of the broker) at scrape time, so every API process answers the same."""
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections.abc import Iterator
+from typing import Any
 
 from flask import Blueprint, Response
 from kombu.exceptions import ChannelError
-from sqlalchemy import func, select
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from sqlalchemy import case, func, select
+from sqlalchemy.orm import Session
 
-from api import services
-from shared import jobs as J
+from api import Services, services
+from shared import states as S
 from shared.db.models import Job
-from shared.queue import QUEUE_CONTROL, QUEUE_JOBS
+from shared.engine.pipeline import TIMED_STAGES
+from shared.service.queue import QUEUE_CONTROL, QUEUE_JOBS
 
 bp = Blueprint("metrics", __name__)
+DURATION_BUCKETS = (1, 5, 15, 60, 300, 900, 3600)
 
 
-def _metric(
-    lines: list[str], name: str, kind: str, help_text: str, samples: list[tuple[str, float]]
-) -> None:
-    lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
-    lines += [f"{name}{labels} {value:g}" for labels, value in samples]
+def _seconds(session: Session) -> Any:
+    """A job's start-to-finish seconds as a SQL expression for this database."""
+    if session.get_bind().dialect.name == "sqlite":
+        return (func.julianday(Job.finished_at) - func.julianday(Job.started_at)) * 86400.0
+    return func.extract("epoch", Job.finished_at - Job.started_at)
+
+
+class JobCollector:
+    """Metrics aggregated in one pass of SQL and one look at the broker."""
+
+    def __init__(self, svc: Services) -> None:
+        self.svc = svc
+
+    def collect(self) -> Iterator[Metric]:
+        with self.svc.session() as session:
+            yield from self._jobs(session)
+        yield from self._queues()
+
+    def _jobs(self, session: Session) -> Iterator[Metric]:
+        by_state = dict(session.execute(select(Job.state, func.count()).group_by(Job.state)).all())
+        jobs = GaugeMetricFamily("fraudscore_jobs", "Jobs by state.", labels=["state"])
+        for state in S.STATES:
+            jobs.add_metric([state], by_state.get(state, 0))
+        yield jobs
+        done = Job.state == S.SUCCEEDED
+        seconds = _seconds(session)
+        timed = done & Job.started_at.is_not(None) & Job.finished_at.is_not(None)
+        stage_sums = [
+            func.coalesce(func.sum(Job.methods[("stage_seconds", stage)].as_float()), 0.0)
+            for stage in TIMED_STAGES
+        ]
+        row = session.execute(
+            select(
+                func.coalesce(func.sum(Job.rows_total), 0),
+                func.coalesce(func.sum(seconds), 0.0),
+                func.count(),
+                *[func.sum(case((seconds <= b, 1), else_=0)) for b in DURATION_BUCKETS],
+            ).where(timed)
+        ).one()
+        stages = session.execute(select(*stage_sums).where(done)).one()
+        rows = CounterMetricFamily("fraudscore_rows_scored", "Rows scored by succeeded jobs.")
+        rows.add_metric([], float(row[0]))
+        yield rows
+        busy = CounterMetricFamily(
+            "fraudscore_stage_seconds",
+            "Busy seconds per pipeline stage, over succeeded jobs.",
+            labels=["stage"],
+        )
+        for stage, value in zip(TIMED_STAGES, stages, strict=True):
+            busy.add_metric([stage], float(value))
+        yield busy
+        counts = [float(c or 0) for c in row[3:]]
+        buckets = [(str(float(b)), c) for b, c in zip(DURATION_BUCKETS, counts, strict=True)]
+        yield HistogramMetricFamily(
+            "fraudscore_job_duration_seconds",
+            "Start-to-finish seconds of succeeded jobs.",
+            buckets=[*buckets, ("+Inf", float(row[2]))],
+            sum_value=float(row[1]),
+        )
+
+    def _queues(self) -> Iterator[Metric]:
+        depth = GaugeMetricFamily(
+            "fraudscore_queue_depth", "Messages waiting per queue.", labels=["queue"]
+        )
+        broker_up = 1
+        try:
+            with self.svc.celery.connection_for_read() as connection:
+                connection.ensure_connection(max_retries=1, interval_start=0, timeout=2)
+                channel = connection.default_channel
+                for queue in (QUEUE_JOBS, QUEUE_CONTROL):
+                    try:
+                        count = channel.queue_declare(queue=queue, passive=True).message_count
+                    except ChannelError:  # never declared: nothing can be waiting in it
+                        count = 0
+                        channel = connection.channel()  # a failed passive declare closes it
+                    depth.add_metric([queue], count)
+        except Exception:  # a down broker is a metric, not an error page
+            broker_up = 0
+        yield depth
+        up = GaugeMetricFamily("fraudscore_broker_up", "1 when the broker answered.")
+        up.add_metric([], broker_up)
+        yield up
 
 
 @bp.get("/metrics")
 def metrics() -> Response:
-    svc = services()
-    lines: list[str] = []
-    with svc.session() as session:
-        by_state = dict(session.execute(select(Job.state, func.count()).group_by(Job.state)).all())
-        done = session.execute(
-            select(Job.rows_total, Job.started_at, Job.finished_at, Job.methods).where(
-                Job.state == J.SUCCEEDED
-            )
-        ).all()
-    _metric(
-        lines,
-        "fraudscore_jobs",
-        "gauge",
-        "Jobs by state.",
-        [(f'{{state="{s}"}}', by_state.get(s, 0)) for s in J.STATES],
-    )
-    _metric(
-        lines,
-        "fraudscore_rows_scored_total",
-        "counter",
-        "Rows scored by succeeded jobs.",
-        [("", sum(row.rows_total or 0 for row in done))],
-    )
-    stages: dict[str, float] = defaultdict(float)
-    durations = []
-    for row in done:
-        for stage, seconds in ((row.methods or {}).get("stage_seconds") or {}).items():
-            stages[stage] += float(seconds)
-        if row.started_at and row.finished_at:
-            durations.append((row.finished_at - row.started_at).total_seconds())
-    _metric(
-        lines,
-        "fraudscore_stage_seconds_total",
-        "counter",
-        "Busy seconds per pipeline stage, over succeeded jobs.",
-        [(f'{{stage="{k}"}}', v) for k, v in sorted(stages.items())],
-    )
-    _metric(
-        lines,
-        "fraudscore_job_duration_seconds",
-        "summary",
-        "Start-to-finish seconds of succeeded jobs.",
-        [("_sum", sum(durations)), ("_count", len(durations))],
-    )
-    depths = []
-    try:
-        with svc.celery.connection_for_read() as connection:
-            connection.ensure_connection(max_retries=1, interval_start=0, timeout=2)
-            channel = connection.default_channel
-            for queue in (QUEUE_JOBS, QUEUE_CONTROL):
-                try:
-                    count = channel.queue_declare(queue=queue, passive=True).message_count
-                except ChannelError:  # never declared: nothing can be waiting in it
-                    count = 0
-                    channel = connection.channel()  # a failed passive declare closes a channel
-                depths.append((f'{{queue="{queue}"}}', count))
-        broker_up = 1
-    except Exception:  # a down broker is a metric, not an error page
-        broker_up = 0
-    _metric(lines, "fraudscore_queue_depth", "gauge", "Messages waiting per queue.", depths)
-    _metric(
-        lines, "fraudscore_broker_up", "gauge", "1 when the broker answered.", [("", broker_up)]
-    )
-    return Response("\n".join(lines) + "\n", mimetype="text/plain; version=0.0.4")
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(JobCollector(services()))
+    return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)

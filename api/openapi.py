@@ -6,6 +6,8 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify
 
+from shared.engine.options import JobOptions
+
 bp = Blueprint("openapi", __name__)
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
@@ -35,13 +37,7 @@ def _errors(*codes: int) -> dict[str, Any]:
 CSV = {"description": "a CSV file", "content": {"text/csv": {"schema": {"type": "string"}}}}
 ACCEPTED = _json({"$ref": "#/components/schemas/Accepted"}, "job accepted")
 JOB = _json({"$ref": "#/components/schemas/Job"}, "the job")
-OPTIONS = {
-    "top_k": {"type": "integer", "minimum": 1, "maximum": 20},
-    "keep_columns": {"type": "boolean"},
-    "high_threshold": {"type": "number", "minimum": 0, "maximum": 1},
-    "medium_threshold": {"type": "number", "minimum": 0, "maximum": 1},
-    "model_name": {"type": "string"},
-}
+OPTIONS = JobOptions.model_json_schema()["properties"]
 
 DOCUMENT: dict[str, Any] = {
     "openapi": "3.1.0",

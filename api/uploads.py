@@ -10,18 +10,15 @@ from __future__ import annotations
 import contextlib
 import queue
 import threading
-from typing import Any, BinaryIO
+from typing import IO, Any
 
 from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDecoder, NeedData
 
+from shared.errors import InputError, TooLarge
 from shared.storage import ObjectStore
 
 PIECE = 1 << 20
 FIELD_LIMIT = 64 * 1024
-
-
-class UploadTooLarge(Exception):
-    """The body went past the size limit."""
 
 
 class _QueueReader:
@@ -76,7 +73,7 @@ class _StoreWriter:
 
 
 def stream_multipart(
-    body: BinaryIO, boundary: bytes, store: ObjectStore, key_for: Any, limit: int
+    body: IO[bytes], boundary: bytes, store: ObjectStore, key_for: Any, limit: int
 ) -> tuple[dict[str, str], dict[str, Any] | None]:
     """(form fields, {"key", "filename", "size"} of the `file` part or None)."""
     decoder = MultipartDecoder(boundary, max_parts=50)
@@ -92,7 +89,7 @@ def stream_multipart(
                 piece = body.read(PIECE)
                 read += len(piece)
                 if read > limit:
-                    raise UploadTooLarge()
+                    raise TooLarge(f"uploads are limited to {limit} bytes")
                 decoder.receive_data(piece or None)
             elif isinstance(event, File) and event.name == "file" and upload is None:
                 key = key_for(event.filename or "upload.csv")
@@ -110,7 +107,7 @@ def stream_multipart(
                 elif field_name is not None:
                     field_data += event.data
                     if len(field_data) > FIELD_LIMIT:
-                        raise ValueError(f"form field {field_name!r} is too long")
+                        raise InputError(f"form field {field_name!r} is too long")
                     if not event.more_data:
                         fields[field_name] = field_data.decode("utf-8", "replace")
                         field_name = None
@@ -125,5 +122,5 @@ def stream_multipart(
         raise
     if upload is not None and "size" not in upload:
         store.delete(upload["key"])
-        raise ValueError("the file part ended before the end of the body")
+        raise InputError("the file part ended before the end of the body")
     return fields, upload

@@ -1,6 +1,6 @@
 """Reference library figures: the model table, artifact size, and model load times.
 
-    .venv/bin/python benchmarks/reference_library.py [--models-dir var/automl_models]
+    .venv/bin/python -m benchmarks.reference_library [--models-dir var/automl_models]
 
 Builds the library first if it is missing (timed). Load times are measured against a real S3
 HTTP endpoint (moto in server mode on loopback, unless S3_ENDPOINT_URL names another): cold =
@@ -18,18 +18,16 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 from shared.db.migrate import upgrade
 from shared.db.session import session_scope
-from shared.library import build_library, library_is_built
-from shared.model_migration import migrate
-from shared.model_store import ModelStore
-from shared.registry import model_folders, populate
+from shared.library.build import build_library, library_is_built
+from shared.library.cache import ModelStore
+from shared.library.registry import model_folders, populate
+from shared.library.s3_migration import migrate
 from shared.settings import load_settings
 from shared.storage import open_store
 
@@ -110,7 +108,7 @@ def main() -> int:
     return 0
 
 
-def _timed(fn, *args) -> float:  # type: ignore[no-untyped-def]
+def _timed(fn: Callable[..., object], *args: object) -> float:
     started = time.perf_counter()
     fn(*args)
     return time.perf_counter() - started

@@ -1,6 +1,6 @@
 """Scoring quality on held-out data the library never saw.
 
-    .venv/bin/python benchmarks/scoring_quality.py [--rows 30000]
+    .venv/bin/python -m benchmarks.scoring_quality [--rows 30000]
 
 Each held-out dataset comes from a new seed with column names no reference dataset uses. Its
 labels are stripped, the file is scored by the offline pipeline (the workers' code path), and
@@ -20,22 +20,20 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 
-from shared import roles as R
-from shared.artifacts import load_bundle
-from shared.automl import train_frame
-from shared.features import build_features
-from shared.library import write_csv
-from shared.model_store import RegistrySource
-from shared.roles import infer_roles
-from shared.scoring import Pipeline, ScoreOptions
+from shared.engine import roles as R
+from shared.engine.bundle import load_bundle
+from shared.engine.features import build_features
+from shared.engine.pipeline import Pipeline, ScoreOptions
+from shared.engine.roles import infer_roles
+from shared.library.build import write_csv
+from shared.library.cache import RegistrySource
 from shared.settings import get_settings
-from shared.simulator import DOMAIN_ROLES, DOMAIN_SCENARIOS, DatasetSpec, simulate
+from shared.training.automl import train_frame
+from shared.training.simulator import DOMAIN_ROLES, DOMAIN_SCENARIOS, DatasetSpec, simulate
 
 # Column names that no reference dataset uses (German, Portuguese, Spanish, Italian, English).
 HELD_OUT_NAMES = {

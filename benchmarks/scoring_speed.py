@@ -1,6 +1,6 @@
 """Scoring speed on a generated CSV (default 1,000,000 rows), against the bare-library floor.
 
-    .venv/bin/python benchmarks/scoring_speed.py [--rows 1000000]
+    .venv/bin/python -m benchmarks.scoring_speed [--rows 1000000]
 
 In one run, each in a fresh process (so peak RSS is its own):
   pipeline  the offline pipeline (the workers' code path), rows/s overall and per stage
@@ -25,8 +25,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -35,8 +33,8 @@ from shared.settings import get_settings
 
 
 def generate(rows: int) -> Path:
-    from shared.library import write_csv
-    from shared.simulator import example_spec, simulate, with_rows
+    from shared.library.build import write_csv
+    from shared.training.simulator import example_spec, simulate, with_rows
 
     path = get_settings().var_dir / "bench" / f"speed_{rows}.csv"
     if not path.exists():
@@ -51,8 +49,8 @@ def peak_rss_mib() -> float:
 
 
 def child_pipeline(path: Path, out_dir: Path) -> dict:
-    from shared.model_store import RegistrySource
-    from shared.scoring import Pipeline
+    from shared.engine.pipeline import Pipeline
+    from shared.library.cache import RegistrySource
 
     source = RegistrySource(get_settings())
     started = time.perf_counter()
@@ -65,10 +63,10 @@ def child_pipeline(path: Path, out_dir: Path) -> dict:
 def child_floor(path: Path, out_dir: Path, models: list[str]) -> dict:
     import xgboost  # noqa: F401  (import cost outside the timings)
 
-    from shared.anomaly import AnomalyDetector
-    from shared.features import build_features
-    from shared.model_store import ModelStore
-    from shared.roles import infer_roles
+    from shared.engine.anomaly import AnomalyDetector
+    from shared.engine.features import build_features
+    from shared.engine.roles import infer_roles
+    from shared.library.cache import ModelStore
 
     store = ModelStore(get_settings())
     bundles = [store.load(name) for name in models]

@@ -1,6 +1,6 @@
 """The running service: submit-to-succeeded latency and upload throughput.
 
-    .venv/bin/python benchmarks/service_latency.py [--jobs 20] [--rows 5000] [--upload-mb 100]
+    .venv/bin/python -m benchmarks.service_latency [--jobs 20] [--rows 5000] [--upload-mb 100]
 
 Starts the whole system with `scripts/run_local.py` on embedded defaults in a temporary
 VAR_DIR (the reference library of AUTOML_MODELS_DIR, default var/automl_models, is reused),
@@ -22,19 +22,14 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from fraudscore_client import Client
-from scoring_speed import generate
-
-from shared.auth import create_token
+from benchmarks.scoring_speed import generate
+from scripts.fraudscore_client import Client
 from shared.db.session import session_scope
-from shared.library import write_csv
+from shared.library.build import write_csv
+from shared.service.auth import create_token
 from shared.settings import get_settings
-from shared.simulator import example_spec, simulate, with_rows
 from shared.storage import open_store
+from shared.training.simulator import example_spec, simulate, with_rows
 from tests.services import free_port, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent

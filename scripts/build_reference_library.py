@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tqdm import tqdm
 
 from shared.db.migrate import upgrade
 from shared.db.session import session_scope
-from shared.library import build_library
-from shared.registry import populate
+from shared.library.build import build_library
+from shared.library.registry import populate
 from shared.settings import Settings, get_settings
 
 

@@ -8,13 +8,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from shared.auth import create_token, revoke
 from shared.db.migrate import upgrade
 from shared.db.session import session_scope
+from shared.service.auth import create_token, revoke
 from shared.settings import get_settings
 
 
@@ -34,10 +31,11 @@ def main(argv: list[str] | None = None) -> int:
             print("revoked")
             return 0
         try:
-            print(create_token(session, args.owner))
+            token = create_token(session, args.owner)
         except ValueError as exc:
             print(f"create_token: {exc}", file=sys.stderr)
             return 2
+    print(token)
     return 0
 
 

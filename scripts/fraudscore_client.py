@@ -42,7 +42,9 @@ class Client:
         cls = http.client.HTTPSConnection if self.secure else http.client.HTTPConnection
         return cls(self.host, self.port, timeout=300)
 
-    def _request(self, method: str, path: str, body: Any = None, headers: dict | None = None):  # type: ignore[no-untyped-def]
+    def _request(
+        self, method: str, path: str, body: Any = None, headers: dict | None = None
+    ) -> Any:
         connection = self._connection()
         try:
             connection.request(

@@ -7,10 +7,8 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from shared.automl import TrainingError, train_csv
 from shared.settings import get_settings
+from shared.training.automl import TrainingError, train_csv
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from shared.db.migrate import downgrade, upgrade
 from shared.settings import get_settings
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     url = get_settings().db_url
     if argv and argv[0] == "downgrade":
         downgrade(url, argv[1] if len(argv) > 1 else "base")
@@ -21,4 +19,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main())

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from urllib.parse import urlsplit
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from shared import model_migration as mm
 from shared.db.session import session_scope
+from shared.library import s3_migration as mm
 from shared.settings import get_settings
 
 

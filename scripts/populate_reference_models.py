@@ -6,11 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 from shared.db.migrate import upgrade
 from shared.db.session import session_scope
-from shared.registry import populate
+from shared.library.registry import populate
 from shared.settings import get_settings
 
 

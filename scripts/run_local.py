@@ -21,15 +21,12 @@ import time
 import urllib.request
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from build_reference_library import build_and_register
-
-from shared.auth import create_token
+from scripts.build_reference_library import build_and_register
 from shared.db.migrate import upgrade
 from shared.db.session import session_scope
-from shared.library import library_is_built
-from shared.registry import populate
+from shared.library.build import library_is_built
+from shared.library.registry import populate
+from shared.service.auth import create_token
 from shared.settings import REPO_ROOT, Settings, get_settings
 
 STOP_TIMEOUT_S = 20
@@ -93,33 +90,13 @@ def port_free(host: str, port: int) -> bool:
     return True
 
 
-def commands(settings: Settings) -> dict[str, list[str]]:
+def commands() -> dict[str, list[str]]:
+    """The API, worker and Flower, with the same command lines as the Procfile and compose."""
     py = sys.executable
-    celery = [py, "-m", "celery", "-A", "worker.celery_app:app"]
-    flower = [*celery, "flower", f"--port={settings.flower_port}", f"--address={settings.api_host}"]
-    if settings.flower_basic_auth:
-        flower.append(f"--basic-auth={settings.flower_basic_auth}")
     return {
-        "worker": [
-            *celery,
-            "worker",
-            "--loglevel=INFO",
-            "--queues=jobs,control",
-            f"--concurrency={settings.worker_concurrency}",
-            "--hostname=fraudscore@%h",
-        ],
-        "api": [
-            py,
-            "-m",
-            "gunicorn",
-            "api.wsgi:app",
-            f"--bind={settings.api_host}:{settings.api_port}",
-            "--worker-class=gthread",
-            "--workers=2",
-            "--threads=8",
-            "--timeout=300",
-        ],
-        "flower": flower,
+        "worker": [py, "-m", "worker"],
+        "api": [py, "-m", "gunicorn", "-c", "gunicorn.conf.py", "api.wsgi:app"],
+        "flower": [py, "-m", "worker", "flower"],
     }
 
 
@@ -210,7 +187,7 @@ def main() -> int:
         ensure_library(settings)
         with session_scope(settings.db_url) as session:
             token = create_token(session, "dev")
-        for name, args in commands(settings).items():
+        for name, args in commands().items():
             procs[name] = subprocess.Popen(args, cwd=REPO_ROOT, env=env, start_new_session=True)
         base = f"http://{settings.api_host}:{settings.api_port}"
         ready = wait_ready(f"{base}/readyz", procs)

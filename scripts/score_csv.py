@@ -10,13 +10,13 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 from tqdm import tqdm
 
-from shared.csvio import InputError
-from shared.model_store import RegistrySource
-from shared.scoring import Pipeline, ScoreOptions
+from shared.engine.options import parse_options
+from shared.engine.pipeline import Pipeline
+from shared.errors import InputError
+from shared.library.cache import RegistrySource
+from shared.service.runner import score_options
 from shared.settings import get_settings
 
 
@@ -43,18 +43,14 @@ def main(argv: list[str] | None = None) -> int:
         bar.refresh()
 
     try:
-        options = ScoreOptions(
-            top_k=args.top_k,
-            keep_columns=args.keep_columns,
-            chunk_rows=args.chunk_rows,
-            high_threshold=settings.risk_high_threshold,
-            medium_threshold=settings.risk_medium_threshold,
-            anomaly=not args.no_anomaly,
+        job_options = parse_options({"top_k": args.top_k, "keep_columns": args.keep_columns})
+        options = score_options(
+            job_options, settings, chunk_rows=args.chunk_rows, anomaly=not args.no_anomaly
         )
         result = Pipeline(RegistrySource(settings), options, progress).run(
             args.input, args.output, args.errors
         )
-    except (InputError, ValueError) as exc:
+    except InputError as exc:
         bar.close()
         print(f"score_csv: {exc}", file=sys.stderr)
         return 2

@@ -6,12 +6,10 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 from tqdm import tqdm
 
-from shared.library import write_csv
-from shared.simulator import example_spec, reference_catalog, simulate
+from shared.library.build import write_csv
+from shared.training.simulator import example_spec, reference_catalog, simulate
 
 
 def main(argv: list[str] | None = None) -> int:

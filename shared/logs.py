@@ -23,8 +23,9 @@ class _JobFields(logging.Filter):
     """Adds job_id and stage to every record (empty outside a job)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.job_id, record.stage = JOB_ID.get(), STAGE.get()
-        record.job = f" [job {record.job_id}]" if record.job_id else ""
+        job_id = JOB_ID.get()
+        record.job_id, record.stage = job_id, STAGE.get()
+        record.job = f" [job {job_id}]" if job_id else ""
         return True
 
 
@@ -63,7 +64,7 @@ def configure_logging(settings: Settings) -> None:
     """Log to stderr at the configured level and format (idempotent)."""
     root = logging.getLogger()
     if not any(getattr(h, "_fraudscore", False) for h in root.handlers):
-        handler = logging.StreamHandler()
+        handler: logging.Handler = logging.StreamHandler()
         handler._fraudscore = True  # type: ignore[attr-defined]
         handler.addFilter(_JobFields())
         root.addHandler(handler)

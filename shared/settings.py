@@ -9,7 +9,7 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from shared.storage.registry import scheme_of
+from shared.storage.backends import scheme_of
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

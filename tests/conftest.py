@@ -107,7 +107,7 @@ def object_store(
 @pytest.fixture(scope="session")
 def worker(service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real Celery worker process on the test services; yields its log path."""
-    from shared.queue import create_celery
+    from shared.service.queue import create_celery
 
     log = tmp_path_factory.mktemp("worker") / "worker.log"
     name = f"test-{uuid.uuid4().hex[:6]}"
@@ -145,8 +145,8 @@ SMALL_LIBRARY = ("card_present_handbook_00", "ecommerce_snake_01", "mobile_money
 @pytest.fixture(scope="session")
 def small_library(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Three reference models trained on small simulated datasets (a folder of model folders)."""
-    from shared.automl import train_frame
-    from shared.simulator import reference_catalog, simulate, with_rows
+    from shared.training.automl import train_frame
+    from shared.training.simulator import reference_catalog, simulate, with_rows
 
     root = tmp_path_factory.mktemp("library")
     for spec in reference_catalog(3):
@@ -159,7 +159,7 @@ def small_library(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def registered_library(db: Session, small_library: Path, tmp_path: Path) -> Path:
     """A copy of the small library (AUTOML_MODELS_DIR-like), registered on PostgreSQL."""
-    from shared.registry import populate
+    from shared.library.registry import populate
 
     root = tmp_path / "automl_models"
     shutil.copytree(small_library, root)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from shared.artifacts import ModelBundle, load_bundle
-from shared.matching import ModelInfo
-from shared.registry import model_folders
+from shared.engine.bundle import ModelBundle, load_bundle
+from shared.engine.matching import ModelInfo
+from shared.library.registry import model_folders
 
 
 class FolderSource:

@@ -7,9 +7,9 @@ import logging
 from celery.signals import worker_process_init
 
 from shared.db.session import dispose_engines
-from shared.job_runner import warm_models
 from shared.logs import configure_logging
-from shared.queue import create_celery
+from shared.service.queue import create_celery
+from shared.service.runner import warm_models
 from shared.settings import get_settings
 
 logger = logging.getLogger(__name__)

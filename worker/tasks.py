@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 import socket
 
-from shared.job_runner import run_job
-from shared.queue import TASK_PING, TASK_SCORE
+from shared.service.queue import TASK_PING, TASK_SCORE
+from shared.service.runner import run_job
 from worker.celery_app import app
 
 

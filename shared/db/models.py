@@ -20,7 +20,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from shared import jobs
+from shared import states
 
 JsonType = JSON().with_variant(JSONB(), "postgresql")
 
@@ -66,7 +66,7 @@ class Job(Base):
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     owner: Mapped[str] = mapped_column(String(200), index=True)
-    state: Mapped[str] = mapped_column(String(16), default=jobs.QUEUED, index=True)
+    state: Mapped[str] = mapped_column(String(16), default=states.QUEUED, index=True)
     stage: Mapped[str | None] = mapped_column(String(32))
     progress: Mapped[float] = mapped_column(Float, default=0.0)
     input_uri: Mapped[str] = mapped_column(Text)

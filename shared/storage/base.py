@@ -5,10 +5,9 @@ from __future__ import annotations
 import posixpath
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO
 
 
 class ObjectNotFound(KeyError):
@@ -40,11 +39,11 @@ class ObjectStore(ABC):
         self.uri = uri
 
     @abstractmethod
-    def put_stream(self, key: str, stream: BinaryIO) -> int:
+    def put_stream(self, key: str, stream: IO[bytes]) -> int:
         """Write a readable binary stream under key without reading it whole; return bytes."""
 
     @abstractmethod
-    def open(self, key: str) -> AbstractContextManager[BinaryIO]:
+    def open(self, key: str) -> IO[bytes]:
         """A readable binary stream of the object (a context manager)."""
 
     @abstractmethod

@@ -7,7 +7,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, BinaryIO
+from typing import IO, TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 from shared.storage.base import ObjectInfo, ObjectNotFound, ObjectStore, clean_key
@@ -34,7 +34,7 @@ class FileObjectStore(ObjectStore):
     def _path(self, key: str) -> Path:
         return self.root / clean_key(key)
 
-    def _write(self, key: str, fill: Callable[[BinaryIO], object]) -> int:
+    def _write(self, key: str, fill: Callable[[IO[bytes]], object]) -> int:
         target = self._path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=".part")
@@ -47,7 +47,7 @@ class FileObjectStore(ObjectStore):
             raise
         return target.stat().st_size
 
-    def put_stream(self, key: str, stream: BinaryIO) -> int:
+    def put_stream(self, key: str, stream: IO[bytes]) -> int:
         return self._write(key, lambda out: shutil.copyfileobj(stream, out, _CHUNK))
 
     def open(self, key: str) -> IO[bytes]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from shared.storage.base import ObjectInfo, ObjectNotFound, ObjectStore, clean_key
@@ -62,7 +62,7 @@ class S3ObjectStore(ObjectStore):
             multipart_threshold=self._threshold, multipart_chunksize=self._threshold
         )
 
-    def put_stream(self, key: str, stream: BinaryIO) -> int:
+    def put_stream(self, key: str, stream: IO[bytes]) -> int:
         counter = _CountingReader(stream)
         self.client.upload_fileobj(counter, self.bucket, self._key(key), Config=self._transfer())
         return counter.count
@@ -144,7 +144,7 @@ class S3ObjectStore(ObjectStore):
 class _CountingReader:
     """Wraps a stream to count the bytes boto3 reads from it."""
 
-    def __init__(self, stream: BinaryIO) -> None:
+    def __init__(self, stream: IO[bytes]) -> None:
         self._stream = stream
         self.count = 0
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from shared.queue import QUEUE_CONTROL, TASK_PING, CeleryConfig, create_celery
+from shared.service.queue import QUEUE_CONTROL, TASK_PING, CeleryConfig, create_celery
 from shared.settings import Settings, load_settings
 
 pytestmark = pytest.mark.integration

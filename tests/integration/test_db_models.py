@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from shared import jobs
+from shared import states
 from shared.db import ApiToken, Job, ReferenceModel
 
 pytestmark = pytest.mark.integration
@@ -51,7 +51,7 @@ def test_a_job_starts_queued_with_a_uuid(db: Session) -> None:
     job = Job(owner="alice", input_uri="s3://b/uploads/alice/x.csv")
     db.add(job)
     db.commit()
-    assert job.state == jobs.QUEUED and job.id is not None
+    assert job.state == states.QUEUED and job.id is not None
     assert (job.rows_done, job.rows_failed, job.attempts, job.progress) == (0, 0, 0, 0.0)
 
 

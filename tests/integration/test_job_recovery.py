@@ -20,15 +20,15 @@ from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
 
 from api import create_app
-from shared.auth import create_token
 from shared.db.models import Job
-from shared.library import write_csv
-from shared.model_store import ModelStore, RegistrySource
-from shared.queue import create_celery
-from shared.scoring import Pipeline, ScoreOptions
+from shared.engine.pipeline import Pipeline, ScoreOptions
+from shared.library.build import write_csv
+from shared.library.cache import ModelStore, RegistrySource
+from shared.service.auth import create_token
+from shared.service.queue import create_celery
 from shared.settings import Settings, load_settings
-from shared.simulator import example_spec, simulate, with_rows
 from shared.storage import open_store
+from shared.training.simulator import example_spec, simulate, with_rows
 from tests import services
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -10,16 +10,17 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
 
-from shared import jobs as J
-from shared.auth import create_token
+from shared import states as J
 from shared.db.models import Job
-from shared.job_runner import run_job
-from shared.library import write_csv
-from shared.model_store import ModelStore, RegistrySource
-from shared.scoring import Pipeline, ScoreOptions
+from shared.engine.pipeline import Pipeline, ScoreOptions
+from shared.library.build import write_csv
+from shared.library.cache import ModelStore, RegistrySource
+from shared.service.auth import create_token
+from shared.service.keys import upload_prefix
+from shared.service.runner import run_job
 from shared.settings import Settings
-from shared.simulator import example_spec, simulate, with_rows
 from shared.storage import open_store
+from shared.training.simulator import example_spec, simulate, with_rows
 
 pytestmark = pytest.mark.integration
 
@@ -131,7 +132,7 @@ def test_an_upload_above_the_limit_is_413_and_nothing_is_stored(
     client = create_app({"upload_max_bytes": 10_000}).test_client()
     response = submit(client, upload, carol)
     assert response.status_code == 413 and response.json["error"]["code"] == "too_large"
-    assert list(open_store(settings=settings).list(J.upload_prefix("carol"))) == []
+    assert list(open_store(settings=settings).list(upload_prefix("carol"))) == []
 
 
 def test_a_retried_submit_with_the_same_idempotency_key_returns_the_same_job(
@@ -222,5 +223,9 @@ def test_metrics_count_jobs_rows_stages_and_queues(
     assert float(values["fraudscore_rows_scored_total"]) >= 2000
     assert float(values['fraudscore_stage_seconds_total{stage="features"}']) > 0
     assert 'fraudscore_queue_depth{queue="jobs"}' in values
-    assert values["fraudscore_broker_up"] == "1"
-    assert float(values["fraudscore_job_duration_seconds_count"]) >= 1
+    assert float(values["fraudscore_broker_up"]) == 1
+    count = float(values["fraudscore_job_duration_seconds_count"])
+    assert (
+        count >= 1 and float(values['fraudscore_job_duration_seconds_bucket{le="+Inf"}']) == count
+    )
+    assert float(values["fraudscore_job_duration_seconds_sum"]) > 0

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy.orm import Session
 
-from shared.artifacts import sha256_file
-from shared.model_migration import migrate
-from shared.model_store import ModelIntegrityError, ModelNotFound, ModelStore
+from shared.engine.bundle import sha256_file
+from shared.library.cache import ModelIntegrityError, ModelNotFound, ModelStore
+from shared.library.s3_migration import migrate
 from shared.settings import Settings
 from shared.storage import open_store
 from tests.conftest import SMALL_LIBRARY
@@ -93,7 +93,7 @@ def test_an_unknown_model_is_a_clear_error(in_s3: str, store: ModelStore) -> Non
 
 
 def _load_in_child(cache_dir: str, barrier, results) -> None:  # type: ignore[no-untyped-def]
-    from shared.model_store import ModelStore
+    from shared.library.cache import ModelStore
     from shared.settings import load_settings
 
     store = ModelStore(load_settings(model_cache_dir=cache_dir))

@@ -13,9 +13,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
 
-from shared.auth import create_token
-from shared.library import write_csv
-from shared.simulator import example_spec, simulate, with_rows
+from shared.library.build import write_csv
+from shared.service.auth import create_token
+from shared.training.simulator import example_spec, simulate, with_rows
 from tests.services import REPO_ROOT
 
 pytestmark = pytest.mark.integration

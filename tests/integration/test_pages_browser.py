@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy.orm import Session
 
-from shared.auth import create_token
-from shared.library import write_csv
-from shared.simulator import example_spec, simulate, with_rows
+from shared.library.build import write_csv
+from shared.service.auth import create_token
+from shared.training.simulator import example_spec, simulate, with_rows
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")

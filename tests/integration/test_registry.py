@@ -12,9 +12,9 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from shared import roles as R
 from shared.db.models import ReferenceModel
-from shared.registry import find_best_match, populate, record_usage
+from shared.engine import roles as R
+from shared.library.registry import find_best_match, populate, record_usage
 from tests.conftest import SMALL_LIBRARY
 from tests.services import REPO_ROOT
 
@@ -51,7 +51,7 @@ def test_a_changed_model_is_updated_and_a_broken_one_reported(
     data["metrics"]["note"] = "retrained"
     meta.write_text(json.dumps(data))
     manifest_path = library / SMALL_LIBRARY[1] / "manifest.json"
-    from shared.artifacts import sha256_file
+    from shared.engine.bundle import sha256_file
 
     manifest = json.loads(manifest_path.read_text())
     manifest["files"]["metadata.json"] = {"sha256": sha256_file(meta), "size": meta.stat().st_size}

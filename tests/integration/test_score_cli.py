@@ -14,8 +14,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from shared.db.models import ReferenceModel
-from shared.library import write_csv
-from shared.simulator import example_spec, simulate, with_rows
+from shared.library.build import write_csv
+from shared.training.simulator import example_spec, simulate, with_rows
 from tests.services import REPO_ROOT
 
 pytestmark = pytest.mark.integration

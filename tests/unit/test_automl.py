@@ -9,12 +9,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from shared.artifacts import ARTIFACT_FILES, ArtifactError, load_bundle, read_manifest, sha256_file
-from shared.automl import TrainingError, train_csv, train_frame
-from shared.calibration import Isotonic, Platt, calibrator_from_json, fit_calibrator
-from shared.features import build_features
-from shared.roles import infer_roles
-from shared.simulator import reference_catalog, simulate, with_rows
+from shared.engine.bundle import (
+    ARTIFACT_FILES,
+    ArtifactError,
+    load_bundle,
+    read_manifest,
+    sha256_file,
+)
+from shared.engine.calibration import Isotonic, Platt, calibrator_from_json, fit_calibrator
+from shared.engine.features import build_features
+from shared.engine.roles import infer_roles
+from shared.training.automl import TrainingError, train_csv, train_frame
+from shared.training.simulator import reference_catalog, simulate, with_rows
 
 SPEC = with_rows(reference_catalog(2)[1], 8000)  # e-commerce, ~2% fraud
 

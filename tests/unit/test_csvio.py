@@ -13,7 +13,8 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from shared.csvio import InputError, head, iter_chunks, sniff, to_float
+from shared.engine.csvio import head, iter_chunks, sniff, to_float
+from shared.errors import InputError
 
 
 def write(path: Path, text: str, encoding: str = "utf-8", gz: bool = False) -> Path:

@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from shared import roles as R
-from shared.features import FEATURES, build_features, fillable
-from shared.roles import RoleMap
+from shared.engine import roles as R
+from shared.engine.features import FEATURES, build_features, fillable
+from shared.engine.roles import RoleMap
 
 
 def roles(**columns: str) -> RoleMap:

@@ -25,6 +25,41 @@ MANDATED = [
 ]
 FORBIDDEN = {"api": {"worker", "scripts"}, "shared": {"api", "worker", "scripts"}}
 FORBIDDEN["worker"] = {"api", "scripts"}
+SUBPACKAGES = ("engine", "training", "library", "service", "storage", "db")
+# Inside shared/: which parts each part may not import. Engine is pure computation at the
+# bottom; settings, states and errors are leaves that anything may use.
+LAYERS = {
+    "shared.engine": {"db", "storage", "settings", "service", "library", "training", "logs"},
+    "shared.training": {"db", "storage", "settings", "service", "library", "logs"},
+    "shared.storage": {"db", "service", "library", "training", "engine"},
+    "shared.db": {"storage", "service", "library", "training", "engine"},
+    "shared.library": {"service"},
+    "shared.settings": {"db", "service", "library", "training", "engine"},
+    "shared.states": {*SUBPACKAGES, "settings", "logs"},
+    "shared.errors": {*SUBPACKAGES, "settings", "logs", "states"},
+}
+
+
+def shared_parts(path: Path) -> set[str]:
+    """The parts of shared/ a module imports: `shared.engine.roles` -> "engine"."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    parts: set[str] = set()
+    for node in ast.walk(tree):
+        modules: list[str] = []
+        if isinstance(node, ast.Import):
+            modules = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            modules = [node.module]
+            if node.module == "shared":
+                modules = [f"shared.{alias.name}" for alias in node.names]
+        parts.update(m.split(".")[1] for m in modules if m.startswith("shared.") and "." in m)
+    return parts
+
+
+def modules_of(dotted: str) -> list[Path]:
+    """The files of a module or package given by dotted name."""
+    path = ROOT / dotted.replace(".", "/")
+    return sorted(path.rglob("*.py")) if path.is_dir() else [path.with_suffix(".py")]
 
 
 def imported_packages(path: Path) -> set[str]:
@@ -77,20 +112,59 @@ def test_ci_runs_the_readme_test_command() -> None:
     assert script[-1] == "make test"
 
 
-def test_compose_and_procfile_run_the_same_processes() -> None:
+@pytest.mark.parametrize("part", sorted(LAYERS))
+def test_shared_parts_import_only_the_layers_below_them(part: str) -> None:
+    offenders = {
+        str(path.relative_to(ROOT)): sorted(shared_parts(path) & LAYERS[part])
+        for path in modules_of(part)
+    }
+    assert {k: v for k, v in offenders.items() if v} == {}
+
+
+def test_the_layer_rule_catches_a_broken_import(tmp_path: Path) -> None:
+    module = tmp_path / "bad.py"
+    module.write_text("from shared.db.models import Job\nfrom shared import service\n")
+    assert shared_parts(module) & LAYERS["shared.engine"] == {"db", "service"}
+
+
+def test_shared_is_sub_packages_not_flat_modules() -> None:
+    flat = sorted(p.stem for p in (ROOT / "shared").glob("*.py") if p.stem != "__init__")
+    assert flat == ["errors", "logs", "settings", "states"]
+    assert all((ROOT / "shared" / name / "__init__.py").exists() for name in SUBPACKAGES)
+
+
+def test_no_code_edits_sys_path() -> None:
+    for package in ("api", "worker", "shared", "scripts", "benchmarks", "tests"):
+        for path in (ROOT / package).rglob("*.py"):
+            assert "sys.path." + "insert" not in path.read_text(), path
+
+
+def test_every_launcher_runs_the_same_command_lines() -> None:
     import yaml
+
+    from scripts.run_local import commands
 
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
     assert {"api", "worker", "flower", "redis", "postgres", "minio"} <= set(compose)
     assert "--appendonly" in compose["redis"]["command"]
     assert "mc mb" in " ".join(compose["minio-bucket"]["command"])
+    assert all(":latest" not in str(service.get("image", "")) for service in compose.values())
     procfile = dict(
         line.split(": ", 1) for line in (ROOT / "Procfile").read_text().splitlines() if line
     )
     assert set(procfile) == {"release", "web", "worker", "flower"}
-    assert "api.wsgi:app" in procfile["web"] and "api.wsgi:app" in compose["api"]["command"]
-    for name in ("worker", "flower"):
-        assert "worker.celery_app:app" in procfile[name]
-        assert "worker.celery_app:app" in compose[name]["command"]
+    # `make run` starts each with the venv's interpreter: `python -m gunicorn ...`.
+    local = {name: " ".join(["python", *args[1:]]) for name, args in commands().items()}
+    expected = {
+        "api": "gunicorn -c gunicorn.conf.py api.wsgi:app",
+        "worker": "python -m worker",
+        "flower": "python -m worker flower",
+    }
+    for name, command in expected.items():
+        assert " ".join(compose[name]["command"]) == command
+        assert procfile["web" if name == "api" else name].endswith(command)
+        assert local[name] == (command if command.startswith("python") else f"python -m {command}")
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert 'CMD ["gunicorn", "-c", "gunicorn.conf.py", "api.wsgi:app"]' in dockerfile
     assert procfile["release"] == "python scripts/migrate.py"
     assert compose["release"]["command"] == ["python", "scripts/migrate.py"]

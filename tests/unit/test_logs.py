@@ -10,7 +10,7 @@ from shared.logs import JsonFormatter, _JobFields, job_context, set_stage
 
 def test_lines_logged_inside_a_job_carry_its_id_and_stage() -> None:
     record = logging.LogRecord(
-        "shared.job_runner", logging.INFO, __file__, 1, "chunk %d", (3,), None
+        "shared.service.runner", logging.INFO, __file__, 1, "chunk %d", (3,), None
     )
     fields = _JobFields()
     with job_context("1b2c"):

@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from shared import roles as R
-from shared.roles import infer_roles, to_number, tokens_of
-from shared.simulator import reference_catalog, simulate, with_rows
-from shared.timeparse import parse_timestamps
+from shared.engine import roles as R
+from shared.engine.roles import infer_roles, to_number, tokens_of
+from shared.engine.timeparse import parse_timestamps
+from shared.training.simulator import reference_catalog, simulate, with_rows
 
 
 @pytest.mark.parametrize("spec", reference_catalog(), ids=lambda s: s.name)

@@ -9,14 +9,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from shared import roles as R
-from shared.anomaly import AnomalyDetector
-from shared.csvio import InputError, sniff
-from shared.features import FEATURES, build_features
-from shared.library import write_csv
-from shared.roles import infer_roles
-from shared.scoring import OUTPUT_COLUMNS, Cancelled, Pipeline, ScoreOptions
-from shared.simulator import example_spec, reference_catalog, simulate, with_rows
+from shared.engine import roles as R
+from shared.engine.anomaly import AnomalyDetector
+from shared.engine.csvio import sniff
+from shared.engine.features import FEATURES, build_features
+from shared.engine.pipeline import OUTPUT_COLUMNS, Cancelled, Pipeline, ScoreOptions
+from shared.engine.roles import infer_roles
+from shared.errors import InputError
+from shared.library.build import write_csv
+from shared.training.simulator import example_spec, reference_catalog, simulate, with_rows
 from tests.helpers import FolderSource
 
 SPEC = with_rows(example_spec(), 3000)
@@ -93,7 +94,7 @@ def test_history_features_are_exact_across_chunk_boundaries(
     roles, time_format, _ = pipeline._profile(fmt)
     columns = pipeline._columns(fmt, roles)[1]
     index = pipeline._index(fmt, roles, time_format, columns, tmp_path / "spool.arrow")
-    from shared.scoring import _spooled
+    from shared.engine.pipeline import _spooled
 
     parts, offset = [], 0
     for table in _spooled(tmp_path / "spool.arrow"):
@@ -205,7 +206,7 @@ def test_the_anomaly_detector_flags_blatant_outliers() -> None:
 
 
 def test_matching_prefers_models_of_the_same_shape(small_library: Path) -> None:
-    from shared.matching import match_models, sample_quantiles
+    from shared.engine.matching import match_models, sample_quantiles
 
     mobile = with_rows(reference_catalog(3)[2], 3000)
     frame = simulate(mobile, labeled=False)

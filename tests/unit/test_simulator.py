@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from shared import roles as R
-from shared.simulator import (
+from shared.engine import roles as R
+from shared.training.simulator import (
     STYLES,
     example_spec,
     reference_catalog,

@@ -7,8 +7,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from shared import roles as R
-from shared.roles import RoleMap
+from shared.engine import roles as R
+from shared.engine.roles import RoleMap
 
 QUANTILES = (0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99)
 

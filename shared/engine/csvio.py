@@ -19,12 +19,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from shared.errors import InputError
+
 SNIFF_BYTES = 256 * 1024
 DELIMITERS = (",", ";", "\t", "|")
-
-
-class InputError(ValueError):
-    """The file cannot be read as a table; the message is for the user."""
 
 
 @dataclass(frozen=True)
@@ -37,7 +35,7 @@ class CsvFormat:
 
 
 def _open_bytes(path: Path, compressed: bool) -> io.BufferedIOBase:
-    return gzip.open(path, "rb") if compressed else path.open("rb")  # type: ignore[return-value]
+    return gzip.open(path, "rb") if compressed else path.open("rb")
 
 
 def sniff(path: Path) -> CsvFormat:
@@ -144,6 +142,28 @@ def _short(exc: Exception) -> str:
     return str(exc).splitlines()[0][:200]
 
 
+def read_frame(path: Path) -> pd.DataFrame:
+    """A whole CSV with pandas' typed columns (training files), in the format `sniff` finds."""
+    fmt = sniff(path)
+    compression = "gzip" if fmt.gzip else None
+    for encoding in dict.fromkeys(
+        ("utf-8-sig" if fmt.encoding == "utf8" else "latin-1", "latin-1")
+    ):
+        try:
+            return pd.read_csv(
+                fmt.path,
+                sep=fmt.delimiter,
+                encoding=encoding,
+                compression=compression,
+                low_memory=False,
+            )
+        except UnicodeDecodeError:
+            continue
+        except pd.errors.ParserError as exc:
+            raise InputError(f"{fmt.path.name}: malformed CSV ({_short(exc)})") from None
+    raise InputError(f"{fmt.path.name}: cannot decode as UTF-8 or Latin-1")
+
+
 # --- typed columns from text -------------------------------------------------------------------
 
 _DECIMAL_COMMA = r"^(-?\d+),(\d+)$"
@@ -160,7 +180,7 @@ def to_float(column: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, np.ndarray
         return out, np.zeros(len(out), bool)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         series = pd.Series(text.to_pylist(), dtype="string")
-        from shared.roles import to_number
+        from shared.engine.roles import to_number
 
         out = to_number(series).to_numpy(np.float64)
         blank = np.asarray(empty.to_numpy(zero_copy_only=False), bool)

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from shared.calibration import Calibrator, calibrator_from_json
+from shared.engine.calibration import Calibrator, calibrator_from_json
 
 MODEL_FILE = "model.ubj"
 FEATURES_FILE = "features.json"

@@ -16,9 +16,9 @@ from urllib.parse import unquote, urlsplit
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from shared.artifacts import sha256_file
 from shared.db.models import ReferenceModel
-from shared.registry import STORAGE_LOCAL, STORAGE_S3
+from shared.engine.bundle import sha256_file
+from shared.library.registry import STORAGE_LOCAL, STORAGE_S3
 from shared.settings import Settings
 from shared.storage import ObjectNotFound, ObjectStore, open_store
 

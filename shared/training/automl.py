@@ -13,12 +13,14 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 
-from shared import roles as R
-from shared.artifacts import save_bundle
-from shared.calibration import fit_calibrator
-from shared.features import FEATURE_VERSION, FEATURES, build_features, clock_of
-from shared.profile import value_profile
-from shared.roles import RoleMap, infer_roles
+from shared.engine import roles as R
+from shared.engine.bundle import save_bundle
+from shared.engine.calibration import fit_calibrator
+from shared.engine.csvio import read_frame
+from shared.engine.features import FEATURE_VERSION, FEATURES, build_features, clock_of
+from shared.engine.profile import value_profile
+from shared.engine.roles import RoleMap, infer_roles
+from shared.errors import InputError
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +35,7 @@ TRUE_WORDS = {"1", "true", "yes", "y", "oui", "si", "ja", "fraud", "fraude", "t"
 FALSE_WORDS = {"0", "false", "no", "n", "non", "nein", "legit", "genuine", "f", "ok"}
 
 
-class TrainingError(ValueError):
+class TrainingError(InputError):
     """The file cannot train a model; the message says why in the user's terms."""
 
 
@@ -215,28 +217,9 @@ def train_csv(
     extra_metadata: dict[str, Any] | None = None,
 ) -> TrainResult:
     """Train from a CSV file (see train_frame)."""
-    frame = read_training_csv(path)
+    frame = read_frame(path)
     name = name or Path(path).name.split(".")[0]
     return train_frame(frame, name, out_dir, label=label, extra_metadata=extra_metadata)
-
-
-def read_training_csv(path: Path) -> pd.DataFrame:
-    """A labeled CSV (comma or semicolon, UTF-8 or Latin-1) as a DataFrame."""
-    path = Path(path)
-    if not path.is_file():
-        raise TrainingError(f"no such file: {path}")
-    with path.open("rb") as handle:
-        head = handle.read(4096).decode("utf-8", errors="replace")
-    first = head.splitlines()[0] if head else ""
-    sep = ";" if first.count(";") > first.count(",") else ","
-    for encoding in ("utf-8-sig", "latin-1"):
-        try:
-            return pd.read_csv(path, sep=sep, encoding=encoding, low_memory=False)
-        except UnicodeDecodeError:
-            continue
-        except pd.errors.EmptyDataError:
-            raise TrainingError(f"{path} is empty") from None
-    raise TrainingError(f"{path}: cannot decode as UTF-8 or Latin-1")
 
 
 def role_summary(roles: RoleMap) -> str:

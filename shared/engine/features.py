@@ -8,13 +8,14 @@ order), as a live system would.
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from shared import roles as R
-from shared.roles import RoleMap, to_number
-from shared.timeparse import parse_timestamps
+from shared.engine import roles as R
+from shared.engine.roles import RoleMap, to_number
+from shared.engine.timeparse import parse_timestamps
 
 FEATURE_VERSION = 1
 HOUR, DAY, WEEK = 3600.0, 86400.0, 7 * 86400.0
@@ -175,15 +176,15 @@ def _partitioned_history(
     bucket = codes % parts
     for part in range(parts):
         idx = np.flatnonzero(bucket == part)
-        options = {}
+        options: dict[str, Any] = {}
         for name, value in arrays_and_options.items():
             if isinstance(value, np.ndarray):
                 options[name] = value[idx]
-            elif name == "sums" and value:
-                options[name] = {k: (v[idx], w) for k, (v, w) in value.items()}  # type: ignore[union-attr]
+            elif name == "sums" and isinstance(value, dict):
+                options[name] = {k: (v[idx], w) for k, (v, w) in value.items()}
             else:
                 options[name] = value
-        for name, values in _entity_history(codes[idx], seconds[idx], **options).items():  # type: ignore[arg-type]
+        for name, values in _entity_history(codes[idx], seconds[idx], **options).items():
             if name not in result:
                 result[name] = np.empty(len(codes), dtype=np.float32)
             result[name][idx] = values

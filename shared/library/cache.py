@@ -16,10 +16,10 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from pathlib import Path
 
-from shared.artifacts import ArtifactError, ModelBundle, load_bundle, sha256_file
 from shared.db.session import session_scope
-from shared.matching import ModelInfo
-from shared.registry import get_model, model_info, record_usage
+from shared.engine.bundle import ArtifactError, ModelBundle, load_bundle, sha256_file
+from shared.engine.matching import ModelInfo
+from shared.library.registry import get_model, model_info, record_usage
 from shared.settings import Settings, get_settings
 from shared.storage import open_store
 

@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from shared.features import FEATURES, NEEDS
-from shared.profile import QUANTILES
+from shared.engine.features import FEATURES, NEEDS
+from shared.engine.profile import QUANTILES
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ DISTANCE = "distance"
 LABEL = "label"
 TX_ID = "tx_id"
 
-ROLES = (AMOUNT, TIMESTAMP, CUSTOMER, TERMINAL, CATEGORY, CHANNEL, TX_TYPE)
+ROLES: tuple[str, ...] = (AMOUNT, TIMESTAMP, CUSTOMER, TERMINAL, CATEGORY, CHANNEL, TX_TYPE)
 ROLES += (BALANCE_BEFORE, BALANCE_AFTER, DISTANCE, LABEL, TX_ID)
 
 # Name keywords per role, across the languages and abbreviations clients use; weight = trust.
@@ -291,7 +291,7 @@ def describe(series: pd.Series, sample: int = 5000) -> ColumnInfo:
         binary = bool(lowered) and lowered <= {"true", "false", "yes", "no", "oui", "non", "0", "1"}
     datetime_share = 0.0
     if numeric.mean() < 0.5 and values.dtype != bool:
-        from shared.timeparse import parse_timestamps
+        from shared.engine.timeparse import parse_timestamps
 
         datetime_share = float(parse_timestamps(values.head(500)).notna().mean())
     return ColumnInfo(

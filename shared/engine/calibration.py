@@ -9,8 +9,9 @@ import numpy as np
 EPS = 1e-6
 
 
-def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(p, EPS, 1 - EPS)
+def logit(p: np.ndarray) -> np.ndarray:
+    """Log-odds, with probabilities clipped away from 0 and 1."""
+    p = np.clip(np.asarray(p, np.float64), EPS, 1 - EPS)
     return np.log(p / (1 - p))
 
 
@@ -35,7 +36,7 @@ class Platt(Calibrator):
         self.a, self.b = float(a), float(b)
 
     def __call__(self, raw: np.ndarray) -> np.ndarray:
-        return 1.0 / (1.0 + np.exp(-(self.a * _logit(np.asarray(raw, np.float64)) + self.b)))
+        return 1.0 / (1.0 + np.exp(-(self.a * logit(np.asarray(raw, np.float64)) + self.b)))
 
     def to_json(self) -> dict[str, Any]:
         return {"kind": self.kind, "a": self.a, "b": self.b}
@@ -45,7 +46,7 @@ class Platt(Calibrator):
         from sklearn.linear_model import LogisticRegression
 
         model = LogisticRegression(C=1e4, max_iter=1000)
-        model.fit(_logit(raw).reshape(-1, 1), y)
+        model.fit(logit(raw).reshape(-1, 1), y)
         return cls(model.coef_[0, 0], model.intercept_[0])
 
 

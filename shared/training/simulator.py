@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandas as pd
 
-from shared import roles as R
+from shared.engine import roles as R
 
 DOMAINS = ("card_present", "ecommerce", "mobile_money", "atm")
 START = pd.Timestamp("2026-01-01").value // 10**9  # epoch seconds
@@ -356,24 +356,28 @@ def _large_amount(w: _World, n: int) -> dict:
     return _rows(cust, term, t, w.cust_mean[cust] * w.rng.uniform(3, 12, n))
 
 
+def _campaign(
+    w: _World, n: int, sizes: tuple[int, int], mean_size: int, population: int, days: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """(entity, time) of n fraud rows in runs of `sizes` rows, each on one entity (card or
+    terminal) from a random day over the next `days` days."""
+    per_run = w.rng.integers(*sizes, max(1, n // mean_size + 1))
+    entities = w.rng.integers(0, population, len(per_run))
+    entity = np.repeat(entities, per_run)[:n]
+    start = np.repeat(w.rng.integers(0, w.spec.days, len(per_run)) * 86400.0, per_run)[:n]
+    return entity, start + w.rng.uniform(0, days * 86400, len(entity))
+
+
 def _compromised_card(w: _World, n: int) -> dict:
     """A stolen card: a run of inflated purchases anywhere over the next days."""
-    per_card = w.rng.integers(3, 12, max(1, n // 6 + 1))
-    cards = w.rng.integers(0, len(w.cust_mean), len(per_card))
-    cust = np.repeat(cards, per_card)[:n]
-    start = np.repeat(w.rng.integers(0, w.spec.days, len(per_card)) * 86400.0, per_card)[:n]
-    t = start + w.rng.uniform(0, 7 * 86400, len(cust))
+    cust, t = _campaign(w, n, (3, 12), 6, len(w.cust_mean), 7)
     term = w.rng.integers(0, len(w.term_xy), len(cust))
     return _rows(cust, term, t, w.cust_mean[cust] * w.rng.uniform(1.5, 5, len(cust)))
 
 
 def _compromised_terminal(w: _World, n: int) -> dict:
     """A skimmed terminal: many strangers' cards, slightly inflated amounts, for a period."""
-    per_term = w.rng.integers(5, 30, max(1, n // 15 + 1))
-    terms = w.rng.integers(0, len(w.term_xy), len(per_term))
-    term = np.repeat(terms, per_term)[:n]
-    start = np.repeat(w.rng.integers(0, w.spec.days, len(per_term)) * 86400.0, per_term)[:n]
-    t = start + w.rng.uniform(0, 3 * 86400, len(term))
+    term, t = _campaign(w, n, (5, 30), 15, len(w.term_xy), 3)
     cust = w.rng.integers(0, len(w.cust_mean), len(term))
     return _rows(cust, term, t, w.cust_mean[cust] * w.rng.uniform(1.2, 3, len(term)))
 

@@ -32,15 +32,22 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from shared import roles as R
-from shared.anomaly import AnomalyDetector
-from shared.artifacts import ModelBundle
-from shared.calibration import estimate_prior, shift_prior
-from shared.csvio import CsvFormat, InputError, head, iter_chunks, sniff, to_float, to_pandas_text
-from shared.features import CATEGORICAL_FEATURES, assemble, entity_features, row_features
-from shared.matching import Match, ModelInfo, ensemble_weights, match_models, sample_quantiles
-from shared.roles import RoleMap, infer_roles
-from shared.timeparse import TimeFormat, apply_format, detect_format
+from shared.engine import roles as R
+from shared.engine.anomaly import AnomalyDetector
+from shared.engine.bundle import ModelBundle
+from shared.engine.calibration import estimate_prior, logit, shift_prior
+from shared.engine.csvio import CsvFormat, head, iter_chunks, sniff, to_float, to_pandas_text
+from shared.engine.features import CATEGORICAL_FEATURES, assemble, entity_features, row_features
+from shared.engine.matching import (
+    Match,
+    ModelInfo,
+    ensemble_weights,
+    match_models,
+    sample_quantiles,
+)
+from shared.engine.roles import RoleMap, infer_roles
+from shared.engine.timeparse import TimeFormat, apply_format, detect_format
+from shared.errors import InputError
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +57,8 @@ BLOCK_ROWS = 16_384
 HISTOGRAM_BINS = 10  # fraud_probability counts in [0, 0.1), [0.1, 0.2) ... [0.9, 1]
 RISK_LEVELS = pa.array(["low", "medium", "high"])
 OUTPUT_COLUMNS = ("fraud_probability", "risk_level", "anomaly_score", "is_anomaly")
+# The stages whose busy seconds a run reports (besides one "model:NAME" entry per model).
+TIMED_STAGES = ("read", "features", "matching", "anomaly", "calibration", "write")
 
 
 class Cancelled(Exception):
@@ -87,11 +96,11 @@ class ScoreOptions:
         if not self.calibrate:
             self.prior_shift = False
         if self.pooling not in ("logit", "linear"):
-            raise ValueError("pooling must be 'logit' or 'linear'")
+            raise InputError("pooling must be 'logit' or 'linear'")
         if not 0 <= self.medium_threshold <= self.high_threshold <= 1:
-            raise ValueError("risk thresholds must satisfy 0 <= medium <= high <= 1")
+            raise InputError("risk thresholds must satisfy 0 <= medium <= high <= 1")
         if self.top_k < 1 or self.chunk_rows < 1 or self.sample_rows < 1:
-            raise ValueError("top_k, chunk_rows and sample_rows must be positive")
+            raise InputError("top_k, chunk_rows and sample_rows must be positive")
 
 
 @dataclass
@@ -175,13 +184,13 @@ class Pipeline:
                 )
             time_format = None
             if R.TIMESTAMP in roles:
-                column = roles.get(R.TIMESTAMP)
+                column = roles.columns[R.TIMESTAMP]
                 time_format = detect_format(frame[column], R.tokens_of(column))
         return roles, time_format, sample
 
     def _columns(self, fmt: CsvFormat, roles: RoleMap) -> tuple[list[str], list[str]]:
         """(columns copied to the output, columns pass 2 needs), in file order."""
-        id_columns = [roles.get(r) for r in ID_ROLES if r in roles]
+        id_columns = [roles.columns[r] for r in ID_ROLES if r in roles]
         out_columns = list(fmt.columns) if self.options.keep_columns else id_columns
         role_columns = {c for r, c in roles.columns.items() if r != R.LABEL}
         return out_columns, sorted(set(out_columns) | role_columns, key=fmt.columns.index)
@@ -538,26 +547,21 @@ class _Scorer:
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(probability, anomaly score, anomaly flag) per row."""
         models, score_futures = futures
-        logit = self.options.pooling == "logit"
+        pooled_logit = self.options.pooling == "logit"
         out = np.zeros(n)
         for match, bundle, parts in zip(self.chosen, self.bundles, models, strict=True):
             raw = np.concatenate([f.result() for f in parts]) if parts else np.zeros(0)
             with self.timer("calibration"):
                 p = bundle.calibrator(raw) if self.options.calibrate else raw
-                out += match.weight * (_logit(p) if logit else p)
+                out += match.weight * (logit(p) if pooled_logit else p)
         with self.timer("calibration"):
-            p = 1 / (1 + np.exp(-out)) if logit else out
+            p = 1 / (1 + np.exp(-out)) if pooled_logit else out
             if self.options.prior_shift and self.prior:
                 p = shift_prior(p, self.train_prior, self.prior)
         if not score_futures:
             return p, np.zeros(n), np.zeros(n, bool)
         scores = np.concatenate([f.result() for f in score_futures])
         return p, scores, self.detector.flags(scores)
-
-
-def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(np.asarray(p, np.float64), 1e-7, 1 - 1e-7)
-    return np.log(p / (1 - p))
 
 
 class _IndexBuilder:

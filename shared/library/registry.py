@@ -11,9 +11,9 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from shared.artifacts import METADATA_FILE, ArtifactError, mismatched_files, read_manifest
 from shared.db.models import ReferenceModel, utcnow
-from shared.matching import Match, ModelInfo, match_models
+from shared.engine.bundle import METADATA_FILE, ArtifactError, mismatched_files, read_manifest
+from shared.engine.matching import Match, ModelInfo, match_models
 
 logger = logging.getLogger(__name__)
 
@@ -124,7 +124,7 @@ def find_best_match(
     top_k: int = 3,
 ) -> list[Match]:
     """Registered models ranked for an upload (role -> column, feature quantiles), as scoring
-    ranks them (shared.matching), best first."""
+    ranks them (shared.engine.matching), best first."""
     rows = session.scalars(select(ReferenceModel).order_by(ReferenceModel.name)).all()
     return match_models([model_info(r) for r in rows], roles, quantiles or {})[:top_k]
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from shared.automl import TrainResult, train_csv
-from shared.registry import model_folders
-from shared.simulator import DatasetSpec, reference_catalog, simulate
+from shared.library.registry import model_folders
+from shared.training.automl import TrainResult, train_csv
+from shared.training.simulator import DatasetSpec, reference_catalog, simulate
 
 logger = logging.getLogger(__name__)
 

@@ -1,0 +1,30 @@
+"""Bearer-token authentication for the JSON API."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+from flask import g, request
+
+from api import services
+from shared.errors import Unauthorized
+from shared.service.auth import owner_for
+
+
+def require_token(view: Callable[..., Any]) -> Callable[..., Any]:
+    """401 unless `Authorization: Bearer <token>` names a live token; sets g.owner."""
+
+    @functools.wraps(view)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        header = request.headers.get("Authorization", "")
+        token = header[7:].strip() if header.lower().startswith("bearer ") else ""
+        with services().session() as session:
+            owner = owner_for(session, token) if token else None
+        if owner is None:
+            raise Unauthorized("a valid 'Authorization: Bearer <token>' is required")
+        g.owner = owner
+        return view(*args, **kwargs)
+
+    return wrapped

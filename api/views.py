@@ -1,0 +1,46 @@
+"""How jobs look to clients of the JSON API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shared import states as S
+
+
+def job_view(job: Any, base_url: str = "") -> dict[str, Any]:
+    """A job as clients see it."""
+    done = job.state == S.SUCCEEDED
+    body: dict[str, Any] = {
+        "job_id": str(job.id),
+        "state": job.state,
+        "stage": job.stage,
+        "progress": {
+            "rows_done": job.rows_done,
+            "rows_total": job.rows_total,
+            "percent": round(job.progress, 1),
+        },
+        "created_at": _iso(job.created_at),
+        "started_at": _iso(job.started_at),
+        "finished_at": _iso(job.finished_at),
+        "attempts": job.attempts,
+        "options": job.options,
+    }
+    if job.error_message:
+        body["error"] = job.error_message
+    # The fields clients of the earlier synchronous service read.
+    body["success"] = done if job.state in S.FINISHED_STATES else None
+    body["message"] = (
+        f"scored {job.rows_total} transactions" if done else job.error_message or job.state
+    )
+    if done:
+        body["predictions_file"] = f"{job.id}.csv"
+        body["stats"] = job.stats
+        body["methods_used"] = job.methods
+        body["download_url"] = f"{base_url}/download/predictions/{job.id}.csv"
+        if job.error_uri:
+            body["errors_url"] = f"{base_url}/api/v1/jobs/{job.id}/errors"
+    return body
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if value is not None else None

@@ -1,0 +1,42 @@
+"""`python -m worker [flower]`: the one command line of the Celery worker and of Flower,
+used by the Procfile, the Dockerfile, compose and `make run`."""
+
+from __future__ import annotations
+
+import sys
+
+from shared.settings import Settings, get_settings
+
+APP = ["-A", "worker.celery_app:app"]
+
+
+def celery_args(role: str, settings: Settings) -> list[str]:
+    """Celery's arguments for the worker or for Flower, from settings."""
+    if role == "worker":
+        return [
+            *APP,
+            "worker",
+            "--loglevel=INFO",
+            "--queues=jobs,control",
+            f"--concurrency={settings.worker_concurrency}",
+            "--hostname=fraudscore@%h",
+        ]
+    if role == "flower":
+        flower = [*APP, "flower", f"--port={settings.flower_port}"]
+        flower.append(f"--address={settings.api_host}")
+        if settings.flower_basic_auth:
+            flower.append(f"--basic-auth={settings.flower_basic_auth}")
+        return flower
+    raise SystemExit(f"usage: python -m worker [worker|flower], not {role!r}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    from celery.bin.celery import main as celery_main
+
+    sys.argv = ["celery", *celery_args(argv[0] if argv else "worker", get_settings())]
+    celery_main()
+
+
+if __name__ == "__main__":
+    main()
