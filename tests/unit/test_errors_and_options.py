@@ -5,34 +5,26 @@ from __future__ import annotations
 import pytest
 
 from api.errors import status_of
+from shared import errors as E
 from shared.engine.options import JobOptions, parse_options
-from shared.errors import (
-    Conflict,
-    FraudscoreError,
-    InputError,
-    NotFound,
-    TooLarge,
-    Unauthorized,
-    Unavailable,
-)
 from shared.training.automl import TrainingError
 
 
 @pytest.mark.parametrize(
     ("error", "status", "code"),
     [
-        (InputError, 400, "bad_request"),
+        (E.InputError, 400, "bad_request"),
         (TrainingError, 400, "bad_request"),
-        (Unauthorized, 401, "unauthorized"),
-        (NotFound, 404, "not_found"),
-        (Conflict, 409, "conflict"),
-        (TooLarge, 413, "too_large"),
-        (Unavailable, 503, "unavailable"),
-        (FraudscoreError, 500, "error"),
+        (E.Unauthorized, 401, "unauthorized"),
+        (E.NotFound, 404, "not_found"),
+        (E.Conflict, 409, "conflict"),
+        (E.TooLarge, 413, "too_large"),
+        (E.Unavailable, 503, "unavailable"),
+        (E.FraudscoreError, 500, "error"),
     ],
 )
 def test_each_error_kind_has_a_status_and_a_stable_code(
-    error: type[FraudscoreError], status: int, code: str
+    error: type[E.FraudscoreError], status: int, code: str
 ) -> None:
     exc = error("why")
     assert (status_of(exc), exc.code, exc.message) == (status, code, "why")
@@ -55,5 +47,5 @@ def test_options_from_a_form_are_typed_and_only_set_ones_are_stored() -> None:
     ],
 )
 def test_bad_options_are_input_errors_naming_the_option(raw: dict, message: str) -> None:
-    with pytest.raises(InputError, match=message):
+    with pytest.raises(E.InputError, match=message):
         parse_options(raw)
