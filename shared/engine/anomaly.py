@@ -22,26 +22,31 @@ class AnomalyDetector:
         self.forest = IsolationForest(n_estimators=trees, max_samples=256, random_state=seed)
         self.columns: np.ndarray = np.array([], dtype=int)
         self.fill: np.ndarray = np.array([])
+        self.scale: np.ndarray = np.array([])
         self.threshold = 1.0
 
     def fit(self, sample: np.ndarray) -> AnomalyDetector:
+        """Fit on a uniform sample of the whole file, so that flags mark its share of any order."""
         finite = np.isfinite(sample)
         self.columns = np.flatnonzero(finite.any(axis=0))
         if len(self.columns) == 0:
             return self
-        data = sample[:, self.columns].astype(np.float64)
-        self.fill = np.nanmedian(np.where(np.isfinite(data), data, np.nan), axis=0)
-        self.forest.fit(self._prepare(sample))
-        scores = -self.forest.score_samples(self._prepare(sample))
+        data = np.where(finite, sample, np.nan)[:, self.columns].astype(np.float64)
+        self.fill = np.nanmedian(data, axis=0)
+        q1, q3 = np.nanquantile(data, [0.25, 0.75], axis=0)
+        spread = np.nanstd(data, axis=0)
+        self.scale = np.where(q3 > q1, q3 - q1, np.where(spread > 0, spread, 1.0))
+        prepared = self._prepare(sample)
+        self.forest.fit(prepared)
+        scores = -self.forest.score_samples(prepared)
         self.threshold = float(np.quantile(scores, 1 - self.contamination))
         return self
 
     def _prepare(self, matrix: np.ndarray) -> np.ndarray:
-        data = matrix[:, self.columns].astype(np.float32)
-        bad = ~np.isfinite(data)
-        if bad.any():
-            data[bad] = np.take(self.fill, np.nonzero(bad)[1])
-        return data
+        """Robustly scaled (median and IQR), heavy tails compressed (signed log), gaps filled."""
+        data = (matrix[:, self.columns].astype(np.float64) - self.fill) / self.scale
+        data[~np.isfinite(data)] = 0.0
+        return (np.sign(data) * np.log1p(np.abs(data))).astype(np.float32)
 
     def score(self, matrix: np.ndarray, pool: ThreadPoolExecutor | None = None) -> np.ndarray:
         """Anomaly score in (0, 1): higher is stranger (IsolationForest's 2^(-depth/c))."""

@@ -34,6 +34,13 @@ import pyarrow.csv as pacsv
 
 from shared.engine import roles as R
 from shared.engine.anomaly import AnomalyDetector
+from shared.engine.blend import (
+    REFERENCE_TRUST,
+    Blender,
+    ExtraColumns,
+    extra_columns,
+    reference_confidence,
+)
 from shared.engine.bundle import ModelBundle
 from shared.engine.calibration import estimate_prior, logit, shift_prior
 from shared.engine.csvio import CsvFormat, head, iter_chunks, sniff, to_float, to_pandas_text
@@ -58,6 +65,7 @@ HISTOGRAM_BINS = 10  # fraud_probability counts in [0, 0.1), [0.1, 0.2) ... [0.9
 RISK_LEVELS = pa.array(["low", "medium", "high"])
 OUTPUT_COLUMNS = ("fraud_probability", "risk_level", "anomaly_score", "is_anomaly")
 # The stages whose busy seconds a run reports (besides one "model:NAME" entry per model).
+LOW_SIMILARITY = 0.5  # below it, the summary warns that the best match is poor
 TIMED_STAGES = ("read", "features", "matching", "anomaly", "calibration", "write")
 
 
@@ -91,6 +99,11 @@ class ScoreOptions:
     pooling: str = "logit"
     threads: int = field(default_factory=lambda: os.cpu_count() or 1)
     only_model: str | None = None  # score with this reference model alone (by name)
+    # Blend the ensemble with the file's own anomaly ranking, weighted by how much of the file
+    # the reference models see (see shared/engine/blend.py); False: the ensemble alone.
+    blend: bool = True
+    reference_trust: float = REFERENCE_TRUST
+    seed: int = 0
 
     def __post_init__(self) -> None:
         if not self.calibrate:
@@ -188,12 +201,15 @@ class Pipeline:
                 time_format = detect_format(frame[column], R.tokens_of(column))
         return roles, time_format, sample
 
-    def _columns(self, fmt: CsvFormat, roles: RoleMap) -> tuple[list[str], list[str]]:
-        """(columns copied to the output, columns pass 2 needs), in file order."""
+    def _columns(
+        self, fmt: CsvFormat, roles: RoleMap, extra: ExtraColumns
+    ) -> tuple[list[str], list[str]]:
+        """(columns copied to the output, columns the passes read), in file order."""
         id_columns = [roles.columns[r] for r in ID_ROLES if r in roles]
         out_columns = list(fmt.columns) if self.options.keep_columns else id_columns
         role_columns = {c for r, c in roles.columns.items() if r != R.LABEL}
-        return out_columns, sorted(set(out_columns) | role_columns, key=fmt.columns.index)
+        needed = set(out_columns) | role_columns | set(extra.used)
+        return out_columns, sorted(needed, key=fmt.columns.index)
 
     def _index(
         self,
@@ -201,11 +217,12 @@ class Pipeline:
         roles: RoleMap,
         time_format: TimeFormat | None,
         columns: list[str],
+        extra: ExtraColumns,
         spool: Path,
     ) -> _FileIndex:
         """Pass 1: per-row arrays for the whole file. The text chunks go to an Arrow spool file
         on local disk, so pass 2 reads them back instead of parsing the CSV again."""
-        builder = _IndexBuilder(roles, time_format)
+        builder = _IndexBuilder(roles, time_format, extra.text)
         chunks = iter_chunks(fmt, self.options.chunk_rows, columns)
         schema = pa.schema([(c, pa.string()) for c in columns])
         with pa.OSFile(str(spool), "wb") as sink, pa.ipc.new_file(sink, schema) as spooler:
@@ -226,11 +243,11 @@ class Pipeline:
     # --- per-chunk features ------------------------------------------------------------------
 
     def _matrix(
-        self, table: pa.Table, offset: int, roles: RoleMap, index: _FileIndex
+        self, table: pa.Table, rows: slice | np.ndarray, roles: RoleMap, index: _FileIndex
     ) -> np.ndarray:
-        """Features of one chunk: its own numbers plus its slice of the file-level arrays."""
+        """Features of some rows (a chunk, or the sample): their own numbers plus their part
+        of the file-level arrays."""
         n = table.num_rows
-        rows = slice(offset, offset + n)
 
         def number(role: str) -> np.ndarray | None:
             return to_float(table[roles.get(role)])[0] if role in roles else None
@@ -247,6 +264,35 @@ class Pipeline:
         parts.update({name: values[rows] for name, values in index.per_row.items()})
         return assemble(parts, n, set(roles.columns))
 
+    def _anomaly_matrix(
+        self,
+        table: pa.Table,
+        rows: slice | np.ndarray,
+        x: np.ndarray,
+        extra: ExtraColumns,
+        index: _FileIndex,
+    ) -> np.ndarray:
+        """What anomaly detection sees: the role features and the file's other usable columns
+        (numbers as they are, categories as each value's share of the whole file)."""
+        columns = [x.astype(np.float64)]
+        columns += [to_float(table[c])[0][:, None] for c in extra.numeric]
+        columns += [index.per_row[_share_key(c)][rows][:, None] for c in extra.text]
+        return np.hstack(columns)
+
+    def _uniform_sample(self, spool: Path, rows: int) -> tuple[pa.Table, np.ndarray]:
+        """A uniform random sample of the whole file's rows (read back from the spool), so that
+        what is fitted on it holds for a time-ordered file's last rows as for its first."""
+        n = min(self.options.sample_rows, rows)
+        rng = np.random.default_rng(self.options.seed)
+        idx = np.sort(rng.choice(rows, n, replace=False))
+        parts, offset = [], 0
+        for table in _spooled(spool):
+            lo, hi = np.searchsorted(idx, [offset, offset + table.num_rows])
+            if hi > lo:
+                parts.append(table.take(pa.array(idx[lo:hi] - offset)))
+            offset += table.num_rows
+        return pa.concat_tables(parts), idx
+
     # --- the job -----------------------------------------------------------------------------
 
     def run(
@@ -256,7 +302,11 @@ class Pipeline:
         fmt = sniff(Path(input_path))
         roles, time_format, sample = self._profile(fmt)
         self.progress("reading", 0, 0)
-        out_columns, columns = self._columns(fmt, roles)
+        extra = ExtraColumns([], [], [])
+        if self.options.anomaly:
+            with self.time("features"):
+                extra = extra_columns(to_pandas_text(sample), roles)
+        out_columns, columns = self._columns(fmt, roles, extra)
         spool_dir = tempfile.TemporaryDirectory(prefix="fraudscore-")
         spool = Path(spool_dir.name) / "chunks.arrow"
         try:
@@ -264,8 +314,8 @@ class Pipeline:
                 fmt,
                 roles,
                 time_format,
-                sample,
                 columns,
+                extra,
                 out_columns,
                 spool,
                 Path(output_path),
@@ -279,22 +329,24 @@ class Pipeline:
         fmt: CsvFormat,
         roles: RoleMap,
         time_format: TimeFormat | None,
-        sample: pa.Table,
         columns: list[str],
+        extra: ExtraColumns,
         out_columns: list[str],
         spool: Path,
         output_path: Path,
         errors_path: Path | None,
     ) -> ScoreResult:
         opts = self.options
-        index = self._index(fmt, roles, time_format, columns, spool)
+        index = self._index(fmt, roles, time_format, columns, extra, spool)
         if index.rows == 0:
             raise InputError(f"{fmt.path.name} has a header but no rows")
 
         self.progress("matching", 0, index.rows)
-        sample_n = min(sample.num_rows, index.rows)
+        with self.time("read"):
+            sample, sample_rows = self._uniform_sample(spool, index.rows)
         with self.time("features"):
-            sample_x = self._matrix(sample.slice(0, sample_n), 0, roles, index)
+            sample_x = self._matrix(sample, sample_rows, roles, index)
+            sample_ax = self._anomaly_matrix(sample, sample_rows, sample_x, extra, index)
         with self.time("matching"):
             upload_roles = {r: c for r, c in roles.columns.items() if r not in (R.LABEL, R.TX_ID)}
             ranked = match_models(self.source.models(), upload_roles, sample_quantiles(sample_x))
@@ -325,16 +377,21 @@ class Pipeline:
             scorer = _Scorer(opts, self.time, chosen, bundles, AnomalyDetector(), pool)
             scorer.train_prior = scorer.prior = train_prior
             if opts.prior_shift:
-                sample_p = scorer.collect(scorer.submit(sample_x, False), len(sample_x))[0]
+                sample_p = scorer.collect(scorer.submit(sample_x, None), len(sample_x))[0]
                 with self.time("calibration"):
                     scorer.prior = estimate_prior(sample_p, train_prior)
             if opts.anomaly:
                 self.progress("anomaly", 0, index.rows)
                 with self.time("anomaly"):
-                    scorer.detector.fit(sample_x)
-            counts = self._score_pass(
-                spool, out_columns, columns, roles, index, scorer, output_path
-            )
+                    scorer.detector.fit(sample_ax)
+                if opts.blend:
+                    p_e, a, _ = scorer.collect(scorer.submit(sample_x, sample_ax), len(sample_x))
+                    weight = reference_confidence(
+                        chosen[0].similarity, roles, extra, opts.reference_trust
+                    )
+                    with self.time("calibration"):
+                        scorer.blender = Blender(weight, float(np.mean(p_e))).fit(p_e, a)
+            counts = self._score_pass(spool, out_columns, extra, roles, index, scorer, output_path)
         finally:
             pool.shutdown()
         prior = scorer.prior
@@ -348,15 +405,17 @@ class Pipeline:
             "anomalies_detected": counts["anomalies"],
             "rows_failed": failed,
             "probability_histogram": [counts[f"bin{i}"] for i in range(HISTOGRAM_BINS)],
+            "expected_frauds": round(float(counts["p_sum"]), 2),
+            "estimated_fraud_rate": round(float(counts["p_sum"]) / max(1, index.rows - failed), 6),
         }
-        methods = self._methods(chosen, bundles, roles, train_prior, prior)
+        methods = self._methods(chosen, bundles, roles, train_prior, prior, scorer, extra)
         return ScoreResult(stats, methods, dict(self.time.seconds))
 
     def _score_pass(
         self,
         spool: Path,
         out_columns: list[str],
-        columns: list[str],
+        extra: ExtraColumns,
         roles: RoleMap,
         index: _FileIndex,
         scorer: _Scorer,
@@ -378,9 +437,11 @@ class Pipeline:
                 if table is not None:
                     self._check_cancel()
                     self.progress("scoring", offset, index.rows)
+                    rows = slice(offset, offset + table.num_rows)
                     with self.time("features"):
-                        x = self._matrix(table, offset, roles, index)
-                    submitted = (table, offset, scorer.submit(x, opts.anomaly))
+                        x = self._matrix(table, rows, roles, index)
+                        ax = self._anomaly_matrix(table, rows, x, extra, index)
+                    submitted = (table, offset, scorer.submit(x, ax if opts.anomaly else None))
                     offset += table.num_rows
                 if pending is not None:
                     done_table, done_offset, futures = pending
@@ -403,6 +464,7 @@ class Pipeline:
                                 "anomalies": int(flags[keep].sum()),
                             }
                         )
+                        counts["p_sum"] += float(p[keep].sum())  # type: ignore[assignment]
                         bins = np.histogram(p[keep], bins=HISTOGRAM_BINS, range=(0.0, 1.0))[0]
                         counts.update({f"bin{i}": int(c) for i, c in enumerate(bins)})
                 pending = submitted if table is not None else None
@@ -412,7 +474,7 @@ class Pipeline:
             with self.time("write"):
                 if writer is None:
                     empty = self._output_table(
-                        pa.table({c: pa.array([], pa.string()) for c in columns}),
+                        pa.table({c: pa.array([], pa.string()) for c in out_columns}),
                         out_columns,
                         0,
                         np.array([]),
@@ -484,12 +546,47 @@ class Pipeline:
         roles: RoleMap,
         train_prior: float,
         prior: float,
+        scorer: _Scorer,
+        extra: ExtraColumns,
     ) -> dict[str, Any]:
         kinds = sorted({b.calibrator.kind for b in bundles})
         calibration = f"per-model {'/'.join(kinds)}"
         if self.options.prior_shift:
             calibration += " + base-rate adjustment (EM prior estimate)"
+        blender = scorer.blender
+        model_columns = sorted(c for r, c in roles.columns.items() if r != R.LABEL)
+        warnings = []
+        if blender is not None:
+            calibration += " + blended rank mapped to the ensemble's distribution"
+            prior = blender.prior
+            if len(extra.used) > len(model_columns):
+                total = len(model_columns) + len(extra.used)
+                warnings.append(
+                    f"no reference model uses {len(extra.used)} of the file's {total} usable "
+                    f"columns; scores lean on anomaly detection "
+                    f"(reference weight {blender.weight:.2f})"
+                )
+        if chosen[0].similarity < LOW_SIMILARITY:
+            warnings.append(
+                f"the closest reference model matches this file poorly (similarity "
+                f"{chosen[0].similarity:.2f}); treat probabilities as a ranking"
+            )
+        blend = None
+        if blender is not None:
+            blend = {
+                "reference_weight": round(blender.weight, 4),
+                "anomaly_weight": round(1 - blender.weight, 4),
+                "reason": "weight = best similarity x share of the file's usable columns that "
+                "the reference models see",
+            }
         return {
+            "blend": blend,
+            "warnings": warnings,
+            "columns": {
+                "reference_models": model_columns,
+                "anomaly_only": extra.used,
+                "ignored": extra.ignored,
+            },
             "ensemble": f"weighted_average ({self.options.pooling} pooling)",
             "top_k_models": len(chosen),
             "models": [
@@ -526,8 +623,11 @@ class _Scorer:
     pool: ThreadPoolExecutor
     train_prior: float = 0.0
     prior: float = 0.0
+    blender: Blender | None = None
 
-    def submit(self, x: np.ndarray, anomaly: bool) -> tuple[list[list[Future]], list[Future]]:
+    def submit(
+        self, x: np.ndarray, anomaly_x: np.ndarray | None
+    ) -> tuple[list[list[Future]], list[Future]]:
         blocks = [x[i : i + BLOCK_ROWS] for i in range(0, len(x), BLOCK_ROWS)]
         models = [
             [
@@ -537,9 +637,12 @@ class _Scorer:
             for m, b in zip(self.chosen, self.bundles, strict=True)
         ]
         scores = []
-        if anomaly:
+        if anomaly_x is not None:
             score = self.timer.timed("anomaly", self.detector.score)
-            scores = [self.pool.submit(score, block) for block in blocks]
+            scores = [
+                self.pool.submit(score, anomaly_x[i : i + BLOCK_ROWS])
+                for i in range(0, len(anomaly_x), BLOCK_ROWS)
+            ]
         return models, scores
 
     def collect(
@@ -561,14 +664,20 @@ class _Scorer:
         if not score_futures:
             return p, np.zeros(n), np.zeros(n, bool)
         scores = np.concatenate([f.result() for f in score_futures])
+        if self.blender is not None:
+            with self.timer("calibration"):
+                p = self.blender(p, scores)
         return p, scores, self.detector.flags(scores)
 
 
 class _IndexBuilder:
     """Collects pass 1's per-row arrays chunk by chunk, then computes file-level features."""
 
-    def __init__(self, roles: RoleMap, time_format: TimeFormat | None) -> None:
+    def __init__(
+        self, roles: RoleMap, time_format: TimeFormat | None, shares_of: list[str]
+    ) -> None:
         self.roles, self.time_format = roles, time_format
+        self.shares: dict[str, list[pa.DictionaryArray]] = {c: [] for c in shares_of}
         self.rows = 0
         self.amounts: list[np.ndarray] = []
         self.bads: list[np.ndarray] = []
@@ -589,6 +698,8 @@ class _IndexBuilder:
         for role, parts in self.categories.items():
             if role in roles:
                 parts.append(pc.dictionary_encode(table[roles.get(role)].combine_chunks()))
+        for column, parts in self.shares.items():
+            parts.append(pc.dictionary_encode(table[column].combine_chunks()))
         self.rows += table.num_rows
 
     def finish(self) -> _FileIndex:
@@ -600,8 +711,15 @@ class _IndexBuilder:
         for role, parts in self.categories.items():
             if parts:
                 per_row[CATEGORICAL_FEATURES[role]] = _shares(parts, self.rows)
+        for column, parts in self.shares.items():
+            per_row[_share_key(column)] = _shares(parts, self.rows)
         bad = np.concatenate(self.bads) if self.bads else np.array([], bool)
         return _FileIndex(self.rows, amount, bad, t, per_row)
+
+
+def _share_key(column: str) -> str:
+    """The per-row array of a non-role text column's value shares (never a model feature)."""
+    return f"share:{column}"
 
 
 def _spooled(path: Path) -> Iterator[pa.Table]:

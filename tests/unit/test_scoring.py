@@ -11,6 +11,7 @@ import pytest
 
 from shared.engine import roles as R
 from shared.engine.anomaly import AnomalyDetector
+from shared.engine.blend import ExtraColumns
 from shared.engine.csvio import sniff
 from shared.engine.features import FEATURES, build_features
 from shared.engine.pipeline import OUTPUT_COLUMNS, Cancelled, Pipeline, ScoreOptions
@@ -92,14 +93,15 @@ def test_history_features_are_exact_across_chunk_boundaries(
     pipeline = Pipeline(FolderSource(small_library), ScoreOptions(chunk_rows=500))
     fmt = sniff(upload)
     roles, time_format, _ = pipeline._profile(fmt)
-    columns = pipeline._columns(fmt, roles)[1]
-    index = pipeline._index(fmt, roles, time_format, columns, tmp_path / "spool.arrow")
+    none = ExtraColumns([], [], [])
+    columns = pipeline._columns(fmt, roles, none)[1]
+    index = pipeline._index(fmt, roles, time_format, columns, none, tmp_path / "spool.arrow")
     from shared.engine.pipeline import _spooled
 
     parts, offset = [], 0
     for table in _spooled(tmp_path / "spool.arrow"):
         assert table.num_rows == min(500, SPEC.rows - offset)
-        parts.append(pipeline._matrix(table, offset, roles, index))
+        parts.append(pipeline._matrix(table, slice(offset, offset + table.num_rows), roles, index))
         offset += table.num_rows
     got = np.concatenate(parts)
     np.testing.assert_allclose(got, expected, rtol=1e-5, equal_nan=True)
@@ -217,3 +219,27 @@ def test_matching_prefers_models_of_the_same_shape(small_library: Path) -> None:
     )
     assert ranked[0].name.startswith("mobile_money")
     assert all(0 <= m.similarity <= 1 for m in ranked)
+
+
+def test_columns_no_model_knows_lower_the_reference_weight_and_raise_a_warning(
+    small_library: Path, upload: Path, tmp_path: Path
+) -> None:
+    _, plain, _ = run(FolderSource(small_library), upload, tmp_path)
+    frame = simulate(SPEC, labeled=False)
+    rng = np.random.default_rng(0)
+    for i in range(28):
+        frame[f"V{i + 1}"] = rng.normal(0, 1, len(frame)).round(4)
+    wide_file = tmp_path / "wide.csv"
+    write_csv(frame, wide_file)
+    _, wide, _ = run(FolderSource(small_library), wide_file, tmp_path)
+    plain_weight = plain["methods_used"]["blend"]["reference_weight"]
+    wide_weight = wide["methods_used"]["blend"]["reference_weight"]
+    assert 0 < wide_weight < plain_weight / 3
+    assert plain["methods_used"]["columns"]["anomaly_only"] == []
+    assert not any("of the file's" in w for w in plain["methods_used"]["warnings"])
+    assert len(wide["methods_used"]["columns"]["anomaly_only"]) == 28
+    assert any("28 of the file's" in w for w in wide["methods_used"]["warnings"])
+    stats = wide["stats"]
+    assert stats["expected_frauds"] == pytest.approx(
+        stats["estimated_fraud_rate"] * stats["total_transactions"], rel=0.01
+    )

@@ -1,0 +1,193 @@
+"""Scores on real labeled files that nobody mapped (evaluation only; see ../shared/realdata).
+
+    .venv/bin/python -m benchmarks.real_data [--dir ../shared/realdata]
+
+Each file is scored by the offline pipeline with its label column stripped (exactly what a user
+would upload), against the reference library registered by `make run`. Per file: ROC-AUC,
+PR-AUC, precision at k (k = true number of frauds), ECE, mean probability / true rate, `high`
+and `is_anomaly` shares, the ROC of each component (the ensemble alone, the anomaly score, the
+blend, the amount rank) and two references computed in the same run: supervised 5-fold XGBoost
+with the labels, and a plain IsolationForest over all columns. The folder is read from
+FRAUDSCORE_REALDATA (default ../shared/realdata beside the project).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.ensemble import IsolationForest
+from sklearn.metrics import average_precision_score, roc_auc_score
+from sklearn.model_selection import StratifiedKFold
+from xgboost import XGBClassifier
+
+from shared.engine import roles as R
+from shared.engine.blend import REFERENCE_TRUST, Blender
+from shared.engine.options import JobOptions
+from shared.engine.pipeline import Pipeline
+from shared.engine.roles import infer_roles, to_number
+from shared.library.cache import RegistrySource
+from shared.service.runner import score_options
+from shared.settings import REPO_ROOT, get_settings
+
+DEFAULT_DIR = REPO_ROOT.parent / "shared" / "realdata"
+LABEL_NAMES = ("fraud", "class", "is fraud?", "isfraud", "is_fraud", "label", "fraud_bool")
+
+
+def labeled_files(root: Path) -> list[tuple[str, Path, str]]:
+    """(name, csv, label column) for each folder's CSV file."""
+    found = []
+    for csv in sorted(root.glob("*/*.csv")):
+        header = pd.read_csv(csv, nrows=0).columns
+        label = next((c for c in header if c.strip().lower() in LABEL_NAMES), None)
+        if label is None:
+            label = infer_roles(pd.read_csv(csv, nrows=2000, dtype=str)).get(R.LABEL)
+        if label is not None:
+            found.append((csv.parent.name, csv, label))
+    return found
+
+
+def binary(series: pd.Series) -> np.ndarray:
+    text = series.astype(str).str.strip().str.lower()
+    return text.isin(["1", "1.0", "yes", "true", "y", "fraud"]).to_numpy(np.int8)
+
+
+def ece(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float:
+    """Expected calibration error over equal-width probability bins."""
+    which = np.minimum((p * bins).astype(int), bins - 1)
+    total = 0.0
+    for b in range(bins):
+        mask = which == b
+        if mask.any():
+            total += mask.mean() * abs(p[mask].mean() - y[mask].mean())
+    return total
+
+
+def encoded(frame: pd.DataFrame) -> np.ndarray:
+    """All columns as numbers for the references: numbers as they are, text as frequencies."""
+    columns = []
+    for column in frame.columns:
+        values = to_number(frame[column].astype("string"))
+        if values.notna().mean() >= 0.95:
+            columns.append(values.to_numpy(np.float64))
+        else:
+            text = frame[column].astype(str)
+            columns.append(text.map(text.value_counts(normalize=True)).to_numpy(np.float64))
+    return np.column_stack(columns)
+
+
+def references(frame: pd.DataFrame, y: np.ndarray) -> tuple[float, float]:
+    """(supervised 5-fold XGBoost ROC, plain IsolationForest ROC) over all columns."""
+    x = encoded(frame)
+    oof = np.zeros(len(y))
+    folds = StratifiedKFold(n_splits=5, shuffle=True, random_state=0)
+    for train, test in folds.split(x, y):
+        model = XGBClassifier(n_estimators=200, max_depth=6, learning_rate=0.1, n_jobs=2)
+        model.fit(x[train], y[train])
+        oof[test] = model.predict_proba(x[test])[:, 1]
+    filled = np.where(np.isfinite(x), x, np.nanmedian(x, axis=0))
+    forest = IsolationForest(n_estimators=200, random_state=0).fit(filled)
+    return roc_auc_score(y, oof), roc_auc_score(y, -forest.score_samples(filled))
+
+
+def score(path: Path, blend: bool) -> tuple[pd.DataFrame, dict]:
+    settings = get_settings()
+    options = score_options(JobOptions(), settings, blend=blend)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "out.csv"
+        result = Pipeline(RegistrySource(settings), options).run(path, out)
+        return pd.read_csv(out), {**result.methods_used, **result.stats}
+
+
+def evaluate(name: str, csv: Path, label: str) -> dict:
+    frame = pd.read_csv(csv, dtype=str, keep_default_na=False)
+    y = binary(frame[label])
+    unlabeled = frame.drop(columns=[label])
+    with tempfile.TemporaryDirectory() as tmp:
+        upload = Path(tmp) / f"{name}.csv"
+        unlabeled.to_csv(upload, index=False)
+        blended, info = score(upload, blend=True)
+        alone, _ = score(upload, blend=False)
+    rows = blended["row_number"].to_numpy() - 1
+    yy, p = y[rows], blended["fraud_probability"].to_numpy()
+    k = int(yy.sum())
+    amount_column = info["roles"].get(R.AMOUNT)
+    amount = to_number(unlabeled[amount_column].astype("string")).to_numpy()[rows]
+    supervised, forest = references(unlabeled, y)
+    return {
+        "file": name,
+        "rows": len(y),
+        "rate": y.mean(),
+        "roc": roc_auc_score(yy, p),
+        "pr": average_precision_score(yy, p),
+        "p@k": yy[np.argsort(-p)[:k]].mean(),
+        "ece": ece(yy, p),
+        "mean/rate": p.mean() / yy.mean(),
+        "high": (blended["risk_level"] == "high").mean(),
+        "anom": blended["is_anomaly"].mean(),
+        "ens": roc_auc_score(yy, alone["fraud_probability"].to_numpy()),
+        "anomaly": roc_auc_score(yy, blended["anomaly_score"].to_numpy()),
+        "amount": roc_auc_score(yy, np.nan_to_num(amount)),
+        "sup": supervised,
+        "iforest": forest,
+        "weight": (info.get("blend") or {}).get("reference_weight", 1.0),
+        "_parts": (yy, alone["fraud_probability"].to_numpy(), blended["anomaly_score"].to_numpy()),
+    }
+
+
+TRUST_GRID = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5)
+
+
+def blend_roc(result: dict, trust: float) -> float:
+    """The ROC the blend would reach with another REFERENCE_TRUST (fitted on all rows)."""
+    y, ensemble, anomaly = result["_parts"]
+    weight = result["weight"] / REFERENCE_TRUST * trust if REFERENCE_TRUST else 0.0
+    blender = Blender(min(1.0, weight), float(np.mean(ensemble))).fit(ensemble, anomaly)
+    return roc_auc_score(y, blender(ensemble, anomaly))
+
+
+def leave_one_file_out(results: list[dict]) -> None:
+    """Choose REFERENCE_TRUST on the other files, report it on each file left out."""
+    print("\nleave-one-file-out choice of REFERENCE_TRUST (ROC / supervised):")
+    for held in results:
+        others = [r for r in results if r is not held]
+        best = max(TRUST_GRID, key=lambda t: np.mean([blend_roc(r, t) / r["sup"] for r in others]))
+        print(
+            f"  {held['file']:18s} trust chosen on the others {best:4.2f}: "
+            f"held-out ROC {blend_roc(held, best):.4f} (supervised {held['sup']:.4f})"
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    default = Path(os.environ.get("FRAUDSCORE_REALDATA", DEFAULT_DIR))
+    parser.add_argument("--dir", type=Path, default=default)
+    args = parser.parse_args(argv)
+    if not args.dir.is_dir():
+        print(f"real_data: no folder {args.dir} (set FRAUDSCORE_REALDATA)", file=sys.stderr)
+        return 2
+    results = [evaluate(*item) for item in labeled_files(args.dir)]
+    table = pd.DataFrame(results).drop(columns="_parts").set_index("file")
+    with pd.option_context("display.width", 200, "display.float_format", "{:.4f}".format):
+        print(table.to_string())
+    ratio = (table["roc"] / table["sup"]).mean()
+    print(f"\nmean ROC / supervised: {ratio:.3f} (target >= 0.90)")
+    print(f"median mean-probability / true rate: {table['mean/rate'].median():.2f} (0.5-2)")
+    beats = ((table["roc"] > table["iforest"]) & (table["roc"] > table["amount"])).sum()
+    print(f"ROC above IsolationForest and amount rank: {beats} of {len(table)} files")
+    print(
+        f"max ECE {table['ece'].max():.4f} (<= 0.03); is_anomaly share "
+        f"{table['anom'].min():.4f}-{table['anom'].max():.4f} (0.005-0.02); "
+        f"high / rate max {(table['high'] / table['rate']).max():.2f} (<= 3)"
+    )
+    leave_one_file_out(results)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

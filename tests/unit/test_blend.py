@@ -1,0 +1,66 @@
+"""The file's own evidence: whole-file anomaly flags, confidence-weighted blending, warnings."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from shared.engine import roles as R
+from shared.engine.anomaly import AnomalyDetector
+from shared.engine.blend import Blender, ExtraColumns, extra_columns, reference_confidence
+from shared.engine.roles import RoleMap
+
+
+def test_flags_fitted_on_a_uniform_sample_mark_about_one_percent_of_a_time_ordered_file() -> None:
+    rng = np.random.default_rng(1)
+    # A time-ordered file whose history features grow with time: the first rows see no history.
+    history = np.linspace(0, 500, 200_000)[:, None] + rng.normal(0, 5, (200_000, 1))
+    x = np.hstack([history, rng.normal(0, 1, (200_000, 2))])
+    uniform = x[np.sort(rng.choice(len(x), 20_000, replace=False))]
+    detector = AnomalyDetector().fit(uniform)
+    assert 0.005 <= detector.flags(detector.score(x)).mean() <= 0.02
+    first_rows = AnomalyDetector().fit(x[:20_000])  # the failure the uniform sample avoids
+    assert first_rows.flags(first_rows.score(x)).mean() > 0.05
+
+
+def test_reference_weight_falls_with_the_share_of_columns_the_models_cannot_see() -> None:
+    roles = RoleMap({R.AMOUNT: "amount", R.TIMESTAMP: "time", R.CUSTOMER: "card"})
+    none = ExtraColumns([], [], [])
+    wide = ExtraColumns([f"V{i}" for i in range(28)], [], [])
+    assert reference_confidence(0.8, roles, none, trust=1.0) == pytest.approx(0.8)
+    assert reference_confidence(0.8, roles, wide, trust=1.0) == pytest.approx(0.8 * 3 / 31)
+    assert reference_confidence(0.2, roles, none, 1.0) < reference_confidence(0.8, roles, none, 1.0)
+
+
+def test_blend_follows_its_weight_and_keeps_the_mean_at_the_estimated_rate() -> None:
+    rng = np.random.default_rng(2)
+    ensemble = rng.beta(1, 60, 20_000)
+    anomaly = rng.uniform(0, 1, 20_000)
+    trusted = Blender(1.0, float(ensemble.mean())).fit(ensemble, anomaly)
+    assert np.corrcoef(trusted(ensemble, anomaly), ensemble)[0, 1] > 0.95
+    untrusted = Blender(0.0, float(ensemble.mean())).fit(ensemble, anomaly)
+    p = untrusted(ensemble, anomaly)
+    assert np.corrcoef(np.argsort(np.argsort(p)), np.argsort(np.argsort(anomaly)))[0, 1] > 0.99
+    # With no trust the base rate falls back to the conservative prior.
+    assert untrusted.prior == pytest.approx(0.01)
+    assert p.mean() == pytest.approx(untrusted.prior, rel=0.05)
+
+
+def test_other_columns_are_numbers_or_shares_and_ids_are_left_out() -> None:
+    n = 400
+    frame = pd.DataFrame(
+        {
+            "amount": [f"{v:.2f}" for v in np.linspace(1, 100, n)],
+            "user_id": [str(100_000 + i) for i in range(n)],
+            "V1": [f"{v:.3f}" for v in np.sin(np.arange(n))],
+            "device": [f"d{i % 150}" for i in range(n)],
+            "note": [f"free text {i}" for i in range(n)],
+            "browser": ["Chrome", "Safari"] * (n // 2),
+        },
+        dtype="string",
+    )
+    extra = extra_columns(frame, RoleMap({R.AMOUNT: "amount"}))
+    assert extra.numeric == ["V1"]
+    assert extra.text == ["device", "browser"]
+    assert extra.ignored == ["user_id", "note"]
