@@ -152,6 +152,18 @@ class _Timer:
         return run
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """What profiling decided: format, roles, time format, and the columns the passes read."""
+
+    fmt: CsvFormat
+    roles: RoleMap
+    time_format: TimeFormat | None
+    extra: ExtraColumns
+    columns: list[str]  # read by both passes, in file order
+    out_columns: list[str]  # copied to the output
+
+
 @dataclass
 class _FileIndex:
     """What pass 1 learns about the whole file."""
@@ -211,19 +223,12 @@ class Pipeline:
         needed = set(out_columns) | role_columns | set(extra.used)
         return out_columns, sorted(needed, key=fmt.columns.index)
 
-    def _index(
-        self,
-        fmt: CsvFormat,
-        roles: RoleMap,
-        time_format: TimeFormat | None,
-        columns: list[str],
-        extra: ExtraColumns,
-        spool: Path,
-    ) -> _FileIndex:
+    def _index(self, plan: _Plan, spool: Path) -> _FileIndex:
         """Pass 1: per-row arrays for the whole file. The text chunks go to an Arrow spool file
         on local disk, so pass 2 reads them back instead of parsing the CSV again."""
-        builder = _IndexBuilder(roles, time_format, extra.text)
-        chunks = iter_chunks(fmt, self.options.chunk_rows, columns)
+        builder = _IndexBuilder(plan.roles, plan.time_format, plan.extra.text)
+        columns = plan.columns
+        chunks = iter_chunks(plan.fmt, self.options.chunk_rows, columns)
         schema = pa.schema([(c, pa.string()) for c in columns])
         with pa.OSFile(str(spool), "wb") as sink, pa.ipc.new_file(sink, schema) as spooler:
             while True:
@@ -307,37 +312,20 @@ class Pipeline:
             with self.time("features"):
                 extra = extra_columns(to_pandas_text(sample), roles)
         out_columns, columns = self._columns(fmt, roles, extra)
+        plan = _Plan(fmt, roles, time_format, extra, columns, out_columns)
         spool_dir = tempfile.TemporaryDirectory(prefix="fraudscore-")
         spool = Path(spool_dir.name) / "chunks.arrow"
         try:
-            return self._run(
-                fmt,
-                roles,
-                time_format,
-                columns,
-                extra,
-                out_columns,
-                spool,
-                Path(output_path),
-                errors_path,
-            )
+            return self._run(plan, spool, Path(output_path), errors_path)
         finally:
             spool_dir.cleanup()
 
     def _run(
-        self,
-        fmt: CsvFormat,
-        roles: RoleMap,
-        time_format: TimeFormat | None,
-        columns: list[str],
-        extra: ExtraColumns,
-        out_columns: list[str],
-        spool: Path,
-        output_path: Path,
-        errors_path: Path | None,
+        self, plan: _Plan, spool: Path, output_path: Path, errors_path: Path | None
     ) -> ScoreResult:
         opts = self.options
-        index = self._index(fmt, roles, time_format, columns, extra, spool)
+        fmt, roles, extra, out_columns = plan.fmt, plan.roles, plan.extra, plan.out_columns
+        index = self._index(plan, spool)
         if index.rows == 0:
             raise InputError(f"{fmt.path.name} has a header but no rows")
 

@@ -93,10 +93,12 @@ def test_history_features_are_exact_across_chunk_boundaries(
     pipeline = Pipeline(FolderSource(small_library), ScoreOptions(chunk_rows=500))
     fmt = sniff(upload)
     roles, time_format, _ = pipeline._profile(fmt)
+    from shared.engine.pipeline import _Plan, _spooled
+
     none = ExtraColumns([], [], [])
-    columns = pipeline._columns(fmt, roles, none)[1]
-    index = pipeline._index(fmt, roles, time_format, columns, none, tmp_path / "spool.arrow")
-    from shared.engine.pipeline import _spooled
+    out_columns, columns = pipeline._columns(fmt, roles, none)
+    plan = _Plan(fmt, roles, time_format, none, columns, out_columns)
+    index = pipeline._index(plan, tmp_path / "spool.arrow")
 
     parts, offset = [], 0
     for table in _spooled(tmp_path / "spool.arrow"):
