@@ -19,7 +19,7 @@ from shared.engine.calibration import logit
 from shared.engine.roles import RoleMap, to_number
 
 MAX_EXTRA_COLUMNS = 64
-ID_UNIQUE_SHARE = 0.95  # a column almost all of whose values differ is an id (or free text)
+ID_UNIQUE_SHARE = 0.95  # a whole-number column almost all of whose values differ is an id
 NUMERIC_SHARE = 0.95  # a column is numeric when this share of its non-empty values parses
 FALLBACK_PRIOR = 0.01  # the base rate assumed when the reference models see little of a file
 # How much a perfect match is trusted against the file's own anomaly ranking. Chosen on the real
@@ -93,7 +93,6 @@ class Blender:
 
     def __init__(self, weight: float, prior: float, fallback: float = FALLBACK_PRIOR) -> None:
         self.weight = float(np.clip(weight, 0.0, 1.0))
-        self.raw_prior = prior
         # Shrink the ensemble's base rate toward the fallback as confidence falls (log scale).
         log_prior = self.weight * np.log(max(prior, 1e-6)) + (1 - self.weight) * np.log(fallback)
         self.prior = float(np.exp(log_prior))

@@ -6,9 +6,9 @@ Memory is the chunk size plus ~100 bytes per row. Pass 1 streams the file once, 
 arrays for the whole file (amount, time, per-entity history, category shares: exact across
 chunk boundaries whatever the row order) and spools the text chunks to a local Arrow file.
 Pass 2 reads the spool back, featurises chunk k+1 while a thread pool scores chunk k, and
-appends each to the output. Roles, the timestamp format, the anomaly detector and the
-base-rate estimate come from the first `sample_rows` rows, so the output does not depend on
-the chunk size.
+appends each to the output. Roles and the timestamp format come from the first `sample_rows`
+rows; matching, the anomaly detector, the blend and the base-rate estimate from a seeded uniform
+sample of `sample_rows` rows of the whole file, so the output does not depend on the chunk size.
 """
 
 from __future__ import annotations
@@ -279,6 +279,8 @@ class Pipeline:
     ) -> np.ndarray:
         """What anomaly detection sees: the role features and the file's other usable columns
         (numbers as they are, categories as each value's share of the whole file)."""
+        if not extra.used:
+            return x
         columns = [x.astype(np.float64)]
         columns += [to_float(table[c])[0][:, None] for c in extra.numeric]
         columns += [index.per_row[_share_key(c)][rows][:, None] for c in extra.text]
@@ -428,8 +430,12 @@ class Pipeline:
                     rows = slice(offset, offset + table.num_rows)
                     with self.time("features"):
                         x = self._matrix(table, rows, roles, index)
-                        ax = self._anomaly_matrix(table, rows, x, extra, index)
-                    submitted = (table, offset, scorer.submit(x, ax if opts.anomaly else None))
+                        ax = (
+                            self._anomaly_matrix(table, rows, x, extra, index)
+                            if opts.anomaly
+                            else None
+                        )
+                    submitted = (table, offset, scorer.submit(x, ax))
                     offset += table.num_rows
                 if pending is not None:
                     done_table, done_offset, futures = pending
