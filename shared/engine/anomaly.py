@@ -44,9 +44,11 @@ class AnomalyDetector:
 
     def _prepare(self, matrix: np.ndarray) -> np.ndarray:
         """Robustly scaled (median and IQR), heavy tails compressed (signed log), gaps filled."""
-        data = (matrix[:, self.columns].astype(np.float64) - self.fill) / self.scale
+        data = matrix[:, self.columns].astype(np.float32)
+        data -= self.fill.astype(np.float32)
+        data /= self.scale.astype(np.float32)
         data[~np.isfinite(data)] = 0.0
-        return (np.sign(data) * np.log1p(np.abs(data))).astype(np.float32)
+        return np.copysign(np.log1p(np.abs(data)), data)
 
     def score(self, matrix: np.ndarray, pool: ThreadPoolExecutor | None = None) -> np.ndarray:
         """Anomaly score in (0, 1): higher is stranger (IsolationForest's 2^(-depth/c))."""

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from shared.engine import roles as R
-from shared.engine.calibration import logit
+from shared.engine.calibration import EPS, logit
 from shared.engine.roles import RoleMap, to_number
 
 MAX_EXTRA_COLUMNS = 64
@@ -80,12 +80,23 @@ def reference_confidence(
     return float(np.clip(trust * similarity * share, 0.0, 1.0))
 
 
-def _ecdf(sorted_sample: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """Mid-rank empirical CDF of values against a sorted sample, in (0, 1)."""
-    n = len(sorted_sample)
-    lo = np.searchsorted(sorted_sample, values, side="left")
-    hi = np.searchsorted(sorted_sample, values, side="right")
-    return (lo + hi + 1) / (2 * n + 2)
+class _Ecdf:
+    """Mid-rank empirical CDF of a sample, in (0, 1): ties share their mean rank, so a value
+    equal to many sample values (an isotonic calibrator's steps) sits in their middle."""
+
+    def __init__(self, sample: np.ndarray) -> None:
+        values, counts = np.unique(sample, return_counts=True)
+        first = np.cumsum(counts) - counts
+        n = len(sample)
+        self.values = values
+        self.below = np.append(first, n)  # sample values below each distinct value (and past all)
+        self.tied = np.append(counts, 0)
+        self.n = n
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        i = np.searchsorted(self.values, x)
+        hit = self.values[np.minimum(i, len(self.values) - 1)] == x
+        return (2 * self.below[i] + np.where(hit, self.tied[i], 0) + 1) / (2 * self.n + 2)
 
 
 class Blender:
@@ -96,32 +107,27 @@ class Blender:
         # Shrink the ensemble's base rate toward the fallback as confidence falls (log scale).
         log_prior = self.weight * np.log(max(prior, 1e-6)) + (1 - self.weight) * np.log(fallback)
         self.prior = float(np.exp(log_prior))
-        self.ensemble = np.zeros(1)
-        self.anomaly = np.zeros(1)
-        self.blended = np.zeros(1)
-        self.shift = 0.0
 
     def fit(self, ensemble: np.ndarray, anomaly: np.ndarray) -> Blender:
-        self.ensemble = np.sort(np.asarray(ensemble, np.float64))
-        self.anomaly = np.sort(np.asarray(anomaly, np.float64))
-        self.blended = np.sort(self._rank(ensemble, anomaly))
-        self.shift = self._shift_to(self.prior, self._quantile(_ecdf(self.blended, self.blended)))
+        ensemble, anomaly = np.asarray(ensemble, np.float64), np.asarray(anomaly, np.float64)
+        self.ensemble_cdf = _Ecdf(ensemble)
+        self.anomaly_cdf = _Ecdf(anomaly)
+        blended = np.sort(self._rank(ensemble, anomaly))  # row by row: the pairs stay together
+        ensemble = np.sort(ensemble)
+        self.blended_cdf = _Ecdf(blended)
+        self.grid = (np.arange(len(ensemble)) + 0.5) / len(ensemble)
+        self.ensemble = ensemble
+        sample = np.interp(self.blended_cdf(blended), self.grid, ensemble)
+        self.odds_factor = float(np.exp(self._shift_to(self.prior, logit(sample))))
         return self
 
     def _rank(self, ensemble: np.ndarray, anomaly: np.ndarray) -> np.ndarray:
-        return self.weight * _ecdf(self.ensemble, ensemble) + (1 - self.weight) * _ecdf(
-            self.anomaly, anomaly
-        )
-
-    def _quantile(self, u: np.ndarray) -> np.ndarray:
-        """The ensemble's probability at rank u (its distribution on the sample)."""
-        grid = (np.arange(len(self.ensemble)) + 0.5) / len(self.ensemble)
-        return np.interp(u, grid, self.ensemble)
+        w = self.weight
+        return w * self.ensemble_cdf(ensemble) + (1 - w) * self.anomaly_cdf(anomaly)
 
     @staticmethod
-    def _shift_to(target: float, p: np.ndarray) -> float:
+    def _shift_to(target: float, z: np.ndarray) -> float:
         """The log-odds shift that makes the mean probability equal target (bisection)."""
-        z = logit(p)
         lo, hi = -20.0, 20.0
         for _ in range(60):
             mid = (lo + hi) / 2
@@ -132,6 +138,9 @@ class Blender:
         return (lo + hi) / 2
 
     def __call__(self, ensemble: np.ndarray, anomaly: np.ndarray) -> np.ndarray:
-        """Final probability per row."""
-        u = _ecdf(self.blended, self._rank(ensemble, anomaly))
-        return 1 / (1 + np.exp(-(logit(self._quantile(u)) + self.shift)))
+        """Final probability per row: the ensemble's probability at the row's blended rank,
+        its odds multiplied to bring the mean to the estimated rate."""
+        u = self.blended_cdf(self._rank(ensemble, anomaly))
+        q = np.clip(np.interp(u, self.grid, self.ensemble), EPS, 1 - EPS)
+        k = self.odds_factor
+        return q * k / (1 - q + q * k)

@@ -64,3 +64,13 @@ def test_other_columns_are_numbers_or_shares_and_ids_are_left_out() -> None:
     assert extra.numeric == ["V1"]
     assert extra.text == ["device", "browser"]
     assert extra.ignored == ["user_id", "note"]
+
+
+def test_a_row_high_on_both_rankings_ends_on_top_whatever_the_weight() -> None:
+    rng = np.random.default_rng(3)
+    signal = rng.uniform(0, 1, 5_000)
+    ensemble, anomaly = signal / 20, signal + 0.3  # both rank the rows the same way
+    for weight in (0.0, 0.3, 1.0):
+        blender = Blender(weight, float(ensemble.mean())).fit(ensemble, anomaly)
+        p = blender(ensemble, anomaly)
+        assert np.corrcoef(np.argsort(np.argsort(p)), np.argsort(np.argsort(signal)))[0, 1] > 0.999
