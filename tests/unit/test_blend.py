@@ -66,7 +66,7 @@ def test_other_columns_are_numbers_or_shares_and_ids_are_left_out() -> None:
     assert extra.ignored == ["user_id", "note"]
 
 
-def test_a_row_high_on_both_rankings_ends_on_top_whatever_the_weight() -> None:
+def test_rows_keep_their_pairs_of_scores_in_rank_and_in_the_mean() -> None:
     rng = np.random.default_rng(3)
     signal = rng.uniform(0, 1, 5_000)
     ensemble, anomaly = signal / 20, signal + 0.3  # both rank the rows the same way
@@ -74,3 +74,4 @@ def test_a_row_high_on_both_rankings_ends_on_top_whatever_the_weight() -> None:
         blender = Blender(weight, float(ensemble.mean())).fit(ensemble, anomaly)
         p = blender(ensemble, anomaly)
         assert np.corrcoef(np.argsort(np.argsort(p)), np.argsort(np.argsort(signal)))[0, 1] > 0.999
+        assert p.mean() == pytest.approx(blender.prior, rel=0.05)  # fitted on the same pairs
