@@ -69,7 +69,7 @@ def test_other_columns_are_numbers_or_shares_and_ids_are_left_out() -> None:
 def test_rows_keep_their_pairs_of_scores_in_rank_and_in_the_mean() -> None:
     rng = np.random.default_rng(3)
     signal = rng.uniform(0, 1, 5_000)
-    ensemble, anomaly = signal / 20, signal + 0.3  # both rank the rows the same way
+    ensemble, anomaly = 0.001 + signal**6 / 2, signal + 0.3  # both rank the rows alike
     for weight in (0.0, 0.3, 1.0):
         blender = Blender(weight, float(ensemble.mean())).fit(ensemble, anomaly)
         p = blender(ensemble, anomaly)
