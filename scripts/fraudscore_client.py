@@ -140,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     submit.add_argument("--wait", action="store_true", help="wait, then download the result")
     submit.add_argument("--output", type=Path, help="where to save the predictions")
     submit.add_argument("--top-k", type=int)
+    submit.add_argument("--alert-rate", type=float, help="share of rows marked high, e.g. 0.01")
     submit.add_argument("--idempotency-key")
     status = commands.add_parser("status", help="show a job")
     status.add_argument("job_id")
@@ -159,6 +160,8 @@ def main(argv: list[str] | None = None) -> int:
             if not args.file.is_file():
                 raise ClientError(f"no such file: {args.file}")
             options = {"top_k": str(args.top_k)} if args.top_k else {}
+            if args.alert_rate:
+                options["alert_rate"] = str(args.alert_rate)
             accepted = client.submit(args.file, options, args.idempotency_key)
             print(f"job {accepted['job_id']}", file=sys.stderr)
             if not args.wait:
@@ -171,6 +174,8 @@ def main(argv: list[str] | None = None) -> int:
                 args.file.name.split(".")[0] + ".predictions.csv"
             )
             client.download(job["job_id"], output)
+            for warning in (job.get("methods_used") or {}).get("warnings", []):
+                print(f"warning: {warning}", file=sys.stderr)
             print(
                 json.dumps(
                     {"job_id": job["job_id"], "output": str(output), "stats": job["stats"]},

@@ -28,6 +28,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--errors", type=Path, help="per-row errors CSV")
     parser.add_argument("--top-k", type=int, default=settings.top_k)
     parser.add_argument("--keep-columns", action="store_true", help="copy every input column")
+    parser.add_argument(
+        "--alert-rate", type=float, help="mark this share of rows (the riskiest) as high, e.g. 0.01"
+    )
     parser.add_argument("--chunk-rows", type=int, default=settings.score_chunk_rows)
     parser.add_argument("--no-anomaly", action="store_true", help="skip anomaly detection")
     parser.add_argument("--timings", action="store_true", help="print stage timings on stderr")
@@ -43,7 +46,9 @@ def main(argv: list[str] | None = None) -> int:
         bar.refresh()
 
     try:
-        job_options = parse_options({"top_k": args.top_k, "keep_columns": args.keep_columns})
+        job_options = parse_options(
+            {"top_k": args.top_k, "keep_columns": args.keep_columns, "alert_rate": args.alert_rate}
+        )
         options = score_options(
             job_options, settings, chunk_rows=args.chunk_rows, anomaly=not args.no_anomaly
         )
@@ -58,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.timings:
         for stage, seconds in sorted(result.timings.items()):
             print(f"{stage:40s} {seconds:8.3f} s", file=sys.stderr)
+    for warning in result.methods_used["warnings"]:
+        print(f"score_csv: warning: {warning}", file=sys.stderr)
     print(json.dumps(result.summary(), indent=2))
     return 0
 

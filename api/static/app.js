@@ -28,6 +28,8 @@ const fraudscore = (() => {
       const data = new FormData();
       data.append("file", document.getElementById("file").files[0]);
       data.append("top_k", document.getElementById("top_k").value);
+      const alertPercent = document.getElementById("alert_rate").value;
+      if (alertPercent) data.append("alert_rate", String(Number(alertPercent) / 100));
       message.textContent = "Uploading…";
       try {
         const job = await api("/api/v1/jobs", { method: "POST", body: data });

@@ -29,6 +29,11 @@ class JobOptions(BaseModel):
     medium_threshold: Share | None = Field(
         default=None, description="fraud_probability from which a row is `medium` risk"
     )
+    alert_rate: Annotated[float, Field(gt=0, le=0.5)] | None = Field(
+        default=None,
+        description="alert budget: this share of the file's rows (the riskiest) is `high`, "
+        "whatever high_threshold says",
+    )
     model_name: Annotated[str, Field(max_length=200)] | None = Field(
         default=None, description="score with this one reference model only"
     )

@@ -102,6 +102,8 @@ class ScoreOptions:
     # Blend the ensemble with the file's own anomaly ranking, weighted by how much of the file
     # the reference models see (see shared/engine/blend.py); False: the ensemble alone.
     blend: bool = True
+    # Alert budget: the riskiest share of rows is `high` (a threshold from the uniform sample).
+    alert_rate: float | None = None
     reference_trust: float = REFERENCE_TRUST
     seed: int = 0
 
@@ -112,6 +114,8 @@ class ScoreOptions:
             raise InputError("pooling must be 'logit' or 'linear'")
         if not 0 <= self.medium_threshold <= self.high_threshold <= 1:
             raise InputError("risk thresholds must satisfy 0 <= medium <= high <= 1")
+        if self.alert_rate is not None and not 0 < self.alert_rate <= 0.5:
+            raise InputError("alert_rate must be in (0, 0.5]")
         if self.top_k < 1 or self.chunk_rows < 1 or self.sample_rows < 1:
             raise InputError("top_k, chunk_rows and sample_rows must be positive")
 
@@ -190,6 +194,7 @@ class Pipeline:
         self.progress = progress or (lambda stage, done, total: None)
         self.cancelled = cancelled or (lambda: False)
         self.time = _Timer()
+        self.thresholds = (self.options.medium_threshold, self.options.high_threshold)
 
     # --- pass 1 ------------------------------------------------------------------------------
 
@@ -326,6 +331,7 @@ class Pipeline:
         self, plan: _Plan, spool: Path, output_path: Path, errors_path: Path | None
     ) -> ScoreResult:
         opts = self.options
+        self.thresholds = (opts.medium_threshold, opts.high_threshold)
         fmt, roles, extra, out_columns = plan.fmt, plan.roles, plan.extra, plan.out_columns
         index = self._index(plan, spool)
         if index.rows == 0:
@@ -381,6 +387,11 @@ class Pipeline:
                     )
                     with self.time("calibration"):
                         scorer.blender = Blender(weight, float(np.mean(p_e))).fit(p_e, a)
+            if opts.alert_rate is not None:
+                sample_p = scorer.collect(
+                    scorer.submit(sample_x, sample_ax if opts.anomaly else None), len(sample_x)
+                )[0]
+                self.thresholds = _budget(sample_p, opts.alert_rate, self.thresholds)
             counts = self._score_pass(spool, out_columns, extra, roles, index, scorer, output_path)
         finally:
             pool.shutdown()
@@ -496,8 +507,8 @@ class Pipeline:
         flags: np.ndarray,
         keep: np.ndarray,
     ) -> pa.Table:
-        opts = self.options
-        level = (p >= opts.medium_threshold).astype(np.int8) + (p >= opts.high_threshold)
+        medium, high = self.thresholds
+        level = (p >= medium).astype(np.int8) + (p >= high)
         risk = pa.DictionaryArray.from_arrays(pa.array(level, pa.int8()), RISK_LEVELS)
         rows = np.arange(offset + 1, offset + len(p) + 1, dtype=np.int64)
         data: dict[str, Any] = {"row_number": pa.array(rows)}
@@ -573,7 +584,13 @@ class Pipeline:
                 "reason": "weight = best similarity x share of the file's usable columns that "
                 "the reference models see",
             }
+        medium, high = self.thresholds
         return {
+            "risk_thresholds": {
+                "medium": round(medium, 6),
+                "high": round(high, 6),
+                "alert_rate": self.options.alert_rate,
+            },
             "blend": blend,
             "warnings": warnings,
             "columns": {
@@ -709,6 +726,14 @@ class _IndexBuilder:
             per_row[_share_key(column)] = _shares(parts, self.rows)
         bad = np.concatenate(self.bads) if self.bads else np.array([], bool)
         return _FileIndex(self.rows, amount, bad, t, per_row)
+
+
+def _budget(
+    sample_p: np.ndarray, alert_rate: float, thresholds: tuple[float, float]
+) -> tuple[float, float]:
+    """(medium, high) thresholds when the riskiest `alert_rate` of rows are to be `high`."""
+    high = float(np.quantile(sample_p, 1 - alert_rate))
+    return min(thresholds[0], high), high
 
 
 def _share_key(column: str) -> str:

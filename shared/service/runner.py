@@ -67,6 +67,7 @@ def score_options(options: JobOptions, settings: Settings, **tuning: Any) -> Sco
         "high_threshold": high,
         "medium_threshold": medium,
         "only_model": options.model_name,
+        "alert_rate": options.alert_rate,
     }
     return ScoreOptions(**{**values, **tuning})
 

@@ -43,6 +43,8 @@ def test_options_from_a_form_are_typed_and_only_set_ones_are_stored() -> None:
         ({"top_k": 21}, "invalid option top_k=21"),
         ({"high_threshold": "1.5"}, "invalid option high_threshold='1.5'"),
         ({"model_name": "m" * 201}, "invalid option model_name="),
+        ({"alert_rate": "0.6"}, "invalid option alert_rate='0.6'"),
+        ({"alert_rate": "0"}, "invalid option alert_rate='0'"),
         ({"medium_threshold": 0.6, "high_threshold": 0.5}, "must not exceed high_threshold"),
     ],
 )

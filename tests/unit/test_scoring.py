@@ -245,3 +245,16 @@ def test_columns_no_model_knows_lower_the_reference_weight_and_raise_a_warning(
     assert stats["expected_frauds"] == pytest.approx(
         stats["estimated_fraud_rate"] * stats["total_transactions"], rel=0.01
     )
+
+
+def test_an_alert_budget_marks_that_share_of_rows_high(
+    small_library: Path, upload: Path, tmp_path: Path
+) -> None:
+    out, summary, _ = run(FolderSource(small_library), upload, tmp_path, alert_rate=0.02)
+    high = out["risk_level"] == "high"
+    assert 0.01 <= high.mean() <= 0.03
+    threshold = summary["methods_used"]["risk_thresholds"]["high"]
+    assert (out.loc[high, "fraud_probability"] >= threshold - 1e-6).all()
+    assert (out.loc[~high, "fraud_probability"] < threshold + 1e-6).all()
+    with pytest.raises(InputError, match="alert_rate"):
+        ScoreOptions(alert_rate=0.7)
