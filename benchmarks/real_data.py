@@ -154,13 +154,16 @@ def blend_roc(result: dict, trust: float) -> float:
 def leave_one_file_out(results: list[dict]) -> None:
     """Choose REFERENCE_TRUST on the other files, report it on each file left out."""
     print("\nleave-one-file-out choice of REFERENCE_TRUST (ROC / supervised):")
+    held_out = []
     for held in results:
         others = [r for r in results if r is not held]
         best = max(TRUST_GRID, key=lambda t: np.mean([blend_roc(r, t) / r["sup"] for r in others]))
+        held_out.append(blend_roc(held, best) / held["sup"])
         print(
             f"  {held['file']:18s} trust chosen on the others {best:4.2f}: "
             f"held-out ROC {blend_roc(held, best):.4f} (supervised {held['sup']:.4f})"
         )
+    print(f"  mean held-out ROC / supervised: {np.mean(held_out):.3f}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -44,7 +44,13 @@ from shared.engine.blend import (
 from shared.engine.bundle import ModelBundle
 from shared.engine.calibration import estimate_prior, logit, shift_prior
 from shared.engine.csvio import CsvFormat, head, iter_chunks, sniff, to_float, to_pandas_text
-from shared.engine.features import CATEGORICAL_FEATURES, assemble, entity_features, row_features
+from shared.engine.features import (
+    CATEGORICAL_FEATURES,
+    FEATURES,
+    assemble,
+    entity_features,
+    row_features,
+)
 from shared.engine.matching import (
     Match,
     ModelInfo,
@@ -65,6 +71,10 @@ HISTOGRAM_BINS = 10  # fraud_probability counts in [0, 0.1), [0.1, 0.2) ... [0.9
 RISK_LEVELS = pa.array(["low", "medium", "high"])
 OUTPUT_COLUMNS = ("fraud_probability", "risk_level", "anomaly_score", "is_anomaly")
 # The stages whose busy seconds a run reports (besides one "model:NAME" entry per model).
+# Running counts since the file's first row grow with a row's position in the file, not with
+# anything odd about it: anomaly detection leaves them out.
+ANOMALY_LEFT_OUT = {"cust_n_prior", "term_n_prior"}
+ANOMALY_FEATURES = [i for i, name in enumerate(FEATURES) if name not in ANOMALY_LEFT_OUT]
 LOW_SIMILARITY = 0.5  # below it, the summary warns that the best match is poor
 TIMED_STAGES = ("read", "features", "matching", "anomaly", "calibration", "write")
 
@@ -284,6 +294,7 @@ class Pipeline:
     ) -> np.ndarray:
         """What anomaly detection sees: the role features and the file's other usable columns
         (numbers as they are, categories as each value's share of the whole file)."""
+        x = x[:, ANOMALY_FEATURES]
         if not extra.used:
             return x
         columns = [x.astype(np.float64)]

@@ -258,3 +258,15 @@ def test_an_alert_budget_marks_that_share_of_rows_high(
     assert (out.loc[~high, "fraud_probability"] < threshold + 1e-6).all()
     with pytest.raises(InputError, match="alert_rate"):
         ScoreOptions(alert_rate=0.7)
+
+
+def test_a_time_ordered_file_is_flagged_evenly_from_first_rows_to_last(
+    small_library: Path, tmp_path: Path
+) -> None:
+    frame = simulate(with_rows(example_spec(), 30_000), labeled=False)
+    path = tmp_path / "ordered.csv"
+    write_csv(frame, path)  # the simulator writes rows in time order
+    out, _, _ = run(FolderSource(small_library), path, tmp_path, sample_rows=5_000)
+    thirds = np.array_split(out["is_anomaly"].to_numpy(), 3)
+    assert 0.005 <= out["is_anomaly"].mean() <= 0.02
+    assert all(0.002 <= part.mean() <= 0.03 for part in thirds)
