@@ -46,9 +46,11 @@ class AnomalyDetector:
         """Robustly scaled (median and IQR), heavy tails compressed (signed log), gaps filled."""
         data = matrix[:, self.columns].astype(np.float32)
         data -= self.fill.astype(np.float32)
-        data /= self.scale.astype(np.float32)
-        data[~np.isfinite(data)] = 0.0
-        return np.copysign(np.log1p(np.abs(data)), data)
+        data *= (1 / self.scale).astype(np.float32)
+        np.nan_to_num(data, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+        magnitude = np.abs(data)
+        np.log1p(magnitude, out=magnitude)
+        return np.copysign(magnitude, data, out=magnitude)
 
     def score(self, matrix: np.ndarray, pool: ThreadPoolExecutor | None = None) -> np.ndarray:
         """Anomaly score in (0, 1): higher is stranger (IsolationForest's 2^(-depth/c))."""
