@@ -137,10 +137,21 @@ class Blender:
                 lo = mid
         return (lo + hi) / 2
 
+    def adapt(self, sample_scores: np.ndarray) -> None:
+        """Rank rows by a file model's scores instead (its out-of-fold scores on the sample)."""
+        self.adapted_cdf = _Ecdf(np.sort(np.asarray(sample_scores, np.float64)))
+
+    def adapted(self, scores: np.ndarray) -> np.ndarray:
+        """Final probability per row from the file model's scores."""
+        return self._probability(self.adapted_cdf(scores))
+
     def __call__(self, ensemble: np.ndarray, anomaly: np.ndarray) -> np.ndarray:
-        """Final probability per row: the ensemble's probability at the row's blended rank,
-        its odds multiplied to bring the mean to the estimated rate."""
-        u = self.blended_cdf(self._rank(ensemble, anomaly))
+        """Final probability per row from its blended rank."""
+        return self._probability(self.blended_cdf(self._rank(ensemble, anomaly)))
+
+    def _probability(self, u: np.ndarray) -> np.ndarray:
+        """The ensemble's probability at rank u, its odds multiplied to bring the mean to the
+        estimated rate."""
         q = np.clip(np.interp(u, self.grid, self.ensemble), EPS, 1 - EPS)
         k = self.odds_factor
         return q * k / (1 - q + q * k)

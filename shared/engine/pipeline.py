@@ -24,7 +24,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ParamSpec, Protocol, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -33,6 +33,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from shared.engine import roles as R
+from shared.engine.adapt import NEGATIVE_SHARE, POSITIVE_SHARE, FileModel
 from shared.engine.anomaly import AnomalyDetector
 from shared.engine.blend import (
     REFERENCE_TRUST,
@@ -65,6 +66,8 @@ from shared.errors import InputError
 logger = logging.getLogger(__name__)
 
 Progress = Callable[[str, int, int], None]
+P = ParamSpec("P")
+T = TypeVar("T")
 ID_ROLES = (R.TX_ID, R.CUSTOMER, R.TERMINAL)
 BLOCK_ROWS = 16_384
 HISTOGRAM_BINS = 10  # fraud_probability counts in [0, 0.1), [0.1, 0.2) ... [0.9, 1]
@@ -112,6 +115,9 @@ class ScoreOptions:
     # Blend the ensemble with the file's own anomaly ranking, weighted by how much of the file
     # the reference models see (see shared/engine/blend.py); False: the ensemble alone.
     blend: bool = True
+    # Then rank by a model of the file itself, trained on the blend's confident ends
+    # (shared/engine/adapt.py); on the real files it raised mean ROC-AUC (README).
+    adapt: bool = True
     # Alert budget: the riskiest share of rows is `high` (a threshold from the uniform sample).
     alert_rate: float | None = None
     reference_trust: float = REFERENCE_TRUST
@@ -156,12 +162,10 @@ class _Timer:
             with self._lock:
                 self.seconds[stage] += time.perf_counter() - started
 
-    def timed(
-        self, stage: str, fn: Callable[[np.ndarray], np.ndarray]
-    ) -> Callable[[np.ndarray], np.ndarray]:
-        def run(block: np.ndarray) -> np.ndarray:
+    def timed(self, stage: str, fn: Callable[P, T]) -> Callable[P, T]:
+        def run(*args: P.args, **kwargs: P.kwargs) -> T:
             with self(stage):
-                return fn(block)
+                return fn(*args, **kwargs)
 
         return run
 
@@ -302,6 +306,27 @@ class Pipeline:
         columns += [index.per_row[_share_key(c)][rows][:, None] for c in extra.text]
         return np.hstack(columns)
 
+    def _fit_blend(
+        self,
+        scorer: _Scorer,
+        sample_x: np.ndarray,
+        sample_ax: np.ndarray,
+        sample_rows: np.ndarray,
+        weight: float,
+    ) -> np.ndarray:
+        """Fit the blend (and the file model) on the sample; its final probabilities."""
+        p_e, a, _ = scorer.collect(scorer.submit(sample_x, sample_ax), len(sample_x))
+        with self.time("calibration"):
+            blender = scorer.blender = Blender(weight, float(np.mean(p_e))).fit(p_e, a)
+            sample_p = blender(p_e, a)
+        if not (self.options.adapt and FileModel.usable(len(sample_x))):
+            return sample_p
+        with self.time("file_model"):
+            model = FileModel(self.options.threads, self.options.seed)
+            scorer.file_model = model.fit(sample_rows, sample_ax, sample_p)
+            blender.adapt(model.oof)
+        return blender.adapted(model.oof)
+
     def _uniform_sample(self, spool: Path, rows: int) -> tuple[pa.Table, np.ndarray]:
         """A uniform random sample of the whole file's rows (read back from the spool), so that
         what is fitted on it holds for a time-ordered file's last rows as for its first."""
@@ -387,22 +412,19 @@ class Pipeline:
                 sample_p = scorer.collect(scorer.submit(sample_x, None), len(sample_x))[0]
                 with self.time("calibration"):
                     scorer.prior = estimate_prior(sample_p, train_prior)
+            weight = reference_confidence(chosen[0].similarity, roles, extra, opts.reference_trust)
+            final_sample: np.ndarray | None = None  # final probabilities on the sample
             if opts.anomaly:
                 self.progress("anomaly", 0, index.rows)
                 with self.time("anomaly"):
                     scorer.detector.fit(sample_ax)
                 if opts.blend:
-                    p_e, a, _ = scorer.collect(scorer.submit(sample_x, sample_ax), len(sample_x))
-                    weight = reference_confidence(
-                        chosen[0].similarity, roles, extra, opts.reference_trust
-                    )
-                    with self.time("calibration"):
-                        scorer.blender = Blender(weight, float(np.mean(p_e))).fit(p_e, a)
+                    final_sample = self._fit_blend(scorer, sample_x, sample_ax, sample_rows, weight)
             if opts.alert_rate is not None:
-                sample_p = scorer.collect(
-                    scorer.submit(sample_x, sample_ax if opts.anomaly else None), len(sample_x)
-                )[0]
-                self.thresholds = _budget(sample_p, opts.alert_rate, self.thresholds)
+                if final_sample is None:
+                    futures = scorer.submit(sample_x, sample_ax if opts.anomaly else None)
+                    final_sample = scorer.collect(futures, len(sample_x))[0]
+                self.thresholds = _budget(final_sample, opts.alert_rate, self.thresholds)
             counts = self._score_pass(spool, out_columns, extra, roles, index, scorer, output_path)
         finally:
             pool.shutdown()
@@ -457,7 +479,7 @@ class Pipeline:
                             if opts.anomaly
                             else None
                         )
-                    submitted = (table, offset, scorer.submit(x, ax))
+                    submitted = (table, offset, scorer.submit(x, ax, offset))
                     offset += table.num_rows
                 if pending is not None:
                     done_table, done_offset, futures = pending
@@ -594,7 +616,13 @@ class Pipeline:
                 "anomaly_weight": round(1 - blender.weight, 4),
                 "reason": "weight = best similarity x share of the file's usable columns that "
                 "the reference models see",
+                "file_model": scorer.file_model is not None,
             }
+            if scorer.file_model is not None:
+                blend["file_model_reason"] = (
+                    "rows ranked by an XGBoost model of this file, trained on the blend's top "
+                    f"{POSITIVE_SHARE:.0%} and bottom {NEGATIVE_SHARE:.0%} of the sample"
+                )
         medium, high = self.thresholds
         return {
             "risk_thresholds": {
@@ -646,10 +674,27 @@ class _Scorer:
     train_prior: float = 0.0
     prior: float = 0.0
     blender: Blender | None = None
+    file_model: FileModel | None = None
 
     def submit(
-        self, x: np.ndarray, anomaly_x: np.ndarray | None
-    ) -> tuple[list[list[Future]], list[Future]]:
+        self, x: np.ndarray, anomaly_x: np.ndarray | None, first_row: int = 0
+    ) -> tuple[list[list[Future]], list[Future], list[Future]]:
+        """Start scoring; once the file model is fitted, it alone ranks the rows (it learnt the
+        ensemble's part from the sample), so the reference models are not run on them again."""
+        scores: list[Future] = []
+        own: list[Future] = []
+        if anomaly_x is not None:
+            score = self.timer.timed("anomaly", self.detector.score)
+            starts = range(0, len(anomaly_x), BLOCK_ROWS)
+            scores = [self.pool.submit(score, anomaly_x[i : i + BLOCK_ROWS]) for i in starts]
+            if self.file_model is not None:
+                predict = self.timer.timed("file_model", self.file_model.predict)
+                own = [
+                    self.pool.submit(predict, anomaly_x[i : i + BLOCK_ROWS], first_row + i)
+                    for i in starts
+                ]
+        if own:
+            return [], scores, own
         blocks = [x[i : i + BLOCK_ROWS] for i in range(0, len(x), BLOCK_ROWS)]
         models = [
             [
@@ -658,20 +703,29 @@ class _Scorer:
             ]
             for m, b in zip(self.chosen, self.bundles, strict=True)
         ]
-        scores = []
-        if anomaly_x is not None:
-            score = self.timer.timed("anomaly", self.detector.score)
-            scores = [
-                self.pool.submit(score, anomaly_x[i : i + BLOCK_ROWS])
-                for i in range(0, len(anomaly_x), BLOCK_ROWS)
-            ]
-        return models, scores
+        return models, scores, own
 
     def collect(
-        self, futures: tuple[list[list[Future]], list[Future]], n: int
+        self, futures: tuple[list[list[Future]], list[Future], list[Future]], n: int
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(probability, anomaly score, anomaly flag) per row."""
-        models, score_futures = futures
+        models, score_futures, own_futures = futures
+        if own_futures and self.blender is not None:
+            scores = np.concatenate([f.result() for f in score_futures])
+            with self.timer("calibration"):
+                p = self.blender.adapted(np.concatenate([f.result() for f in own_futures]))
+            return p, scores, self.detector.flags(scores)
+        p = self._ensemble(models, n)
+        if not score_futures:
+            return p, np.zeros(n), np.zeros(n, bool)
+        scores = np.concatenate([f.result() for f in score_futures])
+        if self.blender is not None:
+            with self.timer("calibration"):
+                p = self.blender(p, scores)
+        return p, scores, self.detector.flags(scores)
+
+    def _ensemble(self, models: list[list[Future]], n: int) -> np.ndarray:
+        """The reference models' calibrated probabilities, pooled by weight."""
         pooled_logit = self.options.pooling == "logit"
         out = np.zeros(n)
         for match, bundle, parts in zip(self.chosen, self.bundles, models, strict=True):
@@ -683,13 +737,7 @@ class _Scorer:
             p = 1 / (1 + np.exp(-out)) if pooled_logit else out
             if self.options.prior_shift and self.prior:
                 p = shift_prior(p, self.train_prior, self.prior)
-        if not score_futures:
-            return p, np.zeros(n), np.zeros(n, bool)
-        scores = np.concatenate([f.result() for f in score_futures])
-        if self.blender is not None:
-            with self.timer("calibration"):
-                p = self.blender(p, scores)
-        return p, scores, self.detector.flags(scores)
+        return p
 
 
 class _IndexBuilder:

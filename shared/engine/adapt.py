@@ -1,0 +1,63 @@
+"""A model of the file itself, trained on pseudo-labels: the confident top and bottom of the
+blended score on the uniform sample. It can use every column the anomaly detector sees, learns
+what the riskiest rows share, and ranks the rows in between by it.
+
+Rows of the sample are scored out of fold (by the models that did not train on them); every
+other row by a model trained on the whole labelled sample, which never saw it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import xgboost as xgb
+
+POSITIVE_SHARE = 0.03  # the top of the blended score taken as fraud
+NEGATIVE_SHARE = 0.5  # the bottom taken as legitimate
+MIN_POSITIVES = 20  # fewer pseudo-positives than this: no file model
+FOLDS = 3
+PARAMS = {"n_estimators": 100, "max_depth": 4, "learning_rate": 0.1, "tree_method": "hist"}
+
+
+def _train(x: np.ndarray, y: np.ndarray, threads: int, seed: int) -> xgb.Booster:
+    model = xgb.XGBClassifier(**PARAMS, n_jobs=threads, random_state=seed)
+    model.fit(x, y)
+    return model.get_booster()
+
+
+class FileModel:
+    """Pseudo-labelled XGBoost over the anomaly detector's inputs."""
+
+    def __init__(self, threads: int = 1, seed: int = 0) -> None:
+        self.threads, self.seed = threads, seed
+        self.rows = np.array([], dtype=np.int64)
+        self.oof = np.array([])
+        self.booster: xgb.Booster | None = None
+
+    @staticmethod
+    def usable(sample_size: int) -> bool:
+        return sample_size * POSITIVE_SHARE >= MIN_POSITIVES
+
+    def fit(self, rows: np.ndarray, x: np.ndarray, score: np.ndarray) -> FileModel:
+        """Train on the sample (`rows`: its sorted row numbers in the file) and its scores."""
+        order = np.argsort(np.argsort(score, kind="stable"), kind="stable") / len(score)
+        positive, negative = order >= 1 - POSITIVE_SHARE, order < NEGATIVE_SHARE
+        labelled = positive | negative
+        fold = np.random.default_rng(self.seed).integers(0, FOLDS, len(x))
+        self.oof = np.zeros(len(x))
+        for k in range(FOLDS):
+            train = labelled & (fold != k)
+            booster = _train(x[train], positive[train].astype(np.int8), self.threads, self.seed)
+            self.oof[fold == k] = booster.inplace_predict(x[fold == k])
+        self.booster = _train(
+            x[labelled], positive[labelled].astype(np.int8), self.threads, self.seed
+        )
+        self.rows = rows
+        return self
+
+    def predict(self, x: np.ndarray, first_row: int) -> np.ndarray:
+        """Scores of rows first_row, first_row + 1, ... (out of fold for the sample's rows)."""
+        assert self.booster is not None
+        scores = np.asarray(self.booster.inplace_predict(x), np.float64)
+        lo, hi = np.searchsorted(self.rows, [first_row, first_row + len(x)])
+        scores[self.rows[lo:hi] - first_row] = self.oof[lo:hi]
+        return scores
