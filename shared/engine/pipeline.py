@@ -78,6 +78,7 @@ OUTPUT_COLUMNS = ("fraud_probability", "risk_level", "anomaly_score", "is_anomal
 # anything odd about it: anomaly detection leaves them out.
 ANOMALY_LEFT_OUT = {"cust_n_prior", "term_n_prior"}
 ANOMALY_FEATURES = [i for i, name in enumerate(FEATURES) if name not in ANOMALY_LEFT_OUT]
+ID_SHARE_ROLES = (R.CUSTOMER, R.TERMINAL)
 LOW_SIMILARITY = 0.5  # below it, the summary warns that the best match is poor
 TIMED_STAGES = ("read", "features", "matching", "anomaly", "calibration", "write")
 
@@ -299,9 +300,14 @@ class Pipeline:
         """What anomaly detection sees: the role features and the file's other usable columns
         (numbers as they are, categories as each value's share of the whole file)."""
         x = x[:, ANOMALY_FEATURES]
-        if not extra.used:
+        entities = [
+            index.per_row[_share_key(r)][rows][:, None]
+            for r in ID_SHARE_ROLES
+            if _share_key(r) in index.per_row
+        ]
+        if not extra.used and not entities:
             return x
-        columns = [x.astype(np.float64)]
+        columns = [x.astype(np.float64), *entities]
         columns += [to_float(table[c])[0][:, None] for c in extra.numeric]
         columns += [index.per_row[_share_key(c)][rows][:, None] for c in extra.text]
         return np.hstack(columns)
@@ -778,6 +784,10 @@ class _IndexBuilder:
         codes = {role: _codes(parts) for role, parts in self.ids.items() if parts}
         entity = entity_features(codes.get(R.CUSTOMER), codes.get(R.TERMINAL), t, amount)
         per_row = {name: values.astype(np.float32) for name, values in entity.items()}
+        for role, role_codes in codes.items():  # how much of the file each card, terminal is
+            per_row[_share_key(role)] = (np.bincount(role_codes)[role_codes] / self.rows).astype(
+                np.float32
+            )
         for role, parts in self.categories.items():
             if parts:
                 per_row[CATEGORICAL_FEATURES[role]] = _shares(parts, self.rows)
