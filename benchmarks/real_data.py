@@ -18,6 +18,7 @@ import os
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -27,7 +28,6 @@ from sklearn.model_selection import StratifiedKFold
 from xgboost import XGBClassifier
 
 from shared.engine import roles as R
-from shared.engine.blend import REFERENCE_TRUST, Blender
 from shared.engine.options import JobOptions
 from shared.engine.pipeline import Pipeline
 from shared.engine.roles import infer_roles, to_number
@@ -36,6 +36,7 @@ from shared.service.runner import score_options
 from shared.settings import REPO_ROOT, get_settings
 
 DEFAULT_DIR = REPO_ROOT.parent / "shared" / "realdata"
+TRUST_GRID = (0.0, 0.25, 0.5, 1.0)
 LABEL_NAMES = ("fraud", "class", "is fraud?", "isfraud", "is_fraud", "label", "fraud_bool")
 
 
@@ -95,9 +96,10 @@ def references(frame: pd.DataFrame, y: np.ndarray) -> tuple[float, float]:
     return roc_auc_score(y, oof), roc_auc_score(y, -forest.score_samples(filled))
 
 
-def score(path: Path, blend: bool) -> tuple[pd.DataFrame, dict]:
+def score(path: Path, **tuning: Any) -> tuple[pd.DataFrame, dict]:
+    """The offline pipeline's predictions and summary, with ScoreOptions overrides."""
     settings = get_settings()
-    options = score_options(JobOptions(), settings, blend=blend)
+    options = score_options(JobOptions(), settings, **tuning)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "out.csv"
         result = Pipeline(RegistrySource(settings), options).run(path, out)
@@ -111,8 +113,12 @@ def evaluate(name: str, csv: Path, label: str) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         upload = Path(tmp) / f"{name}.csv"
         unlabeled.to_csv(upload, index=False)
-        blended, info = score(upload, blend=True)
+        blended, info = score(upload)
         alone, _ = score(upload, blend=False)
+        by_trust = {
+            trust: score(upload, reference_trust=trust)[0]["fraud_probability"].to_numpy()
+            for trust in TRUST_GRID
+        }
     rows = blended["row_number"].to_numpy() - 1
     yy, p = y[rows], blended["fraud_probability"].to_numpy()
     k = int(yy.sum())
@@ -136,32 +142,24 @@ def evaluate(name: str, csv: Path, label: str) -> dict:
         "sup": supervised,
         "iforest": forest,
         "weight": (info.get("blend") or {}).get("reference_weight", 1.0),
-        "_parts": (yy, alone["fraud_probability"].to_numpy(), blended["anomaly_score"].to_numpy()),
+        "_trust_roc": {t: roc_auc_score(yy, p) for t, p in by_trust.items()},
     }
 
 
-TRUST_GRID = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5)
-
-
-def blend_roc(result: dict, trust: float) -> float:
-    """The ROC the blend would reach with another REFERENCE_TRUST (fitted on all rows)."""
-    y, ensemble, anomaly = result["_parts"]
-    weight = result["weight"] / REFERENCE_TRUST * trust if REFERENCE_TRUST else 0.0
-    blender = Blender(min(1.0, weight), float(np.mean(ensemble))).fit(ensemble, anomaly)
-    return roc_auc_score(y, blender(ensemble, anomaly))
-
-
 def leave_one_file_out(results: list[dict]) -> None:
-    """Choose REFERENCE_TRUST on the other files, report it on each file left out."""
-    print("\nleave-one-file-out choice of REFERENCE_TRUST (ROC / supervised):")
+    """Choose REFERENCE_TRUST on the other files, report the final score on each left out."""
+    print("\nleave-one-file-out choice of REFERENCE_TRUST (final ROC / supervised):")
     held_out = []
     for held in results:
         others = [r for r in results if r is not held]
-        best = max(TRUST_GRID, key=lambda t: np.mean([blend_roc(r, t) / r["sup"] for r in others]))
-        held_out.append(blend_roc(held, best) / held["sup"])
+        best = max(
+            TRUST_GRID, key=lambda t: np.mean([r["_trust_roc"][t] / r["sup"] for r in others])
+        )
+        roc = held["_trust_roc"][best]
+        held_out.append(roc / held["sup"])
         print(
             f"  {held['file']:18s} trust chosen on the others {best:4.2f}: "
-            f"held-out ROC {blend_roc(held, best):.4f} (supervised {held['sup']:.4f})"
+            f"held-out ROC {roc:.4f} (supervised {held['sup']:.4f})"
         )
     print(f"  mean held-out ROC / supervised: {np.mean(held_out):.3f}")
 
@@ -175,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"real_data: no folder {args.dir} (set FRAUDSCORE_REALDATA)", file=sys.stderr)
         return 2
     results = [evaluate(*item) for item in labeled_files(args.dir)]
-    table = pd.DataFrame(results).drop(columns="_parts").set_index("file")
+    table = pd.DataFrame(results).drop(columns="_trust_roc").set_index("file")
     with pd.option_context("display.width", 200, "display.float_format", "{:.4f}".format):
         print(table.to_string())
     ratio = (table["roc"] / table["sup"]).mean()
