@@ -21,7 +21,9 @@ PARAMS = {"n_estimators": 100, "max_depth": 4, "learning_rate": 0.1, "tree_metho
 def _train(x: np.ndarray, y: np.ndarray, threads: int, seed: int) -> xgb.Booster:
     model = xgb.XGBClassifier(**PARAMS, n_jobs=threads, random_state=seed)
     model.fit(x, y)
-    return model.get_booster()
+    booster = model.get_booster()
+    booster.set_param({"nthread": 1})  # blocks are predicted on the pipeline's thread pool
+    return booster
 
 
 class FileModel:

@@ -665,7 +665,8 @@ class Pipeline:
 
 @dataclass
 class _Scorer:
-    """The ensemble and the anomaly detector over feature matrices, in blocks on a thread pool.
+    """The ensemble, the anomaly detector and the file model over feature matrices, in blocks on
+    a thread pool.
 
     `submit` returns at once, so the caller can read and featurise the next chunk while the
     pool scores this one; `collect` waits and combines.
