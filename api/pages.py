@@ -1,4 +1,4 @@
-"""Server-rendered pages: upload a file, watch a job. The pages call the JSON API with the
+"""Server-rendered pages: upload a file, list jobs, watch a job. The pages call the JSON API with the
 token the user pastes once (kept in the browser's localStorage)."""
 
 from __future__ import annotations
@@ -20,6 +20,11 @@ bp = Blueprint(
 @bp.get("/upload")
 def upload() -> str:
     return render_template("upload.html")
+
+
+@bp.get("/jobs")
+def jobs() -> str:
+    return render_template("jobs.html")
 
 
 @bp.get("/jobs/<job_id>")

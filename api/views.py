@@ -12,6 +12,7 @@ def job_view(job: Any, base_url: str = "") -> dict[str, Any]:
     done = job.state == S.SUCCEEDED
     body: dict[str, Any] = {
         "job_id": str(job.id),
+        "file_name": file_name(job.input_uri),
         "state": job.state,
         "stage": job.stage,
         "progress": {
@@ -22,6 +23,11 @@ def job_view(job: Any, base_url: str = "") -> dict[str, Any]:
         "created_at": _iso(job.created_at),
         "started_at": _iso(job.started_at),
         "finished_at": _iso(job.finished_at),
+        "duration_seconds": (
+            round((job.finished_at - job.started_at).total_seconds(), 1)
+            if job.started_at is not None and job.finished_at is not None
+            else None
+        ),
         "attempts": job.attempts,
         "options": job.options,
     }
@@ -40,6 +46,11 @@ def job_view(job: Any, base_url: str = "") -> dict[str, Any]:
         if job.error_uri:
             body["errors_url"] = f"{base_url}/api/v1/jobs/{job.id}/errors"
     return body
+
+
+def file_name(input_uri: str) -> str:
+    """The name the user's file was uploaded under (the last part of its store key)."""
+    return input_uri.rstrip("/").rsplit("/", 1)[-1]
 
 
 def _iso(value: Any) -> str | None:

@@ -10,6 +10,7 @@ In one run, each in a fresh process (so peak RSS is its own):
 Pipeline stage times are busy seconds summed over pool threads (stages overlap), floor stage
 times are wall seconds. Both run --rounds times, interleaved; the medians are compared.
 Target: pipeline rows/s >= 0.7 x floor rows/s. Needs the reference library (`make run`).
+A third arm, the pipeline without its `reasons` column, measures what the reasons cost.
 """
 
 from __future__ import annotations
@@ -48,13 +49,15 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def child_pipeline(path: Path, out_dir: Path) -> dict:
-    from shared.engine.pipeline import Pipeline
+def child_pipeline(path: Path, out_dir: Path, reasons: bool = True) -> dict:
+    from shared.engine.pipeline import Pipeline, ScoreOptions
     from shared.library.cache import RegistrySource
 
     source = RegistrySource(get_settings())
     started = time.perf_counter()
-    result = Pipeline(source).run(path, out_dir / "predictions.csv", out_dir / "errors.csv")
+    result = Pipeline(source, ScoreOptions(reasons=reasons)).run(
+        path, out_dir / "predictions.csv", out_dir / "errors.csv"
+    )
     wall = time.perf_counter() - started
     models = [m["name"] for m in result.methods_used["models"]]
     return {"wall": wall, "timings": result.timings, "models": models, "rss": peak_rss_mib()}
@@ -130,7 +133,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--child", choices=["pipeline", "floor"])
+    parser.add_argument("--child", choices=["pipeline", "pipeline-no-reasons", "floor"])
     parser.add_argument("--input", type=Path)
     parser.add_argument("--out", type=Path)
     parser.add_argument("--models")
@@ -138,17 +141,22 @@ def main() -> int:
     if args.child == "pipeline":
         print(json.dumps(child_pipeline(args.input, args.out)))
         return 0
+    if args.child == "pipeline-no-reasons":
+        print(json.dumps(child_pipeline(args.input, args.out, reasons=False)))
+        return 0
     if args.child == "floor":
         print(json.dumps(child_floor(args.input, args.out, args.models.split(","))))
         return 0
     path = generate(args.rows)
-    pipelines, floors = [], []
+    pipelines, floors, bare = [], [], []
     with tempfile.TemporaryDirectory() as tmp:
-        for _ in range(args.rounds):  # interleaved, so drifts in machine speed hit both
+        for _ in range(args.rounds):  # interleaved, so drifts in machine speed hit all arms
             pipelines.append(run_child("pipeline", path, Path(tmp)))
             floors.append(run_child("floor", path, Path(tmp), pipelines[-1]["models"]))
+            bare.append(run_child("pipeline-no-reasons", path, Path(tmp)))
     pipeline = sorted(pipelines, key=lambda r: r["wall"])[len(pipelines) // 2]
     floor = sorted(floors, key=lambda r: r["wall"])[len(floors) // 2]
+    no_reasons = sorted(bare, key=lambda r: r["wall"])[len(bare) // 2]
     walls = {
         name: ", ".join(f"{r['wall']:.2f}" for r in runs)
         for name, runs in (("pipeline", pipelines), ("floor", floors))
@@ -159,6 +167,12 @@ def main() -> int:
     )
     report("pipeline", args.rows, pipeline)
     report("floor", args.rows, floor)
+    cost = pipeline["wall"] - no_reasons["wall"]
+    print(
+        f"\nreasons: pipeline without them {no_reasons['wall']:.2f} s; with them "
+        f"{pipeline['wall']:.2f} s ({cost:+.2f} s, {cost / no_reasons['wall']:+.1%}; busy seconds "
+        f"in the reasons stage {pipeline['timings'].get('reasons', 0.0):.2f})"
+    )
     ratio = (args.rows / pipeline["wall"]) / (args.rows / floor["wall"])
     print(
         f"\npipeline / floor = {ratio:.2f} (target >= 0.70): {'PASS' if ratio >= 0.7 else 'FAIL'}"

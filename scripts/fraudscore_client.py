@@ -141,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     submit.add_argument("--output", type=Path, help="where to save the predictions")
     submit.add_argument("--top-k", type=int)
     submit.add_argument("--alert-rate", type=float, help="share of rows marked high, e.g. 0.01")
+    submit.add_argument("--no-reasons", action="store_true", help="no reasons column")
     submit.add_argument("--idempotency-key")
     status = commands.add_parser("status", help="show a job")
     status.add_argument("job_id")
@@ -162,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
             options = {"top_k": str(args.top_k)} if args.top_k else {}
             if args.alert_rate:
                 options["alert_rate"] = str(args.alert_rate)
+            if args.no_reasons:
+                options["reasons"] = "false"
             accepted = client.submit(args.file, options, args.idempotency_key)
             print(f"job {accepted['job_id']}", file=sys.stderr)
             if not args.wait:

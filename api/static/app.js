@@ -1,9 +1,9 @@
 // fraudscore pages: plain JavaScript over the JSON API, no build step.
 const fraudscore = (() => {
-  const tokenInput = () => document.getElementById("token");
-  const token = () => tokenInput().value.trim();
+  const $ = (id) => document.getElementById(id);
+  const token = () => $("token").value.trim();
   function keepToken() {
-    const input = tokenInput();
+    const input = $("token");
     input.value = localStorage.getItem("fraudscore-token") || "";
     input.addEventListener("change", () => localStorage.setItem("fraudscore-token", token()));
   }
@@ -14,22 +14,37 @@ const fraudscore = (() => {
     if (!response.ok) throw new Error(body?.error?.message || `HTTP ${response.status}`);
     return body;
   }
+  // Text from files and users goes into the page as text, never as markup.
+  const escape = (value) => String(value ?? "").replace(/[&<>"']/g,
+    (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
+  const percent = (part, whole) => (whole ? (100 * part) / whole : 0);
+  const pct = (part, whole) => {
+    const p = percent(part, whole);
+    return p === 0 ? "0%" : p < 0.1 ? "<0.1%" : `${p.toFixed(p < 10 ? 1 : 0)}%`;
+  };
+  const number = (value) => (value === null || value === undefined ? "" : Number(value).toLocaleString("en"));
+  function age(iso) {
+    if (!iso) return "";
+    const seconds = (Date.now() - Date.parse(iso)) / 1000;
+    for (const [unit, size] of [["day", 86400], ["hour", 3600], ["minute", 60]]) {
+      if (seconds >= size) return `${Math.floor(seconds / size)} ${unit}${seconds >= 2 * size ? "s" : ""} ago`;
+    }
+    return "just now";
+  }
+  const when = (iso) => (iso ? new Date(iso).toLocaleString("en-GB") : "");
+
   function uploadPage() {
     keepToken();
-    const form = document.getElementById("upload-form");
-    const message = document.getElementById("message");
-    form.addEventListener("submit", async (event) => {
+    const message = $("message");
+    $("upload-form").addEventListener("submit", async (event) => {
       event.preventDefault();
       localStorage.setItem("fraudscore-token", token());
-      if (!document.getElementById("unlabeled").checked) {
-        message.textContent = "Only unlabeled datasets are scored here; tick the box.";
-        return;
-      }
       const data = new FormData();
-      data.append("file", document.getElementById("file").files[0]);
-      data.append("top_k", document.getElementById("top_k").value);
-      const alertPercent = document.getElementById("alert_rate").value;
+      data.append("file", $("file").files[0]);
+      data.append("top_k", $("top_k").value);
+      const alertPercent = $("alert_rate").value;
       if (alertPercent) data.append("alert_rate", String(Number(alertPercent) / 100));
+      if ($("keep_columns").checked) data.append("keep_columns", "true");
       message.textContent = "Uploading…";
       try {
         const job = await api("/api/v1/jobs", { method: "POST", body: data });
@@ -39,17 +54,45 @@ const fraudscore = (() => {
       }
     });
   }
-  function bars(svg, labels, values, colors) {
-    const max = Math.max(1, ...values);
-    const width = Number(svg.getAttribute("width")), height = Number(svg.getAttribute("height")) - 30;
-    const step = width / values.length;
-    svg.innerHTML = values.map((value, i) => {
-      const h = Math.round((value / max) * height);
-      return `<rect x="${i * step + 4}" y="${height - h}" width="${step - 8}" height="${h}" fill="${colors[i % colors.length]}"><title>${labels[i]}: ${value}</title></rect>` +
-        `<text x="${i * step + step / 2}" y="${height + 14}" text-anchor="middle" font-size="11">${labels[i]}</text>` +
-        `<text x="${i * step + step / 2}" y="${height + 27}" text-anchor="middle" font-size="10" fill="#555">${value}</text>`;
+
+  // Horizontal bars, one per risk level, as a share of the rows: a 0.5% level still shows.
+  function riskChart(svg, labels, counts, colors) {
+    const total = counts.reduce((a, b) => a + b, 0);
+    const width = Number(svg.getAttribute("width")), left = 70, right = 150, row = 30;
+    const span = width - left - right;
+    svg.innerHTML = labels.map((label, i) => {
+      const share = percent(counts[i], total);
+      const w = counts[i] ? Math.max(3, (share / 100) * span) : 0;
+      return `<text x="${left - 8}" y="${i * row + 19}" text-anchor="end" font-size="13">${label}</text>` +
+        `<rect x="${left}" y="${i * row + 6}" width="${w}" height="18" fill="${colors[i]}"><title>${label}: ${counts[i]}</title></rect>` +
+        `<text x="${left + w + 6}" y="${i * row + 19}" font-size="12">${pct(counts[i], total)} (${number(counts[i])} rows)</text>`;
     }).join("");
   }
+
+  // Rows per probability bin on a log scale, so the few risky rows are drawn, with axis titles.
+  function histogram(svg, counts) {
+    const width = Number(svg.getAttribute("width")), height = Number(svg.getAttribute("height"));
+    const left = 46, bottom = 46, top = 10, plot = height - bottom - top;
+    const step = (width - left - 10) / counts.length;
+    const max = Math.log10(1 + Math.max(1, ...counts));
+    const total = counts.reduce((a, b) => a + b, 0);
+    const ticks = [];
+    for (let p = 1; p <= 10 ** Math.ceil(max); p *= 10) {
+      const y = top + plot - (Math.log10(1 + p) / max) * plot;
+      if (y >= top - 1) ticks.push(`<line x1="${left - 4}" x2="${width - 10}" y1="${y}" y2="${y}" stroke="#e4e8ee"/>` +
+        `<text x="${left - 6}" y="${y + 4}" text-anchor="end" font-size="10" fill="#555">${number(p)}</text>`);
+    }
+    const bars = counts.map((count, i) => {
+      const h = (Math.log10(1 + count) / max) * plot;
+      const x = left + i * step;
+      return `<rect x="${x + 3}" y="${top + plot - h}" width="${step - 6}" height="${h}" fill="#2f7de1"><title>${(i / 10).toFixed(1)}-${((i + 1) / 10).toFixed(1)}: ${count} rows (${pct(count, total)})</title></rect>` +
+        `<text x="${x + step / 2}" y="${top + plot + 14}" text-anchor="middle" font-size="10">${(i / 10).toFixed(1)}</text>`;
+    }).join("");
+    svg.innerHTML = ticks.join("") + bars +
+      `<text x="${left + (width - left) / 2}" y="${height - 6}" text-anchor="middle" font-size="12">fraud probability (bin start)</text>` +
+      `<text transform="translate(12 ${top + plot / 2}) rotate(-90)" text-anchor="middle" font-size="12">rows (log scale)</text>`;
+  }
+
   async function save(path, name) {
     const response = await fetch(path, { headers: { Authorization: `Bearer ${token()}` } });
     const link = document.createElement("a");
@@ -59,46 +102,97 @@ const fraudscore = (() => {
     link.click();
     link.remove();
   }
+
   function showDone(job) {
-    const stats = job.stats;
-    document.getElementById("done").hidden = false;
-    const order = ["total_transactions", "high_risk", "medium_risk", "low_risk", "anomalies_detected", "rows_failed"];
-    document.getElementById("stats").innerHTML = order
-      .map((key) => `<tr><td>${key.replaceAll("_", " ")}</td><td>${stats[key]}</td></tr>`).join("");
-    bars(document.getElementById("risk-chart"), ["high", "medium", "low"],
+    const stats = job.stats, methods = job.methods_used || {};
+    const total = stats.total_transactions;
+    $("done").hidden = false;
+    $("warnings").innerHTML = (methods.warnings || []).map((w) => `<li>${escape(w)}</li>`).join("");
+    const lines = [
+      ["rows scored", total, null],
+      ["high risk", stats.high_risk, total],
+      ["medium risk", stats.medium_risk, total],
+      ["low risk", stats.low_risk, total],
+      ["anomalies", stats.anomalies_detected, total],
+      ["rows that could not be scored", stats.rows_failed, total + stats.rows_failed],
+      ["expected frauds (sum of probabilities)", stats.expected_frauds, null],
+    ];
+    $("stats").innerHTML = lines.filter(([, value]) => value !== undefined)
+      .map(([label, value, whole]) => `<tr><td>${label}</td><td>${number(value)}</td><td>${whole === null ? "" : pct(value, whole)}</td></tr>`).join("");
+    riskChart($("risk-chart"), ["high", "medium", "low"],
       [stats.high_risk, stats.medium_risk, stats.low_risk], ["#b3261e", "#e6a23c", "#3a9d5d"]);
-    const histogram = stats.probability_histogram || [];
-    bars(document.getElementById("histogram"), histogram.map((_, i) => `${i / 10}`), histogram, ["#2f7de1"]);
-    document.getElementById("models").innerHTML = job.methods_used.models
-      .map((m) => `<li>${m.name}: similarity ${m.similarity}, weight ${m.weight}</li>`).join("");
-    document.getElementById("download").onclick = () => save(`/api/v1/jobs/${job.job_id}/result`, `${job.job_id}-predictions.csv`);
+    histogram($("histogram"), stats.probability_histogram || []);
+    $("riskiest").querySelector("tbody").innerHTML = (stats.riskiest_rows || []).map((r) =>
+      `<tr class="risk-${escape(r.risk_level)}"><td>${r.row_number}</td><td>${escape(r.id)}</td><td>${escape(r.customer)}</td>` +
+      `<td>${number(r.amount)}</td><td>${escape(r.time)}</td><td>${r.fraud_probability.toFixed(3)}</td>` +
+      `<td>${escape(r.risk_level)}${r.is_anomaly ? " · anomaly" : ""}</td><td>${escape(r.reasons)}</td></tr>`).join("") ||
+      `<tr><td colspan="8">Reasons were turned off for this job.</td></tr>`;
+    const blend = methods.blend;
+    $("blend").textContent = blend
+      ? `Reference models weigh ${(100 * blend.reference_weight).toFixed(0)}%, the file's own anomaly ranking ${(100 * blend.anomaly_weight).toFixed(0)}% (${blend.reason}).` +
+        (blend.file_model ? ` ${blend.file_model_reason}.` : "")
+      : "";
+    $("models").querySelector("tbody").innerHTML = (methods.models || [])
+      .map((m) => `<tr><td>${escape(m.name)}</td><td>${m.similarity}</td><td>${m.weight}</td></tr>`).join("");
+    const columns = methods.columns || {};
+    const list = (names) => (names && names.length ? names.map(escape).join(", ") : "none");
+    $("columns").innerHTML =
+      `<dt>Columns the reference models use</dt><dd>${list(columns.reference_models)}</dd>` +
+      `<dt>Columns only anomaly detection uses</dt><dd>${list(columns.anomaly_only)}</dd>` +
+      `<dt>Columns left out (ids, free text, constant)</dt><dd>${list(columns.ignored)}</dd>`;
+    $("download").onclick = () => save(`/api/v1/jobs/${job.job_id}/result`, `${job.job_id}-predictions.csv`);
     if (job.errors_url) {
-      const button = document.getElementById("download-errors");
+      const button = $("download-errors");
       button.hidden = false;
       button.onclick = () => save(`/api/v1/jobs/${job.job_id}/errors`, `${job.job_id}-errors.csv`);
     }
   }
+
   function jobPage(jobId) {
     keepToken();
     const tick = async () => {
       try {
         const job = await api(`/api/v1/jobs/${jobId}`);
-        document.getElementById("state").textContent = job.state;
-        document.getElementById("stage").textContent = job.stage ? `(${job.stage})` : "";
-        document.getElementById("progress").style.width = `${job.progress.percent}%`;
-        const total = job.progress.rows_total ? ` of ${job.progress.rows_total}` : "";
-        document.getElementById("rows").textContent = `${job.progress.rows_done}${total} rows (${job.progress.percent}%)`;
+        $("file-name").textContent = job.file_name;
+        document.title = `${job.file_name} · fraudscore`;
+        $("state").textContent = job.state;
+        $("stage").textContent = job.stage ? `(${job.stage})` : "";
+        $("progress").style.width = `${job.progress.percent}%`;
+        const total = job.progress.rows_total ? ` of ${number(job.progress.rows_total)}` : "";
+        $("rows").textContent = `${number(job.progress.rows_done)}${total} rows (${job.progress.percent}%)`;
+        $("times").textContent = `submitted ${when(job.created_at)}` +
+          (job.finished_at ? ` · finished ${when(job.finished_at)}` : "") +
+          (job.duration_seconds !== null ? ` · took ${job.duration_seconds} s` : "");
         if (job.state === "succeeded") return showDone(job);
         if (job.state === "failed" || job.state === "cancelled") {
-          document.getElementById("error").textContent = job.error || job.state;
+          $("error").textContent = job.error || job.state;
           return;
         }
       } catch (error) {
-        document.getElementById("error").textContent = error.message;
+        $("error").textContent = error.message;
       }
       setTimeout(tick, 700);
     };
     tick();
   }
-  return { uploadPage, jobPage };
+
+  function jobsPage() {
+    keepToken();
+    const load = async () => {
+      $("error").textContent = "";
+      try {
+        const body = await api("/api/v1/jobs?per_page=100");
+        $("empty").hidden = body.jobs.length > 0;
+        $("jobs").querySelector("tbody").innerHTML = body.jobs.map((job) =>
+          `<tr><td><a href="/jobs/${job.job_id}">${escape(job.file_name)}</a></td><td>${escape(job.state)}</td>` +
+          `<td>${number(job.progress.rows_total)}</td><td>${job.stats ? number(job.stats.high_risk) : ""}</td>` +
+          `<td title="${escape(job.created_at)}">${age(job.created_at)}</td></tr>`).join("");
+      } catch (error) {
+        $("error").textContent = error.message;
+      }
+    };
+    $("token").addEventListener("change", load);
+    load();
+  }
+  return { uploadPage, jobPage, jobsPage };
 })();

@@ -56,6 +56,11 @@ class FileModel:
         self.rows = rows
         return self
 
+    def contributions(self, x: np.ndarray) -> np.ndarray:
+        """Each input's contribution to the full model's log-odds per row (the bias last)."""
+        assert self.booster is not None
+        return self.booster.predict(xgb.DMatrix(x, missing=np.nan), pred_contribs=True)
+
     def predict(self, x: np.ndarray, first_row: int) -> np.ndarray:
         """Scores of rows first_row, first_row + 1, ... (out of fold for the sample's rows)."""
         assert self.booster is not None

@@ -52,6 +52,13 @@ class AnomalyDetector:
         np.log1p(magnitude, out=magnitude)
         return np.copysign(magnitude, data, out=magnitude)
 
+    def deviation(self, matrix: np.ndarray) -> np.ndarray:
+        """Each input's scaled distance from the file's median (0 for unused inputs)."""
+        out = np.zeros(matrix.shape, dtype=np.float32)
+        if len(self.columns):
+            out[:, self.columns] = self._prepare(matrix)
+        return out
+
     def score(self, matrix: np.ndarray, pool: ThreadPoolExecutor | None = None) -> np.ndarray:
         """Anomaly score in (0, 1): higher is stranger (IsolationForest's 2^(-depth/c))."""
         if len(self.columns) == 0 or len(matrix) == 0:

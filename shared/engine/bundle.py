@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import xgboost as xgb
 
 from shared.engine.calibration import Calibrator, calibrator_from_json
 
@@ -64,6 +65,11 @@ class ModelBundle:
 
     def predict(self, matrix: np.ndarray) -> np.ndarray:
         return self.calibrator(self.predict_raw(matrix))
+
+    def contributions(self, matrix: np.ndarray) -> np.ndarray:
+        """Each feature's contribution to the raw log-odds per row (the bias last)."""
+        dmatrix = xgb.DMatrix(matrix, missing=np.nan)
+        return self.booster.predict(dmatrix, pred_contribs=True, validate_features=False)
 
 
 def save_bundle(

@@ -34,6 +34,11 @@ class JobOptions(BaseModel):
         description="alert budget: this share of the file's rows (the riskiest) is `high`, "
         "whatever high_threshold says",
     )
+    reasons: bool = Field(
+        default=True,
+        description="a `reasons` column: why each row above `low` risk (or flagged as an "
+        "anomaly) is risky, and a table of the riskiest rows in the job's stats",
+    )
     model_name: Annotated[str, Field(max_length=200)] | None = Field(
         default=None, description="score with this one reference model only"
     )
@@ -46,7 +51,12 @@ class JobOptions(BaseModel):
     @field_validator("keep_columns", mode="before")
     @classmethod
     def _unset_is_false(cls, value: Any) -> Any:
-        return False if value is None else value
+        return False if value in (None, "") else value
+
+    @field_validator("reasons", mode="before")
+    @classmethod
+    def _unset_is_true(cls, value: Any) -> Any:
+        return True if value in (None, "") else value
 
     @model_validator(mode="after")
     def _ordered(self) -> JobOptions:

@@ -59,6 +59,7 @@ from shared.engine.matching import (
     match_models,
     sample_quantiles,
 )
+from shared.engine.reasons import from_contributions, join, unusual
 from shared.engine.roles import RoleMap, infer_roles
 from shared.engine.timeparse import TimeFormat, apply_format, detect_format
 from shared.errors import InputError
@@ -72,7 +73,8 @@ ID_ROLES = (R.TX_ID, R.CUSTOMER, R.TERMINAL)
 BLOCK_ROWS = 16_384
 HISTOGRAM_BINS = 10  # fraud_probability counts in [0, 0.1), [0.1, 0.2) ... [0.9, 1]
 RISK_LEVELS = pa.array(["low", "medium", "high"])
-OUTPUT_COLUMNS = ("fraud_probability", "risk_level", "anomaly_score", "is_anomaly")
+OUTPUT_COLUMNS = ("fraud_probability", "risk_level", "anomaly_score", "is_anomaly", "reasons")
+RISKIEST_ROWS = 50  # the summary's table of the riskiest rows
 # The stages whose busy seconds a run reports (besides one "model:NAME" entry per model).
 # Running counts since the file's first row grow with a row's position in the file, not with
 # anything odd about it: anomaly detection leaves them out.
@@ -80,7 +82,16 @@ ANOMALY_LEFT_OUT = {"cust_n_prior", "term_n_prior"}
 ANOMALY_FEATURES = [i for i, name in enumerate(FEATURES) if name not in ANOMALY_LEFT_OUT]
 ID_SHARE_ROLES = (R.CUSTOMER, R.TERMINAL)
 LOW_SIMILARITY = 0.5  # below it, the summary warns that the best match is poor
-TIMED_STAGES = ("read", "features", "matching", "anomaly", "calibration", "write")
+TIMED_STAGES = (
+    "read",
+    "features",
+    "matching",
+    "anomaly",
+    "file_model",
+    "calibration",
+    "reasons",
+    "write",
+)
 
 
 class Cancelled(Exception):
@@ -122,6 +133,8 @@ class ScoreOptions:
     # Alert budget: the riskiest share of rows is `high` (a threshold from the uniform sample).
     alert_rate: float | None = None
     reference_trust: float = REFERENCE_TRUST
+    # A `reasons` column: why each row above `low` (or flagged) is risky, in words.
+    reasons: bool = True
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -210,6 +223,7 @@ class Pipeline:
         self.cancelled = cancelled or (lambda: False)
         self.time = _Timer()
         self.thresholds = (self.options.medium_threshold, self.options.high_threshold)
+        self.riskiest: list[dict[str, Any]] = []
 
     # --- pass 1 ------------------------------------------------------------------------------
 
@@ -374,6 +388,7 @@ class Pipeline:
     ) -> ScoreResult:
         opts = self.options
         self.thresholds = (opts.medium_threshold, opts.high_threshold)
+        self.riskiest = []
         fmt, roles, extra, out_columns = plan.fmt, plan.roles, plan.extra, plan.out_columns
         index = self._index(plan, spool)
         if index.rows == 0:
@@ -413,6 +428,7 @@ class Pipeline:
                 )
             )
             scorer = _Scorer(opts, self.time, chosen, bundles, AnomalyDetector(), pool)
+            scorer.anomaly_names = _anomaly_names(index, extra)
             scorer.train_prior = scorer.prior = train_prior
             if opts.prior_shift:
                 sample_p = scorer.collect(scorer.submit(sample_x, None), len(sample_x))[0]
@@ -448,6 +464,8 @@ class Pipeline:
             "expected_frauds": round(float(counts["p_sum"]), 2),
             "estimated_fraud_rate": round(float(counts["p_sum"]) / max(1, index.rows - failed), 6),
         }
+        if opts.reasons:
+            stats["riskiest_rows"] = self.riskiest
         methods = self._methods(chosen, bundles, roles, train_prior, prior, scorer, extra)
         return ScoreResult(stats, methods, dict(self.time.seconds))
 
@@ -467,10 +485,10 @@ class Pipeline:
         counts: Counter[str] = Counter()
         offset = 0
         writer = None
-        submitted: tuple[pa.Table, int, Any] | None = None
+        submitted: tuple[pa.Table, int, Any, np.ndarray, np.ndarray | None] | None = None
         try:
             chunks = _spooled(spool)
-            pending: tuple[pa.Table, int, Any] | None = None
+            pending: tuple[pa.Table, int, Any, np.ndarray, np.ndarray | None] | None = None
             while True:
                 with self.time("read"):
                     table = next(chunks, None)
@@ -485,15 +503,30 @@ class Pipeline:
                             if opts.anomaly
                             else None
                         )
-                    submitted = (table, offset, scorer.submit(x, ax, offset))
+                    submitted = (table, offset, scorer.submit(x, ax, offset), x, ax)
                     offset += table.num_rows
                 if pending is not None:
-                    done_table, done_offset, futures = pending
+                    done_table, done_offset, futures, done_x, done_ax = pending
                     p, scores, flags = scorer.collect(futures, done_table.num_rows)
+                    keep = ~index.bad_amount[done_offset : done_offset + len(p)]
+                    reasons = None
+                    if opts.reasons:
+                        with self.time("reasons"):
+                            reasons = self._reasons(
+                                scorer,
+                                done_table,
+                                done_offset,
+                                done_x,
+                                done_ax,
+                                p,
+                                flags,
+                                keep,
+                                roles,
+                                index,
+                            )
                     with self.time("write"):
-                        keep = ~index.bad_amount[done_offset : done_offset + len(p)]
                         out = self._output_table(
-                            done_table, out_columns, done_offset, p, scores, flags, keep
+                            done_table, out_columns, done_offset, p, scores, flags, keep, reasons
                         )
                         if writer is None:
                             writer = pacsv.CSVWriter(str(tmp), out.schema)
@@ -525,6 +558,7 @@ class Pipeline:
                         np.array([]),
                         np.array([], bool),
                         np.array([], bool),
+                        [] if opts.reasons else None,
                     )
                     writer = pacsv.CSVWriter(str(tmp), empty.schema)
                 writer.close()
@@ -545,6 +579,7 @@ class Pipeline:
         scores: np.ndarray,
         flags: np.ndarray,
         keep: np.ndarray,
+        reasons: list[str] | None = None,
     ) -> pa.Table:
         medium, high = self.thresholds
         level = (p >= medium).astype(np.int8) + (p >= high)
@@ -561,8 +596,74 @@ class Pipeline:
                 "is_anomaly": pa.array(flags.astype(np.int8)),
             }
         )
+        if reasons is not None:
+            data["reasons"] = pa.array(reasons, pa.string())
         out = pa.table(data)
         return out.filter(pa.array(keep)) if not keep.all() else out
+
+    def _reasons(
+        self,
+        scorer: _Scorer,
+        table: pa.Table,
+        offset: int,
+        x: np.ndarray,
+        ax: np.ndarray | None,
+        p: np.ndarray,
+        flags: np.ndarray,
+        keep: np.ndarray,
+        roles: RoleMap,
+        index: _FileIndex,
+    ) -> list[str]:
+        """The reasons cell of each row of a chunk (rows at `medium` or above, or flagged; empty
+        for the others), and the chunk's riskiest rows offered to the summary's table."""
+        medium, _ = self.thresholds
+        explain = keep & ((p >= medium) | flags)
+        candidates = np.flatnonzero(keep)
+        if len(candidates) > RISKIEST_ROWS:
+            top = np.argpartition(-p[candidates], RISKIEST_ROWS - 1)[:RISKIEST_ROWS]
+            candidates = candidates[top]
+        wanted = explain.copy()
+        wanted[candidates] = True  # the table explains its rows, `low` ones too
+        rows = np.flatnonzero(wanted)
+        cells = [""] * len(p)
+        said = scorer.explain(x[rows], None if ax is None else ax[rows], flags[rows])
+        for i, cell in zip(rows, said, strict=True):
+            cells[i] = cell
+        self._offer_riskiest(table, offset, candidates, p, flags, cells, roles, index)
+        return [cell if ok else "" for cell, ok in zip(cells, explain, strict=True)]
+
+    def _offer_riskiest(
+        self,
+        table: pa.Table,
+        offset: int,
+        rows: np.ndarray,
+        p: np.ndarray,
+        flags: np.ndarray,
+        cells: list[str],
+        roles: RoleMap,
+        index: _FileIndex,
+    ) -> None:
+        medium, high = self.thresholds
+
+        def text(role: str, i: int) -> str | None:
+            return str(table[roles.get(role)][int(i)].as_py()) if role in roles else None
+
+        for i in rows:
+            self.riskiest.append(
+                {
+                    "row_number": offset + int(i) + 1,
+                    "id": text(R.TX_ID, i),
+                    "customer": text(R.CUSTOMER, i),
+                    "amount": float(index.amount[offset + i]),
+                    "time": text(R.TIMESTAMP, i),
+                    "fraud_probability": round(float(p[i]), 6),
+                    "risk_level": "high" if p[i] >= high else "medium" if p[i] >= medium else "low",
+                    "is_anomaly": bool(flags[i]),
+                    "reasons": cells[i],
+                }
+            )
+        self.riskiest.sort(key=lambda r: (-r["fraud_probability"], r["row_number"]))
+        del self.riskiest[RISKIEST_ROWS:]
 
     def _write_errors(self, index: _FileIndex, roles: RoleMap, path: Path | None) -> int:
         bad = np.flatnonzero(index.bad_amount)
@@ -682,6 +783,7 @@ class _Scorer:
     prior: float = 0.0
     blender: Blender | None = None
     file_model: FileModel | None = None
+    anomaly_names: list[str] = field(default_factory=list)
 
     def submit(
         self, x: np.ndarray, anomaly_x: np.ndarray | None, first_row: int = 0
@@ -711,6 +813,28 @@ class _Scorer:
             for m, b in zip(self.chosen, self.bundles, strict=True)
         ]
         return models, scores, own
+
+    def explain(self, x: np.ndarray, ax: np.ndarray | None, flags: np.ndarray) -> list[str]:
+        """Reasons for some rows: the contributions of the model that ranked them (the file
+        model, else the reference models weighted), and the anomaly's strangest input."""
+        if len(x) == 0:
+            return []
+        if self.file_model is not None and ax is not None:
+            model = from_contributions(self.file_model.contributions(ax), ax, self.anomaly_names)
+        else:
+            total = sum(
+                m.weight * b.contributions(x)
+                for m, b in zip(self.chosen, self.bundles, strict=True)
+            )
+            model = from_contributions(np.asarray(total), x, list(self.bundles[0].features))
+        anomaly: list[str | None] | None = None
+        if ax is not None and flags.any():
+            flagged = np.flatnonzero(flags)
+            strange = unusual(self.detector.deviation(ax[flagged]), ax[flagged], self.anomaly_names)
+            anomaly = [None] * len(x)
+            for i, phrase in zip(flagged, strange, strict=True):
+                anomaly[i] = phrase
+        return join(model, anomaly)
 
     def collect(
         self, futures: tuple[list[list[Future]], list[Future], list[Future]], n: int
@@ -796,6 +920,13 @@ class _IndexBuilder:
             per_row[_share_key(column)] = _shares(parts, self.rows)
         bad = np.concatenate(self.bads) if self.bads else np.array([], bool)
         return _FileIndex(self.rows, amount, bad, t, per_row)
+
+
+def _anomaly_names(index: _FileIndex, extra: ExtraColumns) -> list[str]:
+    """The names of the anomaly inputs, in `_anomaly_matrix`'s order."""
+    names = [FEATURES[i] for i in ANOMALY_FEATURES]
+    names += [_share_key(r) for r in ID_SHARE_ROLES if _share_key(r) in index.per_row]
+    return names + extra.numeric + [_share_key(c) for c in extra.text]
 
 
 def _budget(

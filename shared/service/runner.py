@@ -68,6 +68,7 @@ def score_options(options: JobOptions, settings: Settings, **tuning: Any) -> Sco
         "medium_threshold": medium,
         "only_model": options.model_name,
         "alert_rate": options.alert_rate,
+        "reasons": options.reasons,
     }
     return ScoreOptions(**{**values, **tuning})
 

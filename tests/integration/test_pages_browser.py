@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from collections.abc import Iterator
@@ -48,6 +49,9 @@ def browser(tmp_path: Path) -> Iterator[object]:
         driver.quit()
 
 
+SCREENSHOTS = Path(os.environ.get("FRAUDSCORE_SCREENSHOTS", "var/screenshots"))
+
+
 def test_upload_a_file_watch_it_finish_and_download_the_result(
     live_api: str,
     browser,
@@ -61,34 +65,63 @@ def test_upload_a_file_watch_it_finish_and_download_the_result(
     from selenium.webdriver.support.ui import WebDriverWait
 
     upload = tmp_path / "transactions.csv"
-    write_csv(simulate(with_rows(example_spec(), 1500), labeled=False), upload)
+    write_csv(simulate(with_rows(example_spec(), 2000), labeled=False), upload)
     token = create_token(db, "pat")
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
 
     browser.get(f"{live_api}/upload")
     assert "Score a file" in browser.find_element(By.TAG_NAME, "h1").text
+    assert "How many rows your team can review" in browser.page_source  # options explained
     browser.find_element(By.ID, "token").send_keys(token)
     browser.find_element(By.ID, "file").send_keys(str(upload))
-    assert browser.find_element(By.ID, "unlabeled").is_selected()
+    browser.find_element(By.ID, "alert_rate").send_keys("0.5")  # 0.5% of rows high
+    browser.save_screenshot(str(SCREENSHOTS / "upload.png"))
     browser.find_element(By.ID, "submit").click()
 
     WebDriverWait(browser, 30).until(ec.url_contains("/jobs/"))
     WebDriverWait(browser, 90).until(ec.visibility_of_element_located((By.ID, "done")))
     assert browser.find_element(By.ID, "state").text == "succeeded"
+    assert browser.find_element(By.ID, "file-name").text == "transactions.csv"
+    assert "took" in browser.find_element(By.ID, "times").text
     assert browser.find_element(By.ID, "progress").get_attribute("style") == "width: 100%;"
     stats = browser.find_element(By.ID, "stats").text
-    assert "total transactions 1500" in stats
-    assert len(browser.find_elements(By.CSS_SELECTOR, "#risk-chart rect")) == 3
-    assert len(browser.find_elements(By.CSS_SELECTOR, "#histogram rect")) == 10
-    browser.save_screenshot(str(tmp_path / "job.png"))
+    assert "rows scored 2,000" in stats
+    assert "high risk 10 0.5%" in stats  # the alert budget: 0.5% of 2,000 rows
+    bars = browser.find_elements(By.CSS_SELECTOR, "#risk-chart rect")
+    assert len(bars) == 3 and float(bars[0].get_attribute("width")) >= 3  # 0.5% still drawn
+    assert "0.5% (10 rows)" in browser.find_element(By.ID, "risk-chart").text
+    histogram = browser.find_element(By.ID, "histogram")
+    assert len(histogram.find_elements(By.CSS_SELECTOR, "rect")) == 10
+    assert "rows (log scale)" in histogram.text and "fraud probability" in histogram.text
+    riskiest = browser.find_elements(By.CSS_SELECTOR, "#riskiest tbody tr")
+    assert len(riskiest) == 50
+    first = riskiest[0].find_elements(By.TAG_NAME, "td")
+    assert first[6].text.startswith("high") and first[7].text  # level and reasons
+    assert first[1].text.startswith("T1")  # the file's transaction id
+    assert "Columns the reference models use" in browser.find_element(By.ID, "columns").text
+    browser.set_window_size(1100, 3600)  # the whole page in the screenshot
+    browser.save_screenshot(str(SCREENSHOTS / "job.png"))
+    browser.set_window_size(1100, 1400)
+    job_id = browser.current_url.rsplit("/", 1)[1]
 
     browser.find_element(By.ID, "download").click()
-    job_id = browser.current_url.rsplit("/", 1)[1]
     target = tmp_path / "dl" / f"{job_id}-predictions.csv"
     deadline = time.monotonic() + 20
     while not target.exists() and time.monotonic() < deadline:
         time.sleep(0.2)
     assert target.read_text().splitlines()[0].startswith('"row_number"')
-    assert len(target.read_text().splitlines()) == 1501
+    assert len(target.read_text().splitlines()) == 2001
+
+    browser.get(f"{live_api}/jobs")
+    WebDriverWait(browser, 10).until(
+        lambda b: b.find_elements(By.CSS_SELECTOR, f"#jobs a[href='/jobs/{job_id}']")
+    )
+    row = browser.find_element(By.CSS_SELECTOR, f"#jobs a[href='/jobs/{job_id}']")
+    cells = row.find_element(By.XPATH, "../..").find_elements(By.TAG_NAME, "td")
+    assert [c.text for c in cells[:4]] == ["transactions.csv", "succeeded", "2,000", "10"]
+    browser.save_screenshot(str(SCREENSHOTS / "jobs.png"))
+    row.click()
+    WebDriverWait(browser, 10).until(ec.url_contains(f"/jobs/{job_id}"))
 
 
 def test_a_wrong_token_is_reported_on_the_page(live_api: str, browser, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
