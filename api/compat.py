@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from flask import Blueprint, Response, g, request
+from sqlalchemy import select
 from werkzeug.wrappers import Response as BaseResponse
 
+from api import services
 from api.auth import require_token
-from api.jobs import create_job, download, own_input
+from api.jobs import create_job, download, own_input, receive_upload
+from shared.db.models import Job
 from shared.errors import InputError
 from shared.service.keys import upload_prefix
 
@@ -16,19 +19,53 @@ bp = Blueprint("compat", __name__)
 @bp.post("/api/apply_unlabeled")
 @require_token
 def apply_unlabeled() -> tuple[Response, int]:
-    """{"filepath", "model_name"}: score a file the caller uploaded; 202 with the job id.
+    """Score a file: sent in this request (multipart part `file`, optional `model_name`), or
+    JSON {"filepath", "model_name"} naming one the caller uploaded before, by its name (the
+    latest upload of that name) or by the `filepath` key an earlier answer returned.
 
-    `filepath` is a key under the caller's upload prefix (or a name inside it); the job's
-    status then carries success, message, predictions_file, download_url, stats, methods_used.
+    202 with the job id and the input's `filepath`; the job's status then carries success,
+    message, predictions_file, download_url, stats, methods_used.
     """
+    idempotency_key = request.headers.get("Idempotency-Key")
+    if request.mimetype == "multipart/form-data":
+        key, fields = receive_upload()
+        options = {"model_name": fields["model_name"]} if fields.get("model_name") else {}
+        uri = services().store.uri_for(key)
+        return create_job(uri, options, idempotency_key, uploaded=key)
     body = request.get_json(silent=True) or {}
     filepath = str(body.get("filepath") or "").lstrip("/")
     if not filepath:
-        raise InputError("filepath is required")
+        raise InputError(
+            "send the file (a multipart part named `file`) or JSON with `filepath`: the name "
+            "of a file you uploaded"
+        )
     prefix = upload_prefix(g.owner)
-    key = filepath if filepath.startswith(prefix) else prefix + filepath
-    options = {"model_name": body.get("model_name")} if body.get("model_name") else {}
-    return create_job(own_input(key), options, request.headers.get("Idempotency-Key"))
+    if filepath.startswith(prefix):
+        key = filepath
+    elif "/" not in filepath:
+        key = _latest_upload(filepath)
+    else:
+        key = prefix + filepath
+    options = {"model_name": str(body["model_name"])} if body.get("model_name") else {}
+    return create_job(own_input(key), options, idempotency_key)
+
+
+def _latest_upload(name: str) -> str:
+    """The store key of the caller's latest upload called `name`; 400 if there is none."""
+    svc = services()
+    with svc.session() as session:
+        uris = session.scalars(
+            select(Job.input_uri)
+            .where(Job.owner == g.owner, Job.input_uri.endswith("/" + name))
+            .order_by(Job.created_at.desc())
+        ).all()
+    for uri in uris:
+        key = svc.store.key_of(uri)
+        if key is not None and svc.store.exists(key):
+            return key
+    if svc.store.exists(upload_prefix(g.owner) + name):  # put there by other means
+        return upload_prefix(g.owner) + name
+    raise InputError(f"you have no uploaded file called {name!r}; send it as the `file` part")
 
 
 @bp.get("/download/predictions/<filename>")

@@ -17,11 +17,11 @@ from api.auth import require_token
 from api.uploads import stream_multipart
 from api.views import job_view
 from shared import states as S
-from shared.db.models import Job, utcnow
+from shared.db.models import Job, ReferenceModel, utcnow
 from shared.engine.options import parse_options
 from shared.errors import Conflict, InputError, NotFound, TooLarge
 from shared.service.keys import upload_prefix
-from shared.service.queue import TASK_SCORE
+from shared.service.queue import enqueue_job
 from shared.storage import ObjectNotFound
 from shared.storage.base import clean_key
 
@@ -59,34 +59,70 @@ def submit() -> tuple[Response, int]:
             existing = _job_for_key(session, idempotency_key)
             if existing is not None:  # a retry: answer before reading the body again
                 return jsonify(_accepted(existing)), 200
-    prefix = upload_prefix(g.owner)
     if request.mimetype == "multipart/form-data":
-        boundary = request.mimetype_params.get("boundary", "").encode()
-        if not boundary:
-            raise InputError("multipart body without a boundary")
+        key, raw_options = receive_upload()
+        return create_job(svc.store.uri_for(key), raw_options, idempotency_key, uploaded=key)
+    body = request.get_json(silent=True) or {}
+    if not body.get("input_uri"):
+        raise InputError(MISSING_FILE)
+    key = svc.store.key_of(str(body["input_uri"])) or ""
+    return create_job(own_input(key), body, idempotency_key)
 
-        def key_for(filename: str) -> str:
-            name = SAFE_NAME.sub("_", filename.rsplit("/", 1)[-1])[:120] or "upload.csv"
-            return f"{prefix}{uuid.uuid4().hex}/{name}"
 
-        fields, upload = stream_multipart(request.stream, boundary, svc.store, key_for, limit)
-        if upload is None:
-            raise InputError("send the CSV as a multipart part named 'file'")
-        input_uri, raw_options = svc.store.uri_for(upload["key"]), fields
-    else:
-        body = request.get_json(silent=True) or {}
-        key = svc.store.key_of(str(body.get("input_uri") or "")) or ""
-        input_uri, raw_options = own_input(key), body
-    return create_job(input_uri, raw_options, idempotency_key)
+MISSING_FILE = (
+    "field `file` is missing: send the CSV as a multipart/form-data part named `file` "
+    "(or JSON with `input_uri`, a file you uploaded before)"
+)
+
+
+def receive_upload() -> tuple[str, dict[str, str]]:
+    """Stream a multipart body's `file` part into the caller's uploads; its key and the form's
+    other fields."""
+    svc = services()
+    boundary = request.mimetype_params.get("boundary", "").encode()
+    if not boundary:
+        raise InputError("multipart body without a boundary")
+    prefix = upload_prefix(g.owner)
+
+    def key_for(filename: str) -> str:
+        name = SAFE_NAME.sub("_", filename.rsplit("/", 1)[-1])[:120] or "upload.csv"
+        return f"{prefix}{uuid.uuid4().hex}/{name}"
+
+    limit = svc.settings.upload_max_bytes
+    fields, upload = stream_multipart(request.stream, boundary, svc.store, key_for, limit)
+    if upload is None:
+        raise InputError(MISSING_FILE)
+    return upload["key"], fields
+
+
+def check_options(session: Any, raw_options: Any) -> dict[str, Any]:
+    """The options as stored on a job; 400 naming the field for anything that cannot run."""
+    options = parse_options(dict(raw_options))
+    if options.model_name is not None:
+        known = session.scalar(
+            select(ReferenceModel.id).where(ReferenceModel.name == options.model_name).limit(1)
+        )
+        if known is None:
+            raise InputError(
+                f"invalid option model_name={options.model_name!r}: no reference model of that "
+                "name (leave it out to let matching choose)"
+            )
+    return options.stored()
 
 
 def create_job(
-    input_uri: str, raw_options: Any, idempotency_key: str | None
+    input_uri: str, raw_options: Any, idempotency_key: str | None, uploaded: str | None = None
 ) -> tuple[Response, int]:
-    """Record a queued job for g.owner and enqueue it by task name; 202 (200 on a retry)."""
+    """Record a queued job for g.owner and enqueue it by task name; 202 (200 on a retry).
+    An upload made for this request (`uploaded`) is deleted if its options are refused."""
     svc = services()
-    options = parse_options(dict(raw_options)).stored()
     with svc.session() as session:
+        try:
+            options = check_options(session, raw_options)
+        except InputError:
+            if uploaded is not None:
+                svc.store.delete(uploaded)
+            raise
         job = Job(
             owner=g.owner, input_uri=input_uri, options=options, idempotency_key=idempotency_key
         )
@@ -99,7 +135,7 @@ def create_job(
             if winner is None:
                 raise Conflict("a job with this Idempotency-Key is being created") from None
             return jsonify(_accepted(winner)), 200
-        svc.celery.send_task(TASK_SCORE, args=[str(job.id)])
+        enqueue_job(svc.celery, str(job.id))
         return jsonify(_accepted(job)), 202
 
 
@@ -111,10 +147,10 @@ def own_input(store_key: str) -> str:
         store_key = clean_key(store_key)  # "uploads/me/../you/x.csv" must not pass as mine
     except ValueError:
         store_key = ""
-    if not store_key.startswith(prefix):
-        raise InputError(f"inputs must lie under {svc.store.uri_for(prefix)}")
+    if not store_key.startswith(prefix):  # keys, never the server's paths, in messages
+        raise InputError(f"inputs must be files you uploaded (keys under {prefix})")
     if not svc.store.exists(store_key):
-        raise InputError(f"no object at {svc.store.uri_for(store_key)}")
+        raise InputError(f"you have no uploaded file at {store_key}")
     return svc.store.uri_for(store_key)
 
 
@@ -126,7 +162,14 @@ def _job_for_key(session: Any, idempotency_key: str | None) -> Job | None:
 
 
 def _accepted(job: Job) -> dict[str, str]:
-    return {"job_id": str(job.id), "status_url": f"{_base_url()}/api/v1/jobs/{job.id}"}
+    """The answer to a submit: the job, and the stored input's key (to reuse it as
+    `filepath` in /api/apply_unlabeled or `input_uri` in a later submit)."""
+    return {
+        "job_id": str(job.id),
+        "status_url": f"{_base_url()}/api/v1/jobs/{job.id}",
+        "filepath": services().store.key_of(job.input_uri) or "",
+        "input_uri": job.input_uri,
+    }
 
 
 @bp.get("/jobs/<job_id>")

@@ -1,5 +1,5 @@
-"""Server-rendered pages: upload a file, list jobs, watch a job. The pages call the JSON API with the
-token the user pastes once (kept in the browser's localStorage)."""
+"""Server-rendered pages: upload a file, list jobs, watch a job. The pages call the JSON API
+with the token the user pastes once (kept in the browser's localStorage)."""
 
 from __future__ import annotations
 

@@ -67,9 +67,12 @@ class ModelBundle:
         return self.calibrator(self.predict_raw(matrix))
 
     def contributions(self, matrix: np.ndarray) -> np.ndarray:
-        """Each feature's contribution to the raw log-odds per row (the bias last)."""
-        dmatrix = xgb.DMatrix(matrix, missing=np.nan)
-        return self.booster.predict(dmatrix, pred_contribs=True, validate_features=False)
+        """Each feature's contribution to the raw log-odds per row (the bias last; approximate
+        path attributions, as in FileModel.contributions)."""
+        dmatrix = xgb.DMatrix(matrix, missing=np.nan, nthread=1)
+        return self.booster.predict(
+            dmatrix, pred_contribs=True, approx_contribs=True, validate_features=False
+        )
 
 
 def save_bundle(

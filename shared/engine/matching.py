@@ -97,7 +97,8 @@ def match_models(
             for role, column in model.column_roles.items()
             if role in upload_roles and role != "label"
         }
-        missing = sorted(r for r in model.column_roles if r not in roles and r != "label")
+        # Roles the model reads that the upload lacks (ids of rows and labels are not inputs).
+        missing = sorted(r for r in model.column_roles if r not in roles | {"label", "tx_id"})
         model_roles = set(model.column_roles) - {"label", "tx_id"}
         jaccard = len(model_roles & roles) / max(len(model_roles | roles), 1)
         matches.append(

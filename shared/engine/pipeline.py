@@ -231,7 +231,7 @@ class Pipeline:
         with self.time("read"):
             sample = head(fmt, self.options.sample_rows)
         if sample.num_rows == 0:
-            raise InputError(f"{fmt.path.name} has a header but no rows")
+            raise InputError(_no_rows(fmt.path.name))
         with self.time("features"):
             frame = to_pandas_text(sample)
             roles = infer_roles(frame)
@@ -392,7 +392,7 @@ class Pipeline:
         fmt, roles, extra, out_columns = plan.fmt, plan.roles, plan.extra, plan.out_columns
         index = self._index(plan, spool)
         if index.rows == 0:
-            raise InputError(f"{fmt.path.name} has a header but no rows")
+            raise InputError(_no_rows(fmt.path.name))
 
         self.progress("matching", 0, index.rows)
         with self.time("read"):
@@ -558,7 +558,7 @@ class Pipeline:
                         np.array([]),
                         np.array([], bool),
                         np.array([], bool),
-                        [] if opts.reasons else None,
+                        np.array([], dtype=object) if opts.reasons else None,
                     )
                     writer = pacsv.CSVWriter(str(tmp), empty.schema)
                 writer.close()
@@ -579,7 +579,7 @@ class Pipeline:
         scores: np.ndarray,
         flags: np.ndarray,
         keep: np.ndarray,
-        reasons: list[str] | None = None,
+        reasons: np.ndarray | None = None,
     ) -> pa.Table:
         medium, high = self.thresholds
         level = (p >= medium).astype(np.int8) + (p >= high)
@@ -613,7 +613,7 @@ class Pipeline:
         keep: np.ndarray,
         roles: RoleMap,
         index: _FileIndex,
-    ) -> list[str]:
+    ) -> np.ndarray:
         """The reasons cell of each row of a chunk (rows at `medium` or above, or flagged; empty
         for the others), and the chunk's riskiest rows offered to the summary's table."""
         medium, _ = self.thresholds
@@ -625,12 +625,11 @@ class Pipeline:
         wanted = explain.copy()
         wanted[candidates] = True  # the table explains its rows, `low` ones too
         rows = np.flatnonzero(wanted)
-        cells = [""] * len(p)
-        said = scorer.explain(x[rows], None if ax is None else ax[rows], flags[rows])
-        for i, cell in zip(rows, said, strict=True):
-            cells[i] = cell
+        cells = np.full(len(p), "", dtype=object)
+        cells[rows] = scorer.explain(x[rows], None if ax is None else ax[rows], flags[rows])
         self._offer_riskiest(table, offset, candidates, p, flags, cells, roles, index)
-        return [cell if ok else "" for cell, ok in zip(cells, explain, strict=True)]
+        cells[~explain] = ""
+        return cells
 
     def _offer_riskiest(
         self,
@@ -639,7 +638,7 @@ class Pipeline:
         rows: np.ndarray,
         p: np.ndarray,
         flags: np.ndarray,
-        cells: list[str],
+        cells: np.ndarray,
         roles: RoleMap,
         index: _FileIndex,
     ) -> None:
@@ -920,6 +919,13 @@ class _IndexBuilder:
             per_row[_share_key(column)] = _shares(parts, self.rows)
         bad = np.concatenate(self.bads) if self.bads else np.array([], bool)
         return _FileIndex(self.rows, amount, bad, t, per_row)
+
+
+def _no_rows(name: str) -> str:
+    return (
+        f"{name} has a header but no rows: send a CSV file with a header line, then one "
+        "transaction per line"
+    )
 
 
 def _anomaly_names(index: _FileIndex, extra: ExtraColumns) -> list[str]:

@@ -34,8 +34,8 @@ def _count(v: float, what: str) -> str:
     return f"{n} earlier transaction{'s' if n != 1 else ''} {what}"
 
 
-# Feature name -> phrase for the row's value of it (None: nothing worth saying).
-PHRASES: dict[str, Callable[[float], str | None]] = {
+# Feature name -> phrase for the row's value of it.
+PHRASES: dict[str, Callable[[float], str]] = {
     "amount": lambda v: f"amount {v:,.2f}",
     "log_amount": lambda v: f"amount {math.expm1(v):,.2f}",
     "amount_is_round": lambda v: "round amount" if v else "amount not round",
@@ -77,16 +77,19 @@ PHRASES: dict[str, Callable[[float], str | None]] = {
 }
 
 
-def describe(name: str, value: float) -> str | None:
-    """One input's value in words; None where the row has no value for it."""
-    if not math.isfinite(value):
-        return None
+def phraser(name: str) -> Callable[[float], str]:
+    """How to say an input's (finite) value in words."""
     phrase = PHRASES.get(name)
     if phrase is not None:
-        return phrase(value)
+        return phrase
     if name.startswith("share:"):
-        return f"{name[6:]} value shared by {value:.2%} of rows"
-    return f"{name} = {value:,.4g}"
+        return lambda v: f"{name[6:]} value shared by {v:.2%} of rows"
+    return lambda v: f"{name} = {v:,.4g}"
+
+
+def describe(name: str, value: float) -> str | None:
+    """One input's value in words; None where the row has no value for it."""
+    return phraser(name)(value) if math.isfinite(value) else None
 
 
 UNUSUAL = "unusual for this file: "
@@ -99,26 +102,45 @@ def from_contributions(
 
     `contribs` is (rows, len(names) + 1): XGBoost's contributions with the bias last.
     """
+    contribs = contribs[:, : len(names)]
+    if not len(contribs) or not len(names):
+        return [[] for _ in range(len(contribs))]
+    k = min(len(names), top + 2)  # a few spare: two inputs may say the same thing
+    best = np.argpartition(-contribs, k - 1, axis=1)[:, :k]
+    ranked = np.argsort(-np.take_along_axis(contribs, best, axis=1), axis=1, kind="stable")
+    best = np.take_along_axis(best, ranked, axis=1)
+    # Plain lists from here: element access on numpy arrays costs more than the phrasing.
+    rows_best = best.tolist()
+    rows_contribs = np.take_along_axis(contribs, best, axis=1).tolist()
+    rows_values = np.take_along_axis(values, best, axis=1).tolist()
+    say = [phraser(name) for name in names]
+    finite = math.isfinite
     out: list[list[str]] = []
-    for row_contribs, row_values in zip(contribs[:, : len(names)], values, strict=True):
-        order = np.argsort(-row_contribs, kind="stable")
+    for chosen, amounts, row_values in zip(rows_best, rows_contribs, rows_values, strict=True):
         phrases: list[str] = []
-        for i in order:
-            if row_contribs[i] <= 0 or len(phrases) == top:
+        for i, amount, value in zip(chosen, amounts, row_values, strict=True):
+            if amount <= 0 or len(phrases) == top:
                 break
-            phrase = describe(names[i], float(row_values[i]))
-            if phrase is not None and phrase not in phrases:
-                phrases.append(phrase)
+            if finite(value):
+                phrase = say[i](value)
+                if phrase not in phrases:
+                    phrases.append(phrase)
         out.append(phrases)
     return out
 
 
 def unusual(deviation: np.ndarray, values: np.ndarray, names: list[str]) -> list[str | None]:
     """Per row, the input furthest from the file's typical value (a scaled deviation)."""
+    if not len(deviation) or not deviation.shape[1]:
+        return [None] * len(deviation)
+    far = np.abs(deviation)
+    where = np.argmax(far, axis=1)
+    rows = np.arange(len(far))
     out: list[str | None] = []
-    for row_dev, row_values in zip(np.abs(deviation), values, strict=True):
-        i = int(np.argmax(row_dev)) if len(row_dev) else -1
-        phrase = describe(names[i], float(row_values[i])) if i >= 0 and row_dev[i] > 0 else None
+    for i, distance, value in zip(
+        where.tolist(), far[rows, where].tolist(), values[rows, where].tolist(), strict=True
+    ):
+        phrase = describe(names[i], value) if distance > 0 else None
         out.append(UNUSUAL + phrase if phrase else None)
     return out
 

@@ -55,6 +55,11 @@ class CeleryConfig:
         self.result_backend_transport_options = transport
 
 
+def enqueue_job(celery: Celery, job_id: str) -> None:
+    """Send a scoring job by task name; the Celery task id is the job id (Flower shows it)."""
+    celery.send_task(TASK_SCORE, args=[job_id], task_id=job_id)
+
+
 def create_celery(settings: Settings | None = None, include: Sequence[str] = ()) -> Celery:
     """A Celery app configured from settings; `include` names task modules to import."""
     app = Celery("fraudscore", include=list(include))

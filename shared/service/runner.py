@@ -82,8 +82,14 @@ class Claim:
     options: JobOptions
 
 
+class JobFailed(Exception):
+    """The job failed for a reason its owner can act on (raised so that Celery and Flower show
+    the task as FAILURE with that reason)."""
+
+
 def run_job(job_id: str, settings: Settings | None = None) -> str:
-    """Run the job to a final state and return it; internal errors are re-raised after marking."""
+    """Run the job to a final state and return it. A job that fails raises JobFailed with the
+    reason, internal errors are re-raised, both after the job row is marked failed."""
     with job_context(str(job_id)):
         return JobRunner(uuid.UUID(str(job_id)), settings or get_settings()).run()
 
@@ -113,7 +119,7 @@ class JobRunner:
         except InputError as exc:
             self.update(state=S.FAILED, error_message=str(exc), finished_at=utcnow())
             logger.info("job %s: failed: %s", self.job_id, exc)
-            return S.FAILED
+            raise JobFailed(f"job {self.job_id}: {exc}") from None
         except Exception:
             logger.exception("job %s: internal error", self.job_id)
             message = f"internal error while scoring (job {self.job_id}); see the worker log"
@@ -149,7 +155,9 @@ class JobRunner:
         if source is None:
             raise InputError("the input is not in this service's object store")
         name = Path(source).name
-        local = folder / ("input.csv.gz" if name.endswith(".gz") else "input.csv")
+        # The user's own file name, so that messages name the file they sent.
+        local = folder / "input" / name
+        local.parent.mkdir()
         try:
             store.get_file(source, local)
         except ObjectNotFound:

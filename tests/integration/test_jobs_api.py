@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -229,3 +230,78 @@ def test_metrics_count_jobs_rows_stages_and_queues(
         count >= 1 and float(values['fraudscore_job_duration_seconds_bucket{le="+Inf"}']) == count
     )
     assert float(values["fraudscore_job_duration_seconds_sum"]) > 0
+
+
+def test_an_empty_submit_names_the_missing_file_field(client: FlaskClient, alice: dict) -> None:
+    for response in (
+        client.post("/api/v1/jobs", headers=alice),
+        client.post("/api/v1/jobs", headers=alice, data={"top_k": "2"}),
+    ):
+        assert response.status_code == 400
+        message = response.json["error"]["message"]
+        assert message.startswith("field `file` is missing") and "file://" not in message
+
+
+def test_an_unknown_model_name_is_refused_at_submit_and_its_upload_removed(
+    client: FlaskClient, registered_library: Path, db: Session, upload: Path, settings: Settings
+) -> None:
+    owner = f"refused-{uuid.uuid4().hex[:8]}"  # an owner with no uploads from other tests
+    headers = {"Authorization": f"Bearer {create_token(db, owner)}"}
+    response = submit(client, upload, headers, model_name="no_such_model")
+    assert response.status_code == 400
+    assert "model_name='no_such_model'" in response.json["error"]["message"]
+    store = open_store(settings=settings)
+    assert list(store.list(upload_prefix(owner))) == []  # nothing stored for a refused job
+    assert submit(client, upload, headers, alert_rate="2").status_code == 400
+    assert list(store.list(upload_prefix(owner))) == []
+
+
+def test_a_failed_job_is_a_failed_celery_task_named_by_its_job_id_and_the_users_file(
+    client: FlaskClient, worker: str, registered_library: Path, alice: dict, tmp_path: Path
+) -> None:
+    from celery.result import AsyncResult
+
+    from api import services
+
+    notes = tmp_path / "notes.txt"
+    notes.write_text("this is not a table of transactions\n")
+    response = submit(client, notes, alice)
+    assert response.status_code == 202
+    job_id = response.json["job_id"]
+    done = wait_done(client, job_id, alice)
+    assert done["state"] == "failed"
+    assert done["error"].startswith("notes.txt has a header but no rows"), done["error"]
+    with client.application.app_context():
+        task = AsyncResult(job_id, app=services().celery)  # the Celery task id is the job id
+        deadline = time.monotonic() + 20
+        while task.state != "FAILURE" and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert task.state == "FAILURE"
+        assert "notes.txt has a header but no rows" in str(task.result)
+        assert job_id in str(task.result)
+
+
+def test_apply_unlabeled_takes_a_file_in_the_request_or_the_name_of_an_earlier_upload(
+    client: FlaskClient,
+    worker: str,
+    registered_library: Path,
+    alice: dict,
+    bob: dict,
+    upload: Path,
+) -> None:
+    data = {"file": (io.BytesIO(upload.read_bytes()), "march.csv")}
+    first = client.post(
+        "/api/apply_unlabeled", data=data, headers=alice, content_type="multipart/form-data"
+    )
+    assert first.status_code == 202, first.json
+    key = first.json["filepath"]
+    assert key.startswith("uploads/alice/") and key.endswith("/march.csv")
+    by_name = client.post("/api/apply_unlabeled", headers=alice, json={"filepath": "march.csv"})
+    assert by_name.status_code == 202 and by_name.json["filepath"] == key
+    by_key = client.post("/api/apply_unlabeled", headers=alice, json={"filepath": key})
+    assert by_key.status_code == 202 and by_key.json["filepath"] == key
+    for answer in (first, by_name, by_key):
+        assert wait_done(client, answer.json["job_id"], alice)["state"] == "succeeded"
+    theirs = client.post("/api/apply_unlabeled", headers=bob, json={"filepath": "march.csv"})
+    assert theirs.status_code == 400  # bob never uploaded a march.csv
+    assert "no uploaded file called 'march.csv'" in theirs.json["error"]["message"]

@@ -71,6 +71,11 @@ def test_the_summary_names_models_weights_and_methods(
     best = next(m for m in FolderSource(small_library).models() if m.name == explained["name"])
     amount = SPEC.column_names()[R.AMOUNT]
     assert explained["column_mapping"][amount] == best.column_roles[R.AMOUNT]
+    # The upload has a transaction id; it is never reported as a missing model input.
+    assert methods["roles"][R.TX_ID] == SPEC.column_names()[R.TX_ID]
+    for match in methods["matching"]:
+        assert R.TX_ID not in match["model_inputs_missing"]
+        assert set(match["model_inputs_missing"]).isdisjoint(methods["roles"])
 
 
 def test_output_is_identical_across_runs_and_chunk_sizes(
