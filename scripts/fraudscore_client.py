@@ -4,8 +4,10 @@
     python scripts/fraudscore_client.py status JOB_ID
     python scripts/fraudscore_client.py download JOB_ID --output OUT.csv
 
-The API address comes from --url or FRAUDSCORE_URL (default http://127.0.0.1:5000), the token
-from --token or FRAUDSCORE_TOKEN. The upload is streamed from disk, never read whole.
+The API address comes from --url, else FRAUDSCORE_URL, else http://127.0.0.1:$API_PORT (the
+port `make run` serves on; 5000 when unset). The token comes from --token or FRAUDSCORE_TOKEN.
+`submit --wait` saves the predictions as NAME.predictions.csv in the current directory unless
+--output says otherwise. The upload is streamed from disk, never read whole.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import os
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -31,8 +33,21 @@ class ClientError(Exception):
     """The API said no (its message), or could not be reached."""
 
 
+def default_url(environ: Mapping[str, str] = os.environ) -> str:
+    """FRAUDSCORE_URL, else the local API on API_PORT (5000 when unset)."""
+    if environ.get("FRAUDSCORE_URL"):
+        return environ["FRAUDSCORE_URL"]
+    return f"http://127.0.0.1:{environ.get('API_PORT') or 5000}"
+
+
+def default_output(source: Path) -> Path:
+    """NAME.predictions.csv in the current directory (never beside the input)."""
+    return Path.cwd() / (source.name.split(".")[0] + ".predictions.csv")
+
+
 class Client:
     def __init__(self, url: str, token: str) -> None:
+        self.url = url.rstrip("/")
         parts = urlsplit(url)
         self.host, self.port = parts.hostname or "127.0.0.1", parts.port
         self.secure = parts.scheme == "https"
@@ -53,9 +68,11 @@ class Client:
                 body=body,
                 headers={"Authorization": f"Bearer {self.token}", **(headers or {})},
             )
+            response = connection.getresponse()
         except OSError as exc:
-            raise ClientError(f"cannot reach the API at {self.host}:{self.port}: {exc}") from None
-        response = connection.getresponse()
+            raise ClientError(
+                f"cannot reach the API at {self.url} ({exc}); set --url or FRAUDSCORE_URL"
+            ) from None
         if response.status >= 400:
             data = response.read()
             try:
@@ -132,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--url", default=os.environ.get("FRAUDSCORE_URL", "http://127.0.0.1:5000"))
+    parser.add_argument("--url", default=default_url(), help="default: %(default)s")
     parser.add_argument("--token", default=os.environ.get("FRAUDSCORE_TOKEN", ""))
     commands = parser.add_subparsers(dest="command", required=True)
     submit = commands.add_parser("submit", help="upload a CSV and start a job")
@@ -173,9 +190,7 @@ def main(argv: list[str] | None = None) -> int:
             job = client.wait(accepted["job_id"])
             if job["state"] != "succeeded":
                 raise ClientError(f"job {job['state']}: {job.get('error', '')}")
-            output = args.output or args.file.with_name(
-                args.file.name.split(".")[0] + ".predictions.csv"
-            )
+            output = args.output or default_output(args.file)
             client.download(job["job_id"], output)
             for warning in (job.get("methods_used") or {}).get("warnings", []):
                 print(f"warning: {warning}", file=sys.stderr)

@@ -26,8 +26,8 @@ from shared.db.migrate import upgrade
 from shared.db.session import session_scope
 from shared.library.build import library_is_built
 from shared.library.registry import populate
-from shared.service.auth import create_token
-from shared.settings import REPO_ROOT, Settings, get_settings
+from shared.service.auth import kept_token
+from shared.settings import REPO_ROOT, Settings, get_settings, load_settings
 
 STOP_TIMEOUT_S = 20
 READY_TIMEOUT_S = 90
@@ -98,6 +98,20 @@ def commands() -> dict[str, list[str]]:
         "api": [py, "-m", "gunicorn", "-c", "gunicorn.conf.py", "api.wsgi:app"],
         "flower": [py, "-m", "worker", "flower"],
     }
+
+
+def wait_worker(settings: Settings, worker: subprocess.Popen[bytes]) -> None:
+    """Wait until the worker answers a broadcast ping (or dies, or time runs out)."""
+    from shared.service.queue import create_celery
+
+    control = create_celery(settings).control
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if worker.poll() is not None:
+            raise RuntimeError(f"worker exited with code {worker.returncode} during start-up")
+        if control.ping(timeout=0.5):
+            return
+    raise RuntimeError(f"the worker did not answer within {READY_TIMEOUT_S} s")
 
 
 def wait_ready(url: str, procs: dict[str, subprocess.Popen[bytes]]) -> dict[str, object]:
@@ -186,16 +200,21 @@ def main() -> int:
         upgrade(settings.db_url)
         ensure_library(settings)
         with session_scope(settings.db_url) as session:
-            token = create_token(session, "dev")
+            token = kept_token(session, var_dir / "dev_token", "dev")
         for name, args in commands().items():
             procs[name] = subprocess.Popen(args, cwd=REPO_ROOT, env=env, start_new_session=True)
+            if name == "worker":  # Flower and the API start once it answers: a quiet start
+                broker = (
+                    load_settings(redis_url=env["REDIS_URL"]) if "REDIS_URL" in env else settings
+                )
+                wait_worker(broker, procs[name])
         base = f"http://{settings.api_host}:{settings.api_port}"
         ready = wait_ready(f"{base}/readyz", procs)
         print(f"\nfraudscore is up: {json.dumps(ready['checks'])}", flush=True)
         print(f"  API     {base}  (health: {base}/readyz)", flush=True)
         print(f"  Flower  http://{settings.api_host}:{settings.flower_port}", flush=True)
         print(f"  Upload  {base}/upload", flush=True)
-        print(f"  Token   {token}  (owner 'dev'; new each start)", flush=True)
+        print(f"  Token   {token}  (owner 'dev'; kept in {var_dir / 'dev_token'})", flush=True)
         example = "-F file=@examples/transactions_sample.csv"
         print(
             f"  Try     curl -H 'Authorization: Bearer {token}' {example} {base}/api/v1/jobs",

@@ -3,7 +3,9 @@ used by the Procfile, the Dockerfile, compose and `make run`."""
 
 from __future__ import annotations
 
+import os
 import sys
+import warnings
 
 from shared.settings import Settings, get_settings
 
@@ -34,7 +36,13 @@ def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     from celery.bin.celery import main as celery_main
 
-    sys.argv = ["celery", *celery_args(argv[0] if argv else "worker", get_settings())]
+    settings = get_settings()
+    if settings.fraudscore_env == "development" and os.geteuid() == 0:
+        # Development runs as root in containers and CI; production keeps Celery's warning.
+        from celery.exceptions import SecurityWarning
+
+        warnings.filterwarnings("ignore", category=SecurityWarning)
+    sys.argv = ["celery", *celery_args(argv[0] if argv else "worker", settings)]
     celery_main()
 
 

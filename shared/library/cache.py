@@ -1,4 +1,8 @@
-"""Model store: memory LRU -> disk cache (MODEL_CACHE_DIR/<name>/) -> object store download.
+"""Model store: memory LRU -> disk cache (MODEL_CACHE_DIR/<name>-<digest>/) -> object store.
+
+The disk cache is content-addressed: a folder's name carries a digest of the files' sha256s,
+so checkouts, test runs and library versions that share MODEL_CACHE_DIR (default
+/tmp/model_cache) never read or replace each other's copies.
 
 Downloads land in a temporary folder, every sha256 is checked against the registry, and the
 folder is renamed into place atomically: two processes loading one model end with one good
@@ -7,6 +11,7 @@ copy. A corrupt file is deleted and fetched again once, then reported naming mod
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import shutil
@@ -24,6 +29,7 @@ from shared.settings import Settings, get_settings
 from shared.storage import open_store
 
 logger = logging.getLogger(__name__)
+DIGEST_CHARS = 16
 
 
 class ModelNotFound(LookupError):
@@ -65,17 +71,33 @@ class ModelStore:
                 self._memory.popitem(last=False)
             return bundle
 
+    def folder_for(self, name: str, checksums: dict[str, str]) -> Path:
+        """The cache folder of this version of `name` (its files' sha256s make the address)."""
+        digest = hashlib.sha256(
+            "\n".join(f"{f}={h}" for f, h in sorted(checksums.items())).encode()
+        ).hexdigest()
+        return self.cache_dir / f"{name}-{digest[:DIGEST_CHARS]}"
+
+    def _folders_of(self, name: str) -> list[Path]:
+        """Every cached version of `name`."""
+        if not self.cache_dir.is_dir():
+            return []
+        return [
+            child
+            for child in self.cache_dir.iterdir()
+            if child.name.rsplit("-", 1)[0] == name
+            and len(child.name.rsplit("-", 1)[-1]) == DIGEST_CHARS
+        ]
+
     def _from_disk_or_download(self, name: str, uri: str, checksums: dict[str, str]) -> ModelBundle:
-        folder = self.cache_dir / name
+        folder = self.folder_for(name, checksums)
         if folder.is_dir():
             try:
                 bundle = load_bundle(folder, name, checksums)
                 self.stats["disk_hits"] += 1
                 return bundle
-            except ArtifactError as exc:
-                logger.warning(
-                    "model %s: cached copy is stale or corrupt (%s); re-fetching", name, exc
-                )
+            except ArtifactError as exc:  # content-addressed: only damage makes a copy differ
+                logger.warning("model %s: cached copy is corrupt (%s); re-fetching", name, exc)
                 shutil.rmtree(folder, ignore_errors=True)
         self._download(name, uri, checksums, folder)
         self.stats["downloads"] += 1
@@ -117,7 +139,8 @@ class ModelStore:
             for item in names:
                 self._memory.pop(item, None)
             if name:
-                shutil.rmtree(self.cache_dir / name, ignore_errors=True)
+                for folder in self._folders_of(name):
+                    shutil.rmtree(folder, ignore_errors=True)
             elif self.cache_dir.is_dir():
                 for child in self.cache_dir.iterdir():
                     shutil.rmtree(child, ignore_errors=True)

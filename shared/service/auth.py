@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import secrets
+from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -22,6 +24,23 @@ def create_token(session: Session, owner: str) -> str:
     token = "fs_" + secrets.token_urlsafe(32)
     session.add(ApiToken(owner=owner, token_sha256=hash_token(token)))
     session.commit()
+    return token
+
+
+def kept_token(session: Session, path: Path, owner: str) -> str:
+    """The token kept in `path` while it is live for `owner`; else a new one, written there
+    (readable by this user only). The database holds only its hash, as for every token."""
+    path = Path(path)
+    if path.is_file():
+        kept = path.read_text().strip()
+        if kept and owner_for(session, kept) == owner:
+            return kept
+    token = create_token(session, owner)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".part")
+    tmp.write_text(token + "\n")
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
     return token
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -77,3 +78,20 @@ def test_tokens_are_stored_as_unique_hashes(db: Session) -> None:
     with pytest.raises(IntegrityError):
         db.commit()
     db.rollback()
+
+
+def test_a_kept_token_is_reused_while_live_and_replaced_once_revoked(
+    db: Session, tmp_path: Path
+) -> None:
+    from shared.service.auth import kept_token, owner_for, revoke
+
+    path = tmp_path / "var" / "dev_token"
+    first = kept_token(db, path, "dev")
+    assert kept_token(db, path, "dev") == first  # a restart: the same token
+    assert path.read_text().strip() == first and path.stat().st_mode & 0o077 == 0
+    stored = db.scalars(select(ApiToken.token_sha256).where(ApiToken.owner == "dev")).all()
+    assert stored == [hashlib.sha256(first.encode()).hexdigest()]  # only the hash is stored
+    revoke(db, first)
+    second = kept_token(db, path, "dev")
+    assert second != first and owner_for(db, second) == "dev"
+    assert kept_token(db, path, "someone-else") not in (first, second)  # not another's token

@@ -132,6 +132,9 @@ def test_make_run_serves_the_system_and_ctrl_c_stops_it(tmp_path: Path) -> None:
     wait_for(lambda: not processes_with(str(var_dir)), 10, "every process to exit")
     first = first_log.read_text()
     assert "fraudscore: stopped" in first
+    start = first[: first.index("Press Ctrl-C to stop.")]
+    for noise in ("WARNING", "Warning", "ERROR", "no worker answered", "Inspect method"):
+        assert noise not in start, f"{noise!r} on a clean start:\n{start[-3000:]}"
     assert "building 2 reference models (first run only)" in first
     assert "added:   2" in first
     models = sorted(p.name for p in (var_dir / "automl_models").iterdir())
@@ -146,6 +149,10 @@ def test_make_run_serves_the_system_and_ctrl_c_stops_it(tmp_path: Path) -> None:
         ctrl_c(make)
     second = second_log.read_text()
     assert "building" not in second and "(2 unchanged, 0 registered)" in second
+    # One development token per checkout, across restarts (kept under var/, hashed in the DB).
+    assert re.search(r"Token   (fs_\S+)", second).group(1) == token  # type: ignore[union-attr]
+    assert (var_dir / "dev_token").read_text().strip() == token
+    assert (var_dir / "dev_token").stat().st_mode & 0o077 == 0
     assert (var_dir / "automl_models" / models[0] / "model.ubj").stat().st_mtime_ns == stamp
     wait_for(lambda: not processes_with(str(var_dir)), 10, "every process to exit")
 

@@ -45,13 +45,12 @@ def test_a_miss_downloads_then_memory_and_disk_serve(in_s3: str, store: ModelSto
     fresh = ModelStore(store.settings)  # a new process: empty memory, warm disk
     fresh.load(NAME)
     assert fresh.stats == {"memory_hits": 0, "disk_hits": 1, "downloads": 0}
-    cached = store.cache_dir / NAME
+    cached = store.folder_for(NAME, bundle.checksums)
     assert sorted(p.name for p in cached.iterdir()) == sorted(bundle.checksums)
 
 
 def test_a_corrupt_cached_file_is_deleted_and_fetched_again(in_s3: str, store: ModelStore) -> None:
-    store.load(NAME)
-    model_file = store.cache_dir / NAME / "model.ubj"
+    model_file = store.folder_for(NAME, store.load(NAME).checksums) / "model.ubj"
     model_file.write_bytes(b"bit rot")
     fresh = ModelStore(store.settings)
     bundle = fresh.load(NAME)
@@ -66,15 +65,14 @@ def test_a_corrupt_object_is_reported_naming_model_and_file(
     open_store(f"s3://{in_s3}/", settings=settings).put_stream(key, io.BytesIO(b"{}"))
     with pytest.raises(ModelIntegrityError, match=f"model {NAME}: file features.json"):
         store.load(NAME)
-    assert not (store.cache_dir / NAME).exists()
-    assert [p.name for p in store.cache_dir.iterdir()] == []  # no temp folder left
+    assert [p.name for p in store.cache_dir.iterdir()] == []  # no copy, no temp folder left
 
 
 def test_clear_cache_forgets_one_or_all(in_s3: str, store: ModelStore) -> None:
     store.warm(SMALL_LIBRARY[:2])
     store.clear_cache(SMALL_LIBRARY[0])
-    assert not (store.cache_dir / SMALL_LIBRARY[0]).exists()
-    assert (store.cache_dir / SMALL_LIBRARY[1]).exists()
+    names = [p.name.rsplit("-", 1)[0] for p in store.cache_dir.iterdir()]
+    assert names == [SMALL_LIBRARY[1]]
     store.load(SMALL_LIBRARY[0])
     assert store.stats["downloads"] == 3
     store.clear_cache()
@@ -120,6 +118,32 @@ def test_two_processes_loading_at_once_end_with_one_good_copy(
     checksums = {checksum for _, checksum in outcomes}
     assert len(checksums) == 1
     entries = sorted(p.name for p in store.cache_dir.iterdir())
-    assert entries == [NAME]  # one copy, no temp folders
-    folder = store.cache_dir / NAME
-    assert sha256_file(folder / "model.ubj") == checksums.pop()
+    assert len(entries) == 1 and entries[0].startswith(f"{NAME}-")  # one copy, no temp folders
+    assert sha256_file(store.cache_dir / entries[0] / "model.ubj") == checksums.pop()
+
+
+def test_checkouts_sharing_a_cache_keep_their_own_versions_of_a_model(
+    in_s3: str, store: ModelStore, db: Session, caplog: pytest.LogCaptureFixture
+) -> None:
+    from sqlalchemy import select
+
+    from shared.db.models import ReferenceModel
+
+    ours = store.load(NAME)
+    # Another checkout's library: a model of the same name with other files.
+    row = db.scalars(select(ReferenceModel).where(ReferenceModel.name == NAME)).one()
+    other = db.scalars(select(ReferenceModel).where(ReferenceModel.name == SMALL_LIBRARY[1])).one()
+    saved = row.artifact_uri, dict(row.file_checksums)
+    row.artifact_uri, row.file_checksums = other.artifact_uri, dict(other.file_checksums)
+    db.commit()
+    theirs = ModelStore(store.settings)
+    with caplog.at_level("WARNING"):
+        assert theirs.load(NAME).checksums != ours.checksums
+        assert theirs.stats["downloads"] == 1
+        row.artifact_uri, row.file_checksums = saved
+        db.commit()
+        again = ModelStore(store.settings)  # back in our checkout: our copy is still there
+        assert again.load(NAME).checksums == ours.checksums
+        assert again.stats == {"memory_hits": 0, "disk_hits": 1, "downloads": 0}
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]  # no re-fetch warnings
+    assert len([p for p in store.cache_dir.iterdir() if p.name.startswith(NAME)]) == 2

@@ -38,8 +38,13 @@ def test_the_openapi_document_lists_every_api_route(app: Flask, client: FlaskCli
             assert "200" in operation["responses"] or "202" in operation["responses"]
 
 
-def run_client(*args: str, url: str, token: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, FRAUDSCORE_URL=url, FRAUDSCORE_TOKEN=token)
+def run_client(
+    *args: str, url: str | None, token: str, cwd: Path, **env_vars: str
+) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, FRAUDSCORE_TOKEN=token, **env_vars)
+    env.pop("FRAUDSCORE_URL", None)
+    if url is not None:
+        env["FRAUDSCORE_URL"] = url
     return subprocess.run(
         [sys.executable, str(REPO_ROOT / "scripts/fraudscore_client.py"), *args],
         cwd=cwd,
@@ -50,17 +55,39 @@ def run_client(*args: str, url: str, token: str, cwd: Path) -> subprocess.Comple
     )
 
 
-def test_the_client_submits_waits_and_downloads(
+def test_the_client_submits_waits_and_downloads_into_the_current_directory(
     live_api: str, worker: str, registered_library: Path, db: Session, tmp_path: Path
 ) -> None:
-    src = tmp_path / "march.csv"
+    (tmp_path / "data").mkdir()
+    (tmp_path / "work").mkdir()
+    src = tmp_path / "data" / "march.csv"
     write_csv(simulate(with_rows(example_spec(), 1200), labeled=False), src)
     token = create_token(db, "quinn")
-    run = run_client("submit", str(src), "--wait", url=live_api, token=token, cwd=tmp_path)
+    port = live_api.rsplit(":", 1)[1]
+    # No --url and no FRAUDSCORE_URL: the client finds the API on API_PORT, as `make run` sets.
+    run = run_client(
+        "submit", str(src), "--wait", url=None, token=token, cwd=tmp_path / "work", API_PORT=port
+    )
     assert run.returncode == 0, run.stderr
-    out = tmp_path / "march.predictions.csv"
+    out = tmp_path / "work" / "march.predictions.csv"
     assert len(pd.read_csv(out)) == 1200
+    assert not (tmp_path / "data" / "march.predictions.csv").exists()  # not beside the input
     assert "upload" in run.stderr and "100" in run.stderr  # the progress bars
+
+
+def test_the_client_names_the_url_it_could_not_reach(tmp_path: Path) -> None:
+    from tests.services import free_port
+
+    src = tmp_path / "x.csv"
+    src.write_text("amount\n1\n")
+    port = str(free_port())
+    run = run_client("submit", str(src), url=None, token="fs_x", cwd=tmp_path, API_PORT=port)
+    assert run.returncode == 1 and "Traceback" not in run.stderr
+    last = run.stderr.strip().splitlines()[-1]
+    assert f"cannot reach the API at http://127.0.0.1:{port}" in last and "FRAUDSCORE_URL" in last
+    other = f"http://127.0.0.1:{free_port()}"
+    run = run_client("--url", other, "status", "x", url="http://unused:1", token="t", cwd=tmp_path)
+    assert f"cannot reach the API at {other}" in run.stderr  # --url wins over FRAUDSCORE_URL
 
 
 def test_the_client_reports_a_bad_token_without_a_traceback(live_api: str, tmp_path: Path) -> None:
