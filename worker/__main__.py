@@ -37,8 +37,8 @@ def main(argv: list[str] | None = None) -> None:
     from celery.bin.celery import main as celery_main
 
     settings = get_settings()
-    if settings.fraudscore_env == "development" and os.geteuid() == 0:
-        # Development runs as root in containers and CI; production keeps Celery's warning.
+    if settings.fraudscore_env != "production" and os.geteuid() == 0:
+        # Development and tests run as root in containers and CI; production keeps the warning.
         from celery.exceptions import SecurityWarning
 
         warnings.filterwarnings("ignore", category=SecurityWarning)

@@ -26,6 +26,7 @@ CONFIGURED = (
     "VAR_DIR",
     "AUTOML_MODELS_DIR",
     "MODEL_CACHE_DIR",
+    "FRAUDSCORE_ENV",
 )
 
 
