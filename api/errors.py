@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, Response, jsonify
+from kombu.exceptions import OperationalError as KombuOperationalError
+from redis.exceptions import RedisError
 from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 
@@ -19,6 +21,7 @@ from shared.errors import (
 )
 
 logger = logging.getLogger(__name__)
+RETRY_AFTER_S = 5  # what a 503 tells clients to wait
 
 # The HTTP status of each error kind; the most specific class listed wins.
 STATUS: dict[type[FraudscoreError], int] = {
@@ -46,12 +49,25 @@ def error_response(status: int, code: str, message: str) -> tuple[Response, int]
 def register(app: Flask) -> None:
     @app.errorhandler(FraudscoreError)
     def _known(exc: FraudscoreError) -> tuple[Response, int]:
-        return error_response(status_of(exc), exc.code, exc.message)
+        response, status = error_response(status_of(exc), exc.code, exc.message)
+        if status == 503:
+            response.headers["Retry-After"] = str(RETRY_AFTER_S)
+        return response, status
 
     @app.errorhandler(OperationalError)
     def _database_down(exc: OperationalError) -> tuple[Response, int]:
         logger.warning("database unavailable: %s", exc.orig)
-        return error_response(503, Unavailable.code, "the database is unavailable; try again")
+        response, status = error_response(503, Unavailable.code, "the database is unavailable")
+        response.headers["Retry-After"] = str(RETRY_AFTER_S)
+        return response, status
+
+    @app.errorhandler(KombuOperationalError)
+    @app.errorhandler(RedisError)
+    def _broker_down(exc: Exception) -> tuple[Response, int]:
+        logger.warning("broker unavailable: %s", exc)
+        response, status = error_response(503, Unavailable.code, "the job queue is unavailable")
+        response.headers["Retry-After"] = str(RETRY_AFTER_S)
+        return response, status
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> tuple[Response, int]:

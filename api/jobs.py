@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
 from flask import Blueprint, Response, g, jsonify, redirect, request, stream_with_context
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from werkzeug.wrappers import Response as BaseResponse
 
@@ -18,14 +19,16 @@ from api.uploads import stream_multipart
 from api.views import job_view
 from shared import states as S
 from shared.db.models import Job, ReferenceModel, utcnow
+from shared.db.session import rows_changed
 from shared.engine.options import parse_options
-from shared.errors import Conflict, InputError, NotFound, TooLarge
+from shared.errors import Conflict, InputError, NotFound, TooLarge, Unavailable
 from shared.service.keys import upload_prefix
-from shared.service.queue import enqueue_job
+from shared.service.queue import BROKER_ERRORS, enqueue_job
 from shared.storage import ObjectNotFound
 from shared.storage.base import clean_key
 
 bp = Blueprint("jobs", __name__, url_prefix="/api/v1")
+logger = logging.getLogger(__name__)
 SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -135,7 +138,15 @@ def create_job(
             if winner is None:
                 raise Conflict("a job with this Idempotency-Key is being created") from None
             return jsonify(_accepted(winner)), 200
-        enqueue_job(svc.celery, str(job.id))
+        try:
+            enqueue_job(svc.celery, str(job.id))
+        except BROKER_ERRORS as exc:  # nothing will run it: take it back, say when to retry
+            logger.warning("job %s: cannot enqueue (%s); refused with 503", job.id, exc)
+            session.delete(job)
+            session.commit()
+            if uploaded is not None:
+                svc.store.delete(uploaded)
+            raise Unavailable("the job queue is unavailable; try again shortly") from None
         return jsonify(_accepted(job)), 202
 
 
@@ -205,12 +216,16 @@ def cancel(job_id: str) -> Response:
     """Cancel a queued job at once, a running one at its next chunk boundary."""
     with services().session() as session:
         job = _own_job(session, job_id)
-        if job.state in S.FINISHED_STATES:
+        cancel = (
+            update(Job)
+            .where(Job.id == job.id, Job.state.in_((S.QUEUED, S.RUNNING)))
+            .values(state=S.CANCELLED, finished_at=utcnow())
+        )
+        if not rows_changed(session, cancel):
+            session.refresh(job)
             raise Conflict(f"job {job_id} is already {job.state}")
-        job.state = S.CANCELLED
-        if job.started_at is None:
-            job.finished_at = utcnow()
         session.commit()
+        session.refresh(job)
         return jsonify(job_view(job, _base_url()))
 
 

@@ -1,8 +1,9 @@
 """Run API, worker and Flower: on embedded defaults, or on the services the environment names.
 
-Used by `make run`. Starts a private redis-server when no broker is configured, migrates the
-database, starts each part in its own process group, prints the URLs, and on Ctrl-C (or when any
-part dies) stops everything it started.
+Used by `make run`. Starts a private, persistent redis-server when no broker is configured,
+migrates the database, starts each part in its own process group, prints the URLs, restarts a
+part that dies (up to MAX_RESTARTS in RESTART_WINDOW_S), and on Ctrl-C stops everything it
+started.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import contextlib
 import hashlib
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -31,6 +33,7 @@ from shared.settings import REPO_ROOT, Settings, get_settings, load_settings
 
 STOP_TIMEOUT_S = 20
 READY_TIMEOUT_S = 90
+MAX_RESTARTS, RESTART_WINDOW_S = 5, 300  # a part that dies more often than this stops the run
 
 
 def redis_binary() -> str:
@@ -57,12 +60,15 @@ def socket_path(var_dir: Path) -> Path:
 
 
 def start_redis(var_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """A private redis-server on a unix socket (no TCP port, so no clash with another Redis)."""
+    """A private redis-server on a unix socket (no TCP port, so no clash with another Redis),
+    persisting to var/run/appendonly* so that a restart keeps the queue."""
     sock = socket_path(var_dir)
     sock.unlink(missing_ok=True)
     log = (var_dir / "log" / "redis.log").open("ab")
     args = [redis_binary(), "--port", "0", "--unixsocket", str(sock), "--unixsocketperm", "700"]
-    args += ["--save", "", "--appendonly", "no", "--dir", str(var_dir / "run")]
+    # Durable: queued jobs survive a restart of the broker (append-only file under var/run).
+    args += ["--save", "", "--appendonly", "yes", "--appendfsync", "everysec"]
+    args += ["--dir", str(var_dir / "run")]
     proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
@@ -78,6 +84,17 @@ def start_redis(var_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
             time.sleep(0.1)
     proc.kill()
     sys.exit("fraudscore: redis-server did not answer within 15 s")
+
+
+def kept_secret(path: Path, user: str) -> str:
+    """`user:password` kept in `path` (readable by this user only), made on first use."""
+    if path.is_file() and ":" in path.read_text():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = f"{user}:{secrets.token_urlsafe(18)}"
+    path.touch(mode=0o600)
+    path.write_text(value + "\n")
+    return value
 
 
 def port_free(host: str, port: int) -> bool:
@@ -187,8 +204,8 @@ def main() -> int:
     signal.signal(signal.SIGINT, _raise_stop)
     signal.signal(signal.SIGTERM, _raise_stop)
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    if not settings.flower_basic_auth:
-        env["FLOWER_UNAUTHENTICATED_API"] = "true"
+    flower_auth = settings.flower_basic_auth or kept_secret(var_dir / "flower_auth", "ops")
+    env["FLOWER_BASIC_AUTH"] = flower_auth
     services: dict[str, subprocess.Popen[bytes]] = {}
     procs: dict[str, subprocess.Popen[bytes]] = {}
     try:
@@ -212,7 +229,12 @@ def main() -> int:
         ready = wait_ready(f"{base}/readyz", procs)
         print(f"\nfraudscore is up: {json.dumps(ready['checks'])}", flush=True)
         print(f"  API     {base}  (health: {base}/readyz)", flush=True)
-        print(f"  Flower  http://{settings.api_host}:{settings.flower_port}", flush=True)
+        user, password = flower_auth.split(":", 1)
+        print(
+            f"  Flower  http://{settings.api_host}:{settings.flower_port}  "
+            f"(user {user}, password {password})",
+            flush=True,
+        )
         print(f"  Upload  {base}/upload", flush=True)
         print(f"  Token   {token}  (owner 'dev'; kept in {var_dir / 'dev_token'})", flush=True)
         example = "-F file=@examples/transactions_sample.csv"
@@ -221,11 +243,21 @@ def main() -> int:
             flush=True,
         )
         print("Press Ctrl-C to stop.", flush=True)
-        while all(proc.poll() is None for proc in procs.values()):
+        restarts: list[float] = []
+        while True:
             time.sleep(0.5)
-        dead = [name for name, proc in procs.items() if proc.poll() is not None]
-        print(f"fraudscore: {', '.join(dead)} exited; stopping the rest", file=sys.stderr)
-        return 1
+            for name, proc in list(procs.items()):
+                if proc.poll() is None:
+                    continue
+                now = time.monotonic()
+                restarts = [t for t in restarts if now - t < RESTART_WINDOW_S] + [now]
+                if len(restarts) > MAX_RESTARTS:
+                    print(f"fraudscore: {name} keeps exiting; stopping", file=sys.stderr)
+                    return 1
+                print(f"fraudscore: {name} exited ({proc.returncode}); restarting", flush=True)
+                _signal_group(proc, signal.SIGKILL)  # what it left behind (pool processes)
+                args = commands()[name]
+                procs[name] = subprocess.Popen(args, cwd=REPO_ROOT, env=env, start_new_session=True)
     except _Stop as why:
         print(f"\nfraudscore: {why}, stopping...", flush=True)
         return 0

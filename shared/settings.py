@@ -70,6 +70,15 @@ class Settings(BaseSettings):
     job_soft_time_limit_s: int = Field(default=3600, gt=0)
     job_time_limit_s: int = Field(default=3900, gt=0)
     worker_concurrency: int = Field(default=2, gt=0)
+    # Recovery: a running attempt renews its heartbeat every HEARTBEAT_S; the reconciler (in
+    # every worker, each SWEEP_S) re-queues a running job whose heartbeat is older than
+    # STALE_AFTER_S and a queued job the broker lost (after QUEUED_GRACE_S), and fails a job
+    # after MAX_ATTEMPTS attempts that each lost their worker.
+    heartbeat_s: float = Field(default=5.0, gt=0)
+    stale_after_s: float = Field(default=30.0, gt=0)
+    sweep_s: float = Field(default=10.0, gt=0)
+    queued_grace_s: float = Field(default=30.0, gt=0)
+    max_attempts: int = Field(default=3, gt=0)
 
     # Flower (ops dashboard): "user:password" enables basic auth.
     flower_port: int = Field(default=5555, gt=0, lt=65536)
@@ -94,6 +103,8 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
+        if self.stale_after_s <= 2 * self.heartbeat_s:
+            raise ValueError("STALE_AFTER_S must exceed twice HEARTBEAT_S")
         if self.job_time_limit_s <= self.job_soft_time_limit_s:
             raise ValueError("JOB_TIME_LIMIT_S must be greater than JOB_SOFT_TIME_LIMIT_S")
         if self.risk_medium_threshold > self.risk_high_threshold:

@@ -24,10 +24,15 @@ def celery_args(role: str, settings: Settings) -> list[str]:
             "--hostname=fraudscore@%h",
         ]
     if role == "flower":
+        # Flower lists every owner's jobs and can stop them: never without a password (with
+        # one, Flower also refuses cross-site requests).
+        if not settings.flower_basic_auth or ":" not in settings.flower_basic_auth:
+            raise SystemExit(
+                "fraudscore: Flower needs FLOWER_BASIC_AUTH=user:password (make run makes one)"
+            )
         flower = [*APP, "flower", f"--port={settings.flower_port}"]
         flower.append(f"--address={settings.api_host}")
-        if settings.flower_basic_auth:
-            flower.append(f"--basic-auth={settings.flower_basic_auth}")
+        flower.append(f"--basic-auth={settings.flower_basic_auth}")
         return flower
     raise SystemExit(f"usage: python -m worker [worker|flower], not {role!r}")
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 
-from celery.signals import worker_process_init
+from celery.signals import worker_process_init, worker_ready, worker_shutdown
 
 from shared.db.session import dispose_engines
 from shared.logs import configure_logging
 from shared.service.queue import create_celery
+from shared.service.reconcile import Reconciler
 from shared.service.runner import warm_models
 from shared.settings import get_settings
 
@@ -28,3 +29,19 @@ def _fresh_process(**_: object) -> None:
         logger.info("model cache warm: %d models", len(loaded))
     except Exception:  # an empty or unreachable registry must not stop the worker
         logger.exception("model cache warm-up failed")
+
+
+_reconciler: Reconciler | None = None
+
+
+@worker_ready.connect
+def _start_reconciler(**_: object) -> None:
+    # In the worker's main process: re-queue jobs whose attempt or broker message was lost.
+    global _reconciler
+    _reconciler = Reconciler(settings, app).start()
+
+
+@worker_shutdown.connect
+def _stop_reconciler(**_: object) -> None:
+    if _reconciler is not None:
+        _reconciler.stop()

@@ -6,7 +6,7 @@ import os
 import socket
 
 from shared.service.queue import TASK_PING, TASK_SCORE
-from shared.service.runner import run_job
+from shared.service.runner import INFRASTRUCTURE_ERRORS, run_job
 from worker.celery_app import app
 
 
@@ -16,7 +16,15 @@ def ping() -> dict[str, object]:
     return {"pong": True, "host": socket.gethostname(), "pid": os.getpid()}
 
 
-@app.task(name=TASK_SCORE)
+@app.task(
+    name=TASK_SCORE,
+    autoretry_for=INFRASTRUCTURE_ERRORS,
+    retry_backoff=2,
+    retry_backoff_max=60,
+    max_retries=12,
+)
 def score_job(job_id: str) -> str:
-    """Run one scoring job to its final state (idempotent: a finished job is left alone)."""
+    """Run one scoring job to its final state (idempotent: a finished job is left alone).
+    While the database or broker is away the task is retried with backoff (then the reconciler
+    takes over), never acknowledged as done."""
     return run_job(job_id)

@@ -6,12 +6,17 @@ from collections.abc import Sequence
 
 from celery import Celery
 from kombu import Exchange, Queue
+from kombu.exceptions import OperationalError as KombuOperationalError
+from redis.exceptions import RedisError
 
 from shared.settings import Settings, get_settings
 
 # Task names: the API enqueues by name and never imports worker code.
 TASK_PING = "fraudscore.ping"
 TASK_SCORE = "fraudscore.score_job"
+
+# What a send raises while the broker is away.
+BROKER_ERRORS: tuple[type[Exception], ...] = (KombuOperationalError, RedisError, OSError)
 
 QUEUE_JOBS = "jobs"
 QUEUE_CONTROL = "control"
@@ -34,6 +39,13 @@ class CeleryConfig:
     worker_send_task_events = True
     result_expires = 24 * 3600
     broker_connection_retry_on_startup = True
+    # A send while the broker is away fails within ~2 s (the API answers 503), not 20 s.
+    task_publish_retry_policy = {
+        "max_retries": 2,
+        "interval_start": 0.2,
+        "interval_step": 0.5,
+        "interval_max": 1.0,
+    }
     worker_hijack_root_logger = False
     # Each new worker process warms its model cache before taking jobs; allow it the time.
     worker_proc_alive_timeout = 120
@@ -50,7 +62,10 @@ class CeleryConfig:
         self.task_time_limit = settings.job_time_limit_s
         self.worker_concurrency = settings.worker_concurrency
         # Redelivery of unacked jobs must wait longer than the longest job may run.
-        transport = {"visibility_timeout": settings.visibility_timeout_s}
+        transport = {
+            "visibility_timeout": settings.visibility_timeout_s,
+            "socket_connect_timeout": 3,
+        }
         self.broker_transport_options = transport
         self.result_backend_transport_options = transport
 

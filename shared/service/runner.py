@@ -7,18 +7,26 @@ place, so a client never sees half a file.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import tempfile
+import threading
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from kombu.exceptions import OperationalError as BrokerError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.exc import OperationalError as DatabaseError
+
 from shared import states as S
 from shared.db.models import Job, utcnow
-from shared.db.session import session_scope
+from shared.db.session import rows_changed, session_scope
 from shared.engine.options import JobOptions
 from shared.engine.pipeline import Cancelled, Pipeline, ScoreOptions, ScoreResult
 from shared.errors import InputError
@@ -30,6 +38,12 @@ from shared.storage import ObjectNotFound, ObjectStore, open_store
 
 logger = logging.getLogger(__name__)
 PROGRESS_EVERY_S = 0.5
+# Errors of the services around a job, not of the job: the task retries, the job waits.
+INFRASTRUCTURE_ERRORS: tuple[type[Exception], ...] = (
+    DatabaseError,
+    BrokerError,
+    RedisConnectionError,
+)
 STAGES = {
     "reading": S.STAGE_MATCHING,
     "matching": S.STAGE_MATCHING,
@@ -95,19 +109,25 @@ def run_job(job_id: str, settings: Settings | None = None) -> str:
 
 
 class JobRunner:
-    """One attempt at one job: claim, fetch, score, publish, or fail with a reason."""
+    """One attempt at one job: claim, fetch, score, publish, or fail with a reason.
+
+    Every change of state is a conditional update from `running`, so an attempt that lost its
+    claim (cancelled, or taken over after its heartbeat went stale) changes nothing.
+    """
 
     def __init__(self, job_id: uuid.UUID, settings: Settings) -> None:
         self.job_id, self.settings = job_id, settings
+        self.attempt = 0  # this attempt's number, set by claim
         self._last_progress = 0.0
 
     def run(self) -> str:
         claim = self.claim()
         if isinstance(claim, str):
             return claim
-        store = open_store(settings=self.settings)
-        self.clear_stale_results(store, claim.owner)
+        beat = Heartbeat(self.job_id, self.attempt, self.settings)
         try:
+            store = open_store(settings=self.settings)
+            self.clear_stale_results(store, claim.owner)
             with tempfile.TemporaryDirectory(prefix=f"job-{self.job_id}-") as tmp:
                 folder = Path(tmp)
                 local = self.fetch(store, claim.input_uri, folder)
@@ -117,32 +137,72 @@ class JobRunner:
         except Cancelled:
             return self.cancelled()
         except InputError as exc:
-            self.update(state=S.FAILED, error_message=str(exc), finished_at=utcnow())
+            self.finish(S.FAILED, error_message=str(exc))
             logger.info("job %s: failed: %s", self.job_id, exc)
             raise JobFailed(f"job {self.job_id}: {exc}") from None
+        except INFRASTRUCTURE_ERRORS as exc:
+            # The database, broker or store is away: not the job's fault. The job goes back to
+            # `queued` (or, with the database away, stays `running` until its heartbeat is
+            # stale), and the task is retried with backoff; the reconciler backs that up.
+            logger.warning("job %s: a service is unavailable (%s); will retry", self.job_id, exc)
+            with contextlib.suppress(Exception):  # hand the job back; this try does not count
+                self.update(
+                    state=S.QUEUED, stage=None, heartbeat_at=None, attempts=Job.attempts - 1
+                )
+            raise
         except Exception:
             logger.exception("job %s: internal error", self.job_id)
             message = f"internal error while scoring (job {self.job_id}); see the worker log"
-            self.update(state=S.FAILED, finished_at=utcnow(), error_message=message)
+            self.finish(S.FAILED, error_message=message)
             raise
-        if self.state() == S.CANCELLED:
-            return self.cancelled()
+        finally:
+            beat.stop()
         return self.succeed(result, *outputs)
 
     def claim(self) -> Claim | str:
-        """Mark the job running and return what it needs, or the state that ends this attempt."""
+        """Take the job (queued, or running with a stale heartbeat: its attempt is gone) and
+        return what it needs, or the state that ends this attempt."""
+        now = utcnow()
+        stale = now - timedelta(seconds=self.settings.stale_after_s)
         with session_scope(self.settings.db_url) as session:
+            taken = rows_changed(
+                session,
+                update(Job)
+                .where(
+                    Job.id == self.job_id,
+                    or_(
+                        Job.state == S.QUEUED,
+                        and_(
+                            Job.state == S.RUNNING,
+                            or_(Job.heartbeat_at.is_(None), Job.heartbeat_at < stale),
+                        ),
+                    ),
+                )
+                .values(
+                    state=S.RUNNING,
+                    stage=S.STAGE_MATCHING,
+                    started_at=now,
+                    heartbeat_at=now,
+                    attempts=Job.attempts + 1,
+                ),
+            )
             job = session.get(Job, self.job_id)
             if job is None:
                 logger.warning("job %s: not found; nothing to do", self.job_id)
                 return "missing"
-            if job.state in S.FINISHED_STATES:
-                logger.info("job %s: already %s; nothing to do", self.job_id, job.state)
+            if not taken:
+                logger.info("job %s: %s elsewhere; nothing to do", self.job_id, job.state)
                 return job.state
-            job.state, job.stage, job.started_at = S.RUNNING, S.STAGE_MATCHING, utcnow()
-            job.attempts += 1
-            logger.info("job %s: running (owner %s)", self.job_id, job.owner)
-            return Claim(job.owner, job.input_uri, JobOptions.model_validate(job.options or {}))
+            session.refresh(job)
+            claim = Claim(job.owner, job.input_uri, JobOptions.model_validate(job.options or {}))
+            attempts = self.attempt = job.attempts
+        if attempts > self.settings.max_attempts:
+            reason = gave_up(attempts - 1)
+            self.finish(S.FAILED, error_message=reason)
+            logger.warning("job %s: %s", self.job_id, reason)
+            raise JobFailed(f"job {self.job_id}: {reason}")
+        logger.info("job %s: running (owner %s, attempt %d)", self.job_id, claim.owner, attempts)
+        return claim
 
     def clear_stale_results(self, store: ObjectStore, owner: str) -> None:
         """Remove temporary result objects left by a killed attempt."""
@@ -170,7 +230,7 @@ class JobRunner:
             source,
             score_options(options, self.settings),
             self.progress,
-            lambda: self.state() == S.CANCELLED,
+            lambda: not self.holds(),
         )
         return pipeline.run(local, folder / "predictions.csv", folder / "errors.csv")
 
@@ -187,11 +247,9 @@ class JobRunner:
     def succeed(self, result: ScoreResult, output_uri: str, error_uri: str | None) -> str:
         stats = result.stats
         stage_seconds = {k: round(v, 3) for k, v in result.timings.items() if ":" not in k}
-        self.update(
-            state=S.SUCCEEDED,
-            stage=None,
+        done = self.finish(
+            S.SUCCEEDED,
             progress=100.0,
-            finished_at=utcnow(),
             output_uri=output_uri,
             error_uri=error_uri,
             stats=stats,
@@ -200,13 +258,30 @@ class JobRunner:
             rows_failed=stats["rows_failed"],
             rows_done=stats["total_transactions"],
         )
+        if not done:  # cancelled (or taken over) while publishing: take the results back
+            store = open_store(settings=self.settings)
+            for uri in (output_uri, error_uri):
+                key = store.key_of(uri) if uri else None
+                if key is not None and self.state() == S.CANCELLED:
+                    store.delete(key)
+            return self.cancelled()
         logger.info("job %s: succeeded (%d rows)", self.job_id, stats["total_transactions"])
         return S.SUCCEEDED
 
     def cancelled(self) -> str:
-        self.update(finished_at=utcnow(), stage=None)
-        logger.info("job %s: cancelled", self.job_id)
-        return S.CANCELLED
+        with session_scope(self.settings.db_url) as session:
+            rows_changed(
+                session,
+                update(Job)
+                .where(Job.id == self.job_id, Job.state == S.CANCELLED)
+                .values(
+                    stage=None,
+                    heartbeat_at=None,
+                    finished_at=func.coalesce(Job.finished_at, utcnow()),
+                ),
+            )
+        logger.info("job %s: stopped (%s)", self.job_id, self.state())
+        return self.state() or "missing"
 
     def progress(self, stage: str, done: int, total: int) -> None:
         """Record progress at most every PROGRESS_EVERY_S (always while writing)."""
@@ -221,17 +296,73 @@ class JobRunner:
             values["progress"] = min(99.0, 100.0 * done / total)
         self.update(**values)
 
-    def update(self, **values: Any) -> None:
+    def update(self, **values: Any) -> bool:
+        """Change the job while this attempt holds it (running, and no later attempt took it
+        over); False when it does not."""
         with session_scope(self.settings.db_url) as session:
-            job = session.get(Job, self.job_id)
-            if job is not None:
-                for key, value in values.items():
-                    setattr(job, key, value)
+            return bool(
+                rows_changed(
+                    session, update(Job).where(*_held(self.job_id, self.attempt)).values(**values)
+                )
+            )
+
+    def finish(self, state: str, **values: Any) -> bool:
+        """End the attempt in `state` (only while it holds the job)."""
+        return self.update(
+            state=state, stage=None, finished_at=utcnow(), heartbeat_at=None, **values
+        )
+
+    def holds(self) -> bool:
+        """Whether this attempt still holds the job (not cancelled, not taken over)."""
+        with session_scope(self.settings.db_url) as session:
+            found = session.scalar(select(Job.id).where(*_held(self.job_id, self.attempt)))
+            return found is not None
 
     def state(self) -> str | None:
         with session_scope(self.settings.db_url) as session:
             job = session.get(Job, self.job_id)
             return job.state if job is not None else None
+
+
+def _held(job_id: uuid.UUID, attempt: int) -> tuple[Any, ...]:
+    """The condition under which attempt number `attempt` still holds the job."""
+    return (Job.id == job_id, Job.state == S.RUNNING, Job.attempts == attempt)
+
+
+def gave_up(attempts: int) -> str:
+    """The reason a job fails after its attempts kept losing their worker."""
+    return (
+        f"gave up after {attempts} attempts: each time the worker running this job stopped "
+        "(killed, out of memory or crashed); the file may be too large or malformed in a way "
+        "that breaks the worker"
+    )
+
+
+class Heartbeat:
+    """Renews the job's heartbeat every HEARTBEAT_S on a thread while an attempt runs."""
+
+    def __init__(self, job_id: uuid.UUID, attempt: int, settings: Settings) -> None:
+        self.job_id, self.attempt, self.settings = job_id, attempt, settings
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"heartbeat-{job_id}", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.settings.heartbeat_s):
+            try:
+                with session_scope(self.settings.db_url) as session:
+                    rows_changed(
+                        session,
+                        update(Job)
+                        .where(*_held(self.job_id, self.attempt))
+                        .values(heartbeat_at=utcnow()),
+                    )
+            except Exception as exc:  # the database is away: the next beat tries again
+                logger.warning("job %s: heartbeat failed: %s", self.job_id, exc)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
 
 
 def _publish(store: ObjectStore, owner: str, job_id: uuid.UUID, path: Path) -> str:

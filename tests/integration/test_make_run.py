@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -10,7 +11,9 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
+import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy.orm import Session
@@ -30,12 +33,21 @@ CONFIGURED = (
 )
 
 
-def get_json(url: str) -> tuple[int, dict]:
+def get_json(url: str, auth: tuple[str, str] | None = None, **request: Any) -> tuple[int, dict]:
+    """(status, JSON body) of a request (GET unless `method` says), with basic auth if given."""
+    req = urllib.request.Request(url, **request)
+    if auth:
+        req.add_header(
+            "Authorization", "Basic " + base64.b64encode(":".join(auth).encode()).decode()
+        )
     try:
-        with urllib.request.urlopen(url, timeout=5) as response:
+        with urllib.request.urlopen(req, timeout=5) as response:
             return response.status, json.load(response)
     except urllib.error.HTTPError as exc:
-        return exc.code, json.load(exc)
+        try:
+            return exc.code, json.load(exc)
+        except ValueError:
+            return exc.code, {}
 
 
 def processes_with(marker: str) -> list[int]:
@@ -98,9 +110,23 @@ def test_make_run_serves_the_system_and_ctrl_c_stops_it(tmp_path: Path) -> None:
         assert ready["checks"]["object_store"]["detail"] == "file"
         assert (var_dir / "fraudscore.db").exists()
 
-        flower = f"http://127.0.0.1:{flower_port}/api/workers?refresh=1"
-        wait_for(lambda: bool(try_json(flower)), 30, "flower worker list")
-        assert any(name.startswith("fraudscore@") for name in try_json(flower) or {})
+        # Flower: locked with the credentials make run printed (and kept under var/).
+        found = re.search(r"\(user (\S+), password (\S+)\)", first_log.read_text())
+        auth = (found.group(1), found.group(2))  # type: ignore[union-attr]
+        assert (var_dir / "flower_auth").read_text().strip() == ":".join(auth)
+        flower = f"http://127.0.0.1:{flower_port}"
+        wait_for(lambda: bool(try_json(f"{flower}/api/workers?refresh=1", auth)), 30, "flower")
+        workers = try_json(f"{flower}/api/workers", auth) or {}
+        assert any(name.startswith("fraudscore@") for name in workers)
+        assert get_json(f"{flower}/api/workers")[0] == 401  # no password, nothing
+        assert get_json(f"{flower}/api/tasks")[0] == 401
+        cross_site = get_json(
+            f"{flower}/api/task/revoke/{uuid.uuid4()}?terminate=true",
+            auth,
+            method="POST",
+            headers={"Origin": "http://evil.example", "Sec-Fetch-Site": "cross-site"},
+        )
+        assert cross_site[0] == 403  # even with the password cached in a browser
         assert processes_with(str(var_dir))
 
         # A job through the printed token: API -> private Redis -> worker -> file store.
@@ -126,7 +152,7 @@ def test_make_run_serves_the_system_and_ctrl_c_stops_it(tmp_path: Path) -> None:
         )
         assert client.returncode == 0, client.stderr
         assert len((tmp_path / "predictions.csv").read_text().splitlines()) == 8001
-        tasks = try_json(f"http://127.0.0.1:{flower_port}/api/tasks") or {}
+        tasks = try_json(f"{flower}/api/tasks", auth) or {}
         assert any(t["name"] == "fraudscore.score_job" for t in tasks.values())
     finally:
         ctrl_c(make)
@@ -158,10 +184,10 @@ def test_make_run_serves_the_system_and_ctrl_c_stops_it(tmp_path: Path) -> None:
     wait_for(lambda: not processes_with(str(var_dir)), 10, "every process to exit")
 
 
-def try_json(url: str) -> dict | None:
+def try_json(url: str, auth: tuple[str, str] | None = None) -> dict | None:
     """The body of a 200 answer, else None (not up yet, or not ready)."""
     try:
-        status, body = get_json(url)
+        status, body = get_json(url, auth)
     except (OSError, ValueError):
         return None
     return body if status == 200 else None

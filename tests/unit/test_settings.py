@@ -86,3 +86,13 @@ def test_a_process_started_with_a_bad_setting_prints_one_line_and_no_traceback(
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert lines == ["fraudscore: invalid setting UPLOAD_MAX_BYTES: Input should be greater than 0"]
+
+
+def test_flower_never_starts_without_a_password() -> None:
+    from worker.__main__ import celery_args
+
+    for value in (None, "", "no-colon"):
+        with pytest.raises(SystemExit, match="FLOWER_BASIC_AUTH=user:password"):
+            celery_args("flower", load_settings(flower_basic_auth=value))
+    args = celery_args("flower", load_settings(flower_basic_auth="ops:s3cret"))
+    assert "--basic-auth=ops:s3cret" in args and "--address=127.0.0.1" in args

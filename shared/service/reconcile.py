@@ -1,0 +1,135 @@
+"""The jobs table is the truth; the reconciler makes the broker and the workers agree with it.
+
+Every SWEEP_S each worker runs `sweep`: a `running` job whose heartbeat is older than
+STALE_AFTER_S lost its attempt (worker killed, machine gone) and is queued again, or failed
+once it has had MAX_ATTEMPTS; a `queued` job older than QUEUED_GRACE_S that is neither
+waiting in the broker nor reserved by a worker (the broker lost it, or the API died between
+recording and sending it) is sent again. Every change is a conditional update, so several
+workers sweeping at once act on a job once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from celery import Celery
+from sqlalchemy import or_, select, update
+
+from shared import states as S
+from shared.db.models import Job, utcnow
+from shared.db.session import rows_changed, session_scope
+from shared.service.queue import QUEUE_JOBS, enqueue_job
+from shared.service.runner import gave_up
+from shared.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class SweepReport:
+    requeued: list[str] = field(default_factory=list)  # running jobs whose attempt was lost
+    resent: list[str] = field(default_factory=list)  # queued jobs the broker did not hold
+    failed: list[str] = field(default_factory=list)  # out of attempts
+
+
+def broker_job_ids(celery: Celery) -> set[str]:
+    """Ids of the jobs waiting in the broker's jobs queue or reserved (unacked) by a worker."""
+    ids: set[str] = set()
+    with celery.connection_for_read() as connection:
+        client = connection.default_channel.client
+        for queue in client.scan_iter(match=f"{QUEUE_JOBS}*"):
+            if client.type(queue) in (b"list", "list"):
+                for raw in client.lrange(queue, 0, -1):
+                    ids.add(json.loads(raw)["headers"]["id"])
+        for raw in client.hvals("unacked"):
+            message = json.loads(raw)[0]
+            ids.add(message["headers"]["id"])
+    return ids
+
+
+def sweep(settings: Settings, celery: Celery) -> SweepReport:
+    """One pass over the jobs table (see the module docstring)."""
+    report = SweepReport()
+    now = utcnow()
+    stale = now - timedelta(seconds=settings.stale_after_s)
+    with session_scope(settings.db_url) as session:
+        lost = session.execute(
+            select(Job.id, Job.attempts).where(
+                Job.state == S.RUNNING,
+                or_(Job.heartbeat_at.is_(None), Job.heartbeat_at < stale),
+            )
+        ).all()
+    for job_id, attempts in lost:
+        was_lost = (
+            Job.id == job_id,
+            Job.state == S.RUNNING,
+            Job.attempts == attempts,
+            or_(Job.heartbeat_at.is_(None), Job.heartbeat_at < stale),
+        )
+        with session_scope(settings.db_url) as session:
+            if attempts >= settings.max_attempts:
+                values: dict[str, Any] = {
+                    "state": S.FAILED,
+                    "stage": None,
+                    "finished_at": now,
+                    "error_message": gave_up(attempts),
+                }
+                if rows_changed(session, update(Job).where(*was_lost).values(**values)):
+                    report.failed.append(str(job_id))
+                continue
+            requeue = update(Job).where(*was_lost).values(state=S.QUEUED, stage=None)
+            if not rows_changed(session, requeue):
+                continue
+        enqueue_job(celery, str(job_id))
+        report.requeued.append(str(job_id))
+    grace = now - timedelta(seconds=settings.queued_grace_s)
+    with session_scope(settings.db_url) as session:
+        waiting = session.scalars(
+            select(Job.id).where(Job.state == S.QUEUED, Job.updated_at < grace)
+        ).all()
+    if waiting:
+        held = broker_job_ids(celery)
+        for job_id in waiting:
+            if str(job_id) in held:
+                continue
+            with session_scope(settings.db_url) as session:  # touch: one resend per grace
+                touched = update(Job).where(Job.id == job_id, Job.state == S.QUEUED)
+                if not rows_changed(session, touched.values(updated_at=utcnow())):
+                    continue
+            enqueue_job(celery, str(job_id))
+            report.resent.append(str(job_id))
+    for kind in ("requeued", "resent", "failed"):
+        jobs = getattr(report, kind)
+        if jobs:
+            logger.warning("reconciler: %s %s", kind, ", ".join(jobs))
+    return report
+
+
+class Reconciler:
+    """Runs `sweep` every SWEEP_S on a daemon thread (one per worker main process)."""
+
+    def __init__(self, settings: Settings, celery: Celery) -> None:
+        self.settings, self.celery = settings, celery
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="reconciler", daemon=True)
+
+    def start(self) -> Reconciler:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while True:
+            try:
+                sweep(self.settings, self.celery)
+            except Exception as exc:  # a service is away: the next sweep tries again
+                logger.warning("reconciler: sweep failed: %s", exc)
+            if self._stop.wait(self.settings.sweep_s):
+                return
+
+    def stop(self) -> None:
+        self._stop.set()
