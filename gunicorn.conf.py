@@ -1,7 +1,10 @@
 """Gunicorn's settings for the API, read by every launcher (Procfile, Dockerfile, compose,
 `make run`): `gunicorn -c gunicorn.conf.py api.wsgi:app`. Host and port come from settings."""
 
+import logging
+
 from shared.settings import get_settings
+from shared.storage import open_store
 
 _settings = get_settings()
 
@@ -10,3 +13,10 @@ worker_class = "gthread"
 workers = 2
 threads = 8
 timeout = 300
+
+
+def on_starting(server: object) -> None:
+    """Before serving: remove uploads that a killed API process left half written."""
+    removed = open_store(settings=_settings).sweep_partial(_settings.partial_upload_max_age_s)
+    if removed:
+        logging.getLogger("api").warning("removed %d unfinished uploads", removed)

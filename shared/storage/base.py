@@ -38,6 +38,11 @@ class ObjectStore(ABC):
     def __init__(self, uri: str) -> None:
         self.uri = uri
 
+    def sweep_partial(self, older_than_s: float) -> int:
+        """Delete writes that never finished (a process killed mid-upload) and were last
+        touched more than older_than_s ago; how many."""
+        return 0
+
     @abstractmethod
     def put_stream(self, key: str, stream: IO[bytes]) -> int:
         """Write a readable binary stream under key without reading it whole; return bytes."""

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
@@ -86,6 +88,17 @@ class FileObjectStore(ObjectStore):
                 if key.startswith(prefix):
                     found.append(ObjectInfo(key, path.stat().st_size))
         yield from sorted(found, key=lambda info: info.key)
+
+    def sweep_partial(self, older_than_s: float) -> int:
+        """`.tmp-*.part` files not written to for older_than_s (their writer is gone)."""
+        cutoff = time.time() - older_than_s
+        removed = 0
+        for part in self.root.rglob(".tmp-*.part") if self.root.is_dir() else []:
+            with contextlib.suppress(FileNotFoundError):
+                if part.stat().st_mtime <= cutoff:
+                    part.unlink()
+                    removed += 1
+        return removed
 
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
