@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from celery import Celery
-from flask import Flask, current_app
+from flask import Flask, Response, current_app
 
+from api.uploads import FORM_OVERHEAD
 from shared.db.session import sessionmaker_for
 from shared.logs import configure_logging
 from shared.service.queue import create_celery
@@ -40,14 +41,35 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     register_extensions(app, settings)
     register_blueprints(app)
     register_error_handlers(app)
+    app.after_request(security_headers)
     return app
+
+
+# The pages load their script and styles from /static only (no inline code), and no site may
+# frame them: they keep the API token in localStorage.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+    ),
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+def security_headers(response: Response) -> Response:
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    return response
 
 
 def configure_app(app: Flask, settings: Settings) -> None:
     configure_logging(settings)
     app.config.update(
         SECRET_KEY=settings.flask_secret_key,
-        MAX_CONTENT_LENGTH=settings.upload_max_bytes,
+        # The limit is on the uploaded file; the multipart form around it may add a little.
+        MAX_CONTENT_LENGTH=settings.upload_max_bytes + FORM_OVERHEAD,
         JSON_SORT_KEYS=False,
     )
 

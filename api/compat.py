@@ -32,7 +32,8 @@ def apply_unlabeled() -> tuple[Response, int]:
         options = {"model_name": fields["model_name"]} if fields.get("model_name") else {}
         uri = services().store.uri_for(key)
         return create_job(uri, options, idempotency_key, uploaded=key)
-    body = request.get_json(silent=True) or {}
+    body = request.get_json(silent=True)
+    body = body if isinstance(body, dict) else {}
     filepath = str(body.get("filepath") or "").lstrip("/")
     if not filepath:
         raise InputError(

@@ -15,7 +15,7 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from api import services
 from api.auth import require_token
-from api.uploads import stream_multipart
+from api.uploads import FORM_OVERHEAD, stream_multipart
 from api.views import job_view
 from shared import states as S
 from shared.db.models import Job, ReferenceModel, utcnow
@@ -54,7 +54,7 @@ def submit() -> tuple[Response, int]:
     """Store the upload (streamed), record the job, enqueue it; 202 with its id."""
     svc = services()
     limit = svc.settings.upload_max_bytes
-    if request.content_length is not None and request.content_length > limit:
+    if request.content_length is not None and request.content_length > limit + FORM_OVERHEAD:
         raise TooLarge(f"uploads are limited to {limit} bytes")
     idempotency_key = request.headers.get("Idempotency-Key") or None
     if idempotency_key:
@@ -65,8 +65,8 @@ def submit() -> tuple[Response, int]:
     if request.mimetype == "multipart/form-data":
         key, raw_options = receive_upload()
         return create_job(svc.store.uri_for(key), raw_options, idempotency_key, uploaded=key)
-    body = request.get_json(silent=True) or {}
-    if not body.get("input_uri"):
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict) or not body.get("input_uri"):
         raise InputError(MISSING_FILE)
     key = svc.store.key_of(str(body["input_uri"])) or ""
     return create_job(own_input(key), body, idempotency_key)

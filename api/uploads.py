@@ -19,6 +19,8 @@ from shared.storage import ObjectStore
 
 PIECE = 1 << 20
 FIELD_LIMIT = 64 * 1024
+# The size limit is on the file; the form around it (fields, part headers) may add this much.
+FORM_OVERHEAD = 1 << 20
 
 
 class _QueueReader:
@@ -81,17 +83,19 @@ def stream_multipart(
     upload: dict[str, Any] | None = None
     writer: _StoreWriter | None = None
     field_name, field_data = None, b""
-    read = 0
+    read = written = 0
     try:
         while True:
             event = decoder.next_event()
             if isinstance(event, NeedData):
                 piece = body.read(PIECE)
                 read += len(piece)
-                if read > limit:
+                if read > limit + FORM_OVERHEAD:
                     raise TooLarge(f"uploads are limited to {limit} bytes")
                 decoder.receive_data(piece or None)
-            elif isinstance(event, File) and event.name == "file" and upload is None:
+            elif isinstance(event, File) and event.name == "file" and upload is not None:
+                raise InputError("send one file per request: the form has a second `file` part")
+            elif isinstance(event, File) and event.name == "file":
                 key = key_for(event.filename or "upload.csv")
                 upload = {"key": key, "filename": event.filename}
                 writer = _StoreWriter(store, key)
@@ -100,6 +104,9 @@ def stream_multipart(
                 field_name, field_data = event.name, b""  # other parts are small form fields
             elif isinstance(event, Data):
                 if field_name is None and writer is not None and upload and "size" not in upload:
+                    written += len(event.data)
+                    if written > limit:
+                        raise TooLarge(f"uploads are limited to {limit} bytes")
                     writer.write(event.data)
                     if not event.more_data:
                         upload["size"] = writer.close()

@@ -125,3 +125,25 @@ def start_worker(env: dict[str, str], name: str, log: Path) -> subprocess.Popen[
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+
+
+def listening(port: int) -> bool:
+    """Whether something accepts connections on this loopback port."""
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def start_api(env: dict[str, str], log: Path, port: int) -> subprocess.Popen[bytes]:
+    """The API under gunicorn with the launchers' config, on `port` (set API_PORT in env)."""
+    args = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "api.wsgi:app"]
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            args,
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    wait_for(lambda: listening(port), 30, "the API")
+    return proc

@@ -196,3 +196,11 @@ const fraudscore = (() => {
   }
   return { uploadPage, jobPage, jobsPage };
 })();
+
+// Each page names itself on <body> (no inline script: the Content-Security-Policy forbids it).
+(() => {
+  const { page, jobId } = document.body.dataset;
+  if (page === "upload") fraudscore.uploadPage();
+  else if (page === "jobs") fraudscore.jobsPage();
+  else if (page === "job") fraudscore.jobPage(jobId);
+})();

@@ -60,11 +60,19 @@ def sniff(path: Path) -> CsvFormat:
     except UnicodeDecodeError:
         text, encoding = head.decode("latin-1"), "latin-1"
     lines = text.splitlines()
+    if len(head) >= SNIFF_BYTES and len(lines) < 2:
+        raise InputError(
+            f"{path.name}: the header line is longer than {SNIFF_BYTES // 1024} KiB; "
+            "send a CSV file whose first line names the columns"
+        )
     header_line = lines[0]
     delimiter = max(DELIMITERS, key=lambda d: (header_line.count(d), -DELIMITERS.index(d)))
     if header_line.count(delimiter) == 0 and len(lines) > 1:
         delimiter = ","
-    header = next(csv.reader([header_line], delimiter=delimiter))
+    try:
+        header = next(csv.reader([header_line], delimiter=delimiter))
+    except csv.Error as exc:
+        raise InputError(f"{path.name}: unreadable header line ({exc})") from None
     columns = tuple(name.strip() or f"column_{i + 1}" for i, name in enumerate(header))
     if len(set(columns)) != len(columns):
         raise InputError(f"{path.name}: duplicate column names in the header")
@@ -139,7 +147,32 @@ def head(fmt: CsvFormat, rows: int, columns: list[str] | None = None) -> pa.Tabl
 
 
 def _short(exc: Exception) -> str:
-    return str(exc).splitlines()[0][:200]
+    text = str(exc).splitlines()[0]
+    if "straddling" in text:  # pyarrow's words for a line or field longer than a block
+        return "a line or quoted field is longer than 8 MiB, or a quote is never closed"
+    return text[:200]
+
+
+FORMULA_START = r"^[=+\-@\t\r]"
+NUMBER = r"^\s*[+-]?(\d+[.,]?\d*|[.,]\d+)([eE][+-]?\d+)?\s*$"
+
+
+def neutralise(column: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    """Text cells a spreadsheet would run as a formula (a leading =, +, -, @, tab or CR; OWASP
+    CSV injection) get a leading apostrophe; numbers such as -5 are left alone."""
+    if not pa.types.is_string(column.type) and not pa.types.is_large_string(column.type):
+        return column
+    risky = pc.fill_null(pc.match_substring_regex(column, FORMULA_START), False)
+    if not pc.any(risky).as_py():
+        return column
+    number = pc.fill_null(pc.match_substring_regex(column, NUMBER), False)
+    quoted = pc.binary_join_element_wise("'", column, "")
+    return pc.if_else(pc.and_(risky, pc.invert(number)), quoted, column)
+
+
+def safe_name(name: str) -> str:
+    """A column name as written into an output header (neutralised like the cells)."""
+    return str(neutralise(pa.array([name]))[0])
 
 
 def read_frame(path: Path) -> pd.DataFrame:

@@ -44,7 +44,16 @@ from shared.engine.blend import (
 )
 from shared.engine.bundle import ModelBundle
 from shared.engine.calibration import estimate_prior, logit, shift_prior
-from shared.engine.csvio import CsvFormat, head, iter_chunks, sniff, to_float, to_pandas_text
+from shared.engine.csvio import (
+    CsvFormat,
+    head,
+    iter_chunks,
+    neutralise,
+    safe_name,
+    sniff,
+    to_float,
+    to_pandas_text,
+)
 from shared.engine.features import (
     CATEGORICAL_FEATURES,
     FEATURES,
@@ -75,6 +84,7 @@ HISTOGRAM_BINS = 10  # fraud_probability counts in [0, 0.1), [0.1, 0.2) ... [0.9
 RISK_LEVELS = pa.array(["low", "medium", "high"])
 OUTPUT_COLUMNS = ("fraud_probability", "risk_level", "anomaly_score", "is_anomaly", "reasons")
 RISKIEST_ROWS = 50  # the summary's table of the riskiest rows
+MAX_AMOUNT = 1e15  # larger amounts are data errors: not scored, listed in the errors file
 # The stages whose busy seconds a run reports (besides one "model:NAME" entry per model).
 # Running counts since the file's first row grow with a row's position in the file, not with
 # anything odd about it: anomaly detection leaves them out.
@@ -467,6 +477,12 @@ class Pipeline:
         if opts.reasons:
             stats["riskiest_rows"] = self.riskiest
         methods = self._methods(chosen, bundles, roles, train_prior, prior, scorer, extra)
+        negative = int(np.sum(index.amount[~index.bad_amount] < 0))
+        if negative:
+            methods["warnings"].append(
+                f"{negative} rows have a negative amount (refunds or reversals?); they are "
+                "scored as given"
+            )
         return ScoreResult(stats, methods, dict(self.time.seconds))
 
     def _score_pass(
@@ -586,8 +602,9 @@ class Pipeline:
         risk = pa.DictionaryArray.from_arrays(pa.array(level, pa.int8()), RISK_LEVELS)
         rows = np.arange(offset + 1, offset + len(p) + 1, dtype=np.int64)
         data: dict[str, Any] = {"row_number": pa.array(rows)}
-        for column in out_columns:
-            data[column if column not in data else f"input_{column}"] = table[column]
+        for column in out_columns:  # the user's cells, made safe to open in a spreadsheet
+            name = safe_name(column if column not in data else f"input_{column}")
+            data[name] = neutralise(table[column])
         data.update(
             {
                 "fraud_probability": pa.array(np.round(p, 6)),
@@ -596,8 +613,8 @@ class Pipeline:
                 "is_anomaly": pa.array(flags.astype(np.int8)),
             }
         )
-        if reasons is not None:
-            data["reasons"] = pa.array(reasons, pa.string())
+        if reasons is not None:  # they quote column names, which may start with "="
+            data["reasons"] = neutralise(pa.array(reasons, pa.string()))
         out = pa.table(data)
         return out.filter(pa.array(keep)) if not keep.all() else out
 
@@ -670,11 +687,11 @@ class Pipeline:
             frame = pd.DataFrame(
                 {
                     "row_number": bad + 1,
-                    "column": roles.get(R.AMOUNT),
-                    "reason": np.where(
-                        np.isnan(index.amount[bad]),
-                        "missing or unreadable amount",
-                        "unreadable amount",
+                    "column": safe_name(str(roles.get(R.AMOUNT))),
+                    "reason": np.select(
+                        [np.isnan(index.amount[bad]), np.isinf(index.amount[bad])],
+                        ["missing or unreadable amount", "amount is not a finite number"],
+                        f"amount beyond +-{MAX_AMOUNT:.0e}",
                     ),
                 }
             )
@@ -889,7 +906,8 @@ class _IndexBuilder:
         roles = self.roles
         amount, bad = to_float(table[roles.get(R.AMOUNT)])
         self.amounts.append(amount)
-        self.bads.append(bad | np.isnan(amount))
+        # Not scored: missing, unreadable, infinite (`inf`, `1e309`) or absurdly large amounts.
+        self.bads.append(bad | ~np.isfinite(amount) | (np.abs(amount) > MAX_AMOUNT))
         if self.time_format is not None:
             self.times.append(apply_format(table[roles.get(R.TIMESTAMP)], self.time_format))
         for role, parts in self.ids.items():

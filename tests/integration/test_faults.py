@@ -95,7 +95,7 @@ class Rig:
         self.proxy = _spawn(
             args, self.logs / "proxy.log", dict(os.environ, PYTHONPATH=str(services.REPO_ROOT))
         )
-        services.wait_for(lambda: _listening(self.proxy_port), 15, "database proxy")
+        services.wait_for(lambda: services.listening(self.proxy_port), 15, "database proxy")
 
     def start_worker(self) -> subprocess.Popen[bytes]:
         name = f"fault-{uuid.uuid4().hex[:6]}"
@@ -121,13 +121,6 @@ def _answers(client: redis.Redis) -> bool:
         return bool(client.ping())
     except redis.RedisError:
         return False
-
-
-def _listening(port: int) -> bool:
-    import socket
-
-    with socket.socket() as probe:
-        return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
 @pytest.fixture
@@ -295,21 +288,6 @@ def test_a_poison_file_that_kills_its_worker_fails_after_max_attempts(
     assert list(open_store(settings=settings).list(f"results/{owner}/{job_id}/")) == []
 
 
-def _start_api(env: dict[str, str], log: Path, port: int) -> subprocess.Popen[bytes]:
-    args = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "api.wsgi:app"]
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            args,
-            cwd=services.REPO_ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    services.wait_for(lambda: _listening(port), 30, "the API")
-    return proc
-
-
 def test_the_api_killed_mid_upload_leaves_nothing_once_restarted(
     service_env: dict[str, str], db: Session, tmp_path: Path
 ) -> None:
@@ -325,7 +303,7 @@ def test_the_api_killed_mid_upload_leaves_nothing_once_restarted(
         "PARTIAL_UPLOAD_MAX_AGE_S": "0",
     }
     token = create_token(db, "fault-upload")
-    api = _start_api(env, tmp_path / "api.log", port)
+    api = services.start_api(env, tmp_path / "api.log", port)
     boundary = "fault-boundary"
     head = (
         f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="big.csv"\r\n'
@@ -349,10 +327,12 @@ def test_the_api_killed_mid_upload_leaves_nothing_once_restarted(
         services.wait_for(lambda: bool(partial()), 30, "the upload to be half written")
         os.killpg(api.pid, signal.SIGKILL)  # the API dies mid-upload
         api.wait(timeout=10)
-    services.wait_for(lambda: not _listening(port), 30, "the killed API to let go of its port")
+    services.wait_for(
+        lambda: not services.listening(port), 30, "the killed API to let go of its port"
+    )
     assert partial()  # what a killed API leaves behind
     started = time.monotonic()
-    api = _start_api(env, tmp_path / "api2.log", port)
+    api = services.start_api(env, tmp_path / "api2.log", port)
     try:
         assert not partial()  # swept when the API started again
         took = time.monotonic() - started

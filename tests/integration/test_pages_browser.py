@@ -41,6 +41,7 @@ def browser(tmp_path: Path) -> Iterator[object]:
     ):
         options.add_argument(flag)
     options.add_experimental_option("prefs", {"download.default_directory": str(tmp_path / "dl")})
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # to see CSP violations
     driver = webdriver.Chrome(service=Service(DRIVER), options=options)
     driver.set_window_size(1100, 1400)
     try:
@@ -122,6 +123,8 @@ def test_upload_a_file_watch_it_finish_and_download_the_result(
     browser.save_screenshot(str(SCREENSHOTS / "jobs.png"))
     row.click()
     WebDriverWait(browser, 10).until(ec.url_contains(f"/jobs/{job_id}"))
+    console = [entry["message"] for entry in browser.get_log("browser")]
+    assert not [m for m in console if "Content Security Policy" in m], console
 
 
 def test_a_wrong_token_is_reported_on_the_page(live_api: str, browser, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

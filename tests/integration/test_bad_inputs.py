@@ -1,0 +1,346 @@
+"""The bad-input matrix: each kind of bad request or file gets a 4xx naming the problem, a
+failed job with a reason, or rows in the errors file; never a 500, a hang or a silent score."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from flask.testing import FlaskClient
+from sqlalchemy.orm import Session
+
+from shared.service.auth import create_token, revoke
+from shared.settings import Settings
+from shared.storage import open_store
+from shared.training.simulator import example_spec, simulate, with_rows
+
+pytestmark = pytest.mark.integration
+GOOD = simulate(with_rows(example_spec(), 300), labeled=False)
+AMOUNT = example_spec().column_names()["amount"]
+
+
+def _csv(frame: pd.DataFrame) -> bytes:
+    return frame.to_csv(index=False).encode()
+
+
+def _with_amounts(values: list[str]) -> bytes:
+    frame = GOOD.copy()
+    frame[AMOUNT] = frame[AMOUNT].astype(str)
+    frame.loc[: len(values) - 1, AMOUNT] = values
+    return _csv(frame)
+
+
+def _form(content: bytes, name: str = "upload.csv", **fields: str) -> dict:
+    return {"file": (io.BytesIO(content), name), **fields}
+
+
+@pytest.fixture
+def owner(db: Session) -> tuple[str, dict[str, str]]:
+    name = f"bad-{uuid.uuid4().hex[:8]}"
+    return name, {"Authorization": f"Bearer {create_token(db, name)}"}
+
+
+def _post(client: FlaskClient, headers: dict[str, str], **kwargs):  # type: ignore[no-untyped-def]
+    return client.post("/api/v1/jobs", headers=headers, **kwargs)
+
+
+def _multipart(client: FlaskClient, headers: dict[str, str], data: dict):  # type: ignore[no-untyped-def]
+    return _post(client, headers, data=data, content_type="multipart/form-data")
+
+
+def _two_files(client: FlaskClient, headers: dict[str, str]):  # type: ignore[no-untyped-def]
+    boundary = "b0undary"
+    part = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.csv"\r\n\r\n'
+        "amount\n1\n\r\n"
+    )
+    body = (part + part.replace("a.csv", "b.csv") + f"--{boundary}--\r\n").encode()
+    return _post(
+        client, headers, data=body, content_type=f"multipart/form-data; boundary={boundary}"
+    )
+
+
+# (kind, request, status, words the message must contain)
+REQUESTS: list[tuple[str, Callable, int, str]] = [
+    ("empty body", lambda c, h: _post(c, h), 400, "field `file` is missing"),
+    ("form without file", lambda c, h: _multipart(c, h, {"top_k": "2"}), 400, "`file` is missing"),
+    (
+        "no boundary",
+        lambda c, h: _post(c, h, data=b"x", content_type="multipart/form-data"),
+        400,
+        "boundary",
+    ),
+    ("two file parts", _two_files, 400, "second `file` part"),
+    (
+        "top_k not a number",
+        lambda c, h: _multipart(c, h, _form(_csv(GOOD), top_k="lots")),
+        400,
+        "top_k",
+    ),
+    ("top_k zero", lambda c, h: _multipart(c, h, _form(_csv(GOOD), top_k="0")), 400, "top_k"),
+    (
+        "top_k too large",
+        lambda c, h: _multipart(c, h, _form(_csv(GOOD), top_k="999")),
+        400,
+        "top_k",
+    ),
+    (
+        "alert_rate above 0.5",
+        lambda c, h: _multipart(c, h, _form(_csv(GOOD), alert_rate="2")),
+        400,
+        "alert_rate",
+    ),
+    (
+        "threshold above 1",
+        lambda c, h: _multipart(c, h, _form(_csv(GOOD), high_threshold="1.5")),
+        400,
+        "high_threshold",
+    ),
+    (
+        "medium above high",
+        lambda c, h: _multipart(
+            c, h, _form(_csv(GOOD), high_threshold="0.2", medium_threshold="0.4")
+        ),
+        400,
+        "medium_threshold",
+    ),
+    (
+        "reasons not a boolean",
+        lambda c, h: _multipart(c, h, _form(_csv(GOOD), reasons="maybe")),
+        400,
+        "reasons",
+    ),
+    (
+        "unknown model_name",
+        lambda c, h: _multipart(c, h, _form(_csv(GOOD), model_name="nope")),
+        400,
+        "model_name",
+    ),
+    (
+        "input_uri of another owner",
+        lambda c, h: _post(c, h, json={"input_uri": "s3://x/uploads/bob/a.csv"}),
+        400,
+        "files you uploaded",
+    ),
+    (
+        "input_uri climbing out",
+        lambda c, h: _post(c, h, json={"input_uri": "uploads/me/../../etc/passwd"}),
+        400,
+        "files you uploaded",
+    ),
+    ("JSON that is not an object", lambda c, h: _post(c, h, json=["a"]), 400, "`file` is missing"),
+    ("no token", lambda c, h: c.get("/api/v1/jobs"), 401, "Bearer"),
+    (
+        "malformed token",
+        lambda c, h: c.get("/api/v1/jobs", headers={"Authorization": "Bearer"}),
+        401,
+        "Bearer",
+    ),
+    (
+        "unknown job id",
+        lambda c, h: c.get(f"/api/v1/jobs/{uuid.uuid4()}", headers=h),
+        404,
+        "no job",
+    ),
+    ("malformed job id", lambda c, h: c.get("/api/v1/jobs/not-a-uuid", headers=h), 404, "no job"),
+    (
+        "apply_unlabeled without filepath",
+        lambda c, h: c.post("/api/apply_unlabeled", headers=h, json={}),
+        400,
+        "filepath",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("kind", "request_", "status", "words"), REQUESTS, ids=[r[0] for r in REQUESTS]
+)
+def test_a_bad_request_is_a_4xx_that_names_the_problem(
+    client: FlaskClient,
+    registered_library: Path,
+    owner: tuple[str, dict[str, str]],
+    settings: Settings,
+    kind: str,
+    request_: Callable,
+    status: int,
+    words: str,
+) -> None:
+    name, headers = owner
+    response = request_(client, headers)
+    assert response.status_code == status, (kind, response.status_code, response.json)
+    message = response.json["error"]["message"]
+    assert words in message, (kind, message)
+    assert "/tmp/" not in message and "file://" not in message  # no server paths
+    assert list(open_store(settings=settings).list(f"uploads/{name}/")) == []  # nothing kept
+
+
+def test_a_revoked_token_and_an_oversized_upload_are_refused(
+    service_env: dict[str, str], db: Session, owner: tuple[str, dict[str, str]], settings: Settings
+) -> None:
+    from api import create_app
+
+    _, headers = owner
+    small = create_app({"upload_max_bytes": 5_000}).test_client()
+    content = _csv(GOOD)
+    assert len(content) > 5_000
+    response = _multipart(small, headers, _form(content))
+    assert (
+        response.status_code == 413 and "limited to 5000 bytes" in response.json["error"]["message"]
+    )
+    fits = content[:4_990]  # the limit is on the file, not on the form around it
+    assert _multipart(small, headers, _form(fits)).status_code == 202
+    revoke(db, headers["Authorization"].split()[1])
+    assert small.get("/api/v1/jobs", headers=headers).status_code == 401
+
+
+def _wait(client: FlaskClient, headers: dict[str, str], job_id: str) -> dict:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        body = client.get(f"/api/v1/jobs/{job_id}", headers=headers).json
+        if body["state"] in ("succeeded", "failed", "cancelled"):
+            return body
+        time.sleep(0.2)
+    raise TimeoutError(job_id)
+
+
+def _corrupt_gzip() -> bytes:
+    whole = gzip.compress(_csv(GOOD))
+    return whole[: len(whole) // 2]
+
+
+def _ragged() -> bytes:
+    return b"amount,card\n1.5,c1\n2.5,c2,extra,fields\n3.5,c3\n"
+
+
+# (kind, file name, content, outcome: "failed" or "errors" or "warning", words)
+FILES: list[tuple[str, str, bytes, str, str]] = [
+    ("empty file", "empty.csv", b"", "failed", "empty.csv is empty"),
+    ("header only", "head.csv", b"amount,card\n", "failed", "head.csv has a header but no rows"),
+    (
+        "binary file",
+        "photo.png",
+        b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" * 50,
+        "failed",
+        "photo.png is not a text CSV file",
+    ),
+    (
+        "prose, not a table",
+        "notes.txt",
+        b"dear team, the numbers are attached\n",
+        "failed",
+        "notes.txt has a header but no rows",
+    ),
+    ("no amount-like column", "ids.csv", b"card,shop\nc1,s1\nc2,s2\nc3,s1\n", "failed", "amount"),
+    (
+        "duplicate column names",
+        "dup.csv",
+        b"amount,amount\n1,2\n",
+        "failed",
+        "duplicate column names",
+    ),
+    (
+        "header line of 300 KiB",
+        "wide.csv",
+        b"a" * 300_000 + b"\n1\n",
+        "failed",
+        "header line is longer",
+    ),
+    (
+        "amount field of 9 MiB",
+        "long.csv",
+        _csv(GOOD) + b'T1,2026-01-01 00:00:00,C1,M1,"' + b"9" * (9 << 20) + b'",x,y\n',
+        "errors",
+        "not a finite number",
+    ),
+    ("ragged rows", "ragged.csv", _ragged(), "failed", "malformed CSV"),
+    ("truncated gzip", "cut.csv.gz", _corrupt_gzip(), "failed", "cut.csv.gz"),
+    (
+        "unreadable amounts",
+        "text.csv",
+        _with_amounts(["abc", "12..5", "?"]),
+        "errors",
+        "unreadable amount",
+    ),
+    (
+        "infinite amounts",
+        "inf.csv",
+        _with_amounts(["inf", "1e309", "-inf"]),
+        "errors",
+        "not a finite number",
+    ),
+    ("absurd amounts", "huge.csv", _with_amounts(["1e20"]), "errors", "amount beyond"),
+    (
+        "negative amounts",
+        "refund.csv",
+        _with_amounts(["-5", "-12.50"]),
+        "warning",
+        "negative amount",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("kind", "name", "content", "outcome", "words"), FILES, ids=[f[0] for f in FILES]
+)
+def test_a_bad_file_fails_with_a_reason_or_lists_its_rows(
+    client: FlaskClient,
+    worker: str,
+    registered_library: Path,
+    owner: tuple[str, dict[str, str]],
+    kind: str,
+    name: str,
+    content: bytes,
+    outcome: str,
+    words: str,
+) -> None:
+    _, headers = owner
+    response = _multipart(client, headers, _form(content, name))
+    assert response.status_code == 202, (kind, response.json)
+    job = _wait(client, headers, response.json["job_id"])
+    if outcome == "failed":
+        assert job["state"] == "failed", (kind, job["state"])
+        assert words in job["error"] and "internal error" not in job["error"], (kind, job["error"])
+        assert "/tmp/" not in job["error"] and "input.csv" not in job["error"]
+        return
+    assert job["state"] == "succeeded", (kind, job.get("error"))
+    if outcome == "warning":
+        assert any(words in w for w in job["methods_used"]["warnings"]), job["methods_used"]
+        assert job["stats"]["rows_failed"] == 0
+        return
+    errors = client.get(f"/api/v1/jobs/{job['job_id']}/errors", headers=headers)
+    assert errors.status_code == 200
+    table = pd.read_csv(io.BytesIO(errors.data))
+    assert len(table) == job["stats"]["rows_failed"] > 0 and words in table["reason"].iloc[0]
+    scored = pd.read_csv(
+        io.BytesIO(client.get(f"/api/v1/jobs/{job['job_id']}/result", headers=headers).data)
+    )
+    assert not set(scored["row_number"]) & set(table["row_number"])  # never silently scored
+
+
+def test_formula_cells_come_back_neutralised(
+    client: FlaskClient, worker: str, registered_library: Path, owner: tuple[str, dict[str, str]]
+) -> None:
+    _, headers = owner
+    names = example_spec().column_names()
+    frame = GOOD.copy()
+    attacks = ['=HYPERLINK("http://x","y")', "+cmd|' /C calc'!A0", "@SUM(1+1)", "-2+3", "\tx"]
+    frame.loc[: len(attacks) - 1, names["tx_id"]] = attacks
+    frame["=formula_column"] = "-5"
+    for keep in ("false", "true"):
+        response = _multipart(client, headers, _form(_csv(frame), keep_columns=keep))
+        job = _wait(client, headers, response.json["job_id"])
+        assert job["state"] == "succeeded", job.get("error")
+        text = client.get(f"/api/v1/jobs/{job['job_id']}/result", headers=headers).data.decode()
+        out = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+        cells = out[names["tx_id"]].tolist()[: len(attacks)]
+        assert cells == ["'" + a for a in attacks]
+        for column in out.columns:
+            assert not str(column).startswith("="), column
+        if keep == "true":
+            assert (out["'=formula_column"] == "-5").all()  # numbers are left alone
