@@ -29,6 +29,7 @@ def job_view(job: Any, base_url: str = "") -> dict[str, Any]:
             else None
         ),
         "attempts": job.attempts,
+        "files_removed_at": _iso(job.purged_at),  # retention deleted upload and results
         "options": job.options,
     }
     if job.error_message:

@@ -81,6 +81,8 @@ class Settings(BaseSettings):
     sweep_s: float = Field(default=10.0, gt=0)
     queued_grace_s: float = Field(default=30.0, gt=0)
     max_attempts: int = Field(default=3, gt=0)
+    # Uploads and results of jobs finished longer ago than this are deleted (0: kept forever).
+    retention_days: float = Field(default=30.0, ge=0)
 
     # Flower (ops dashboard): "user:password" enables basic auth.
     flower_port: int = Field(default=5555, gt=0, lt=65536)

@@ -10,7 +10,7 @@ from shared.db.session import dispose_engines
 from shared.logs import configure_logging
 from shared.service.queue import create_celery
 from shared.service.reconcile import Reconciler
-from shared.service.runner import warm_models
+from shared.service.runner import sweep_temp, warm_models
 from shared.settings import get_settings
 
 logger = logging.getLogger(__name__)
@@ -38,6 +38,9 @@ _reconciler: Reconciler | None = None
 def _start_reconciler(**_: object) -> None:
     # In the worker's main process: re-queue jobs whose attempt or broker message was lost.
     global _reconciler
+    removed = sweep_temp()  # what workers killed mid-job left in the temp folder
+    if removed:
+        logger.info("removed %d abandoned temporary folders", removed)
     _reconciler = Reconciler(settings, app).start()
 
 

@@ -386,7 +386,8 @@ class Pipeline:
                 extra = extra_columns(to_pandas_text(sample), roles)
         out_columns, columns = self._columns(fmt, roles, extra)
         plan = _Plan(fmt, roles, time_format, extra, columns, out_columns)
-        spool_dir = tempfile.TemporaryDirectory(prefix="fraudscore-")
+        # Named with the process id: a worker's start-up sweep removes a killed one's spools.
+        spool_dir = tempfile.TemporaryDirectory(prefix=f"fraudscore-p{os.getpid()}-")
         spool = Path(spool_dir.name) / "chunks.arrow"
         try:
             return self._run(plan, spool, Path(output_path), errors_path)

@@ -5,7 +5,7 @@ STALE_AFTER_S lost its attempt (worker killed, machine gone) and is queued again
 once it has had MAX_ATTEMPTS; a `queued` job older than QUEUED_GRACE_S that is neither
 waiting in the broker nor reserved by a worker (the broker lost it, or the API died between
 recording and sending it) is sent again. Every change is a conditional update, so several
-workers sweeping at once act on a job once.
+workers sweeping at once act on a job once. Hourly, `purge_expired` applies RETENTION_DAYS.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -26,8 +27,10 @@ from shared.db.session import rows_changed, session_scope
 from shared.service.queue import QUEUE_JOBS, enqueue_job
 from shared.service.runner import gave_up
 from shared.settings import Settings
+from shared.storage import ObjectStore, open_store
 
 logger = logging.getLogger(__name__)
+PURGE_EVERY_S = 3600  # retention runs hourly
 
 
 @dataclass
@@ -110,11 +113,47 @@ def sweep(settings: Settings, celery: Celery) -> SweepReport:
     return report
 
 
+def purge_expired(settings: Settings, store: ObjectStore) -> list[str]:
+    """Delete the uploads and results of jobs finished more than RETENTION_DAYS ago (an upload
+    that a more recent job still uses is kept); the jobs purged."""
+    if not settings.retention_days:
+        return []
+    cutoff = utcnow() - timedelta(days=settings.retention_days)
+    expired = (Job.finished_at.is_not(None), Job.finished_at < cutoff, Job.purged_at.is_(None))
+    with session_scope(settings.db_url) as session:
+        jobs = session.execute(
+            select(Job.id, Job.input_uri, Job.output_uri, Job.error_uri).where(*expired)
+        ).all()
+    purged = []
+    for job_id, *uris in jobs:
+        with session_scope(settings.db_url) as session:
+            still_used = session.scalar(
+                select(Job.id)
+                .where(
+                    Job.input_uri == uris[0],
+                    or_(Job.finished_at.is_(None), Job.finished_at >= cutoff),
+                )
+                .limit(1)
+            )
+        for uri in uris[1:] if still_used else uris:
+            key = store.key_of(uri) if uri else None
+            if key is not None:
+                store.delete(key)
+        with session_scope(settings.db_url) as session:
+            stamp = update(Job).where(Job.id == job_id).values(purged_at=utcnow())
+            rows_changed(session, stamp)
+        purged.append(str(job_id))
+    if purged:
+        logger.info("retention: removed the files of %d jobs", len(purged))
+    return purged
+
+
 class Reconciler:
     """Runs `sweep` every SWEEP_S on a daemon thread (one per worker main process)."""
 
     def __init__(self, settings: Settings, celery: Celery) -> None:
         self.settings, self.celery = settings, celery
+        self._last_purge = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="reconciler", daemon=True)
 
@@ -126,6 +165,9 @@ class Reconciler:
         while True:
             try:
                 sweep(self.settings, self.celery)
+                if time.monotonic() - self._last_purge > PURGE_EVERY_S:
+                    purge_expired(self.settings, open_store(settings=self.settings))
+                    self._last_purge = time.monotonic()
             except Exception as exc:  # a service is away: the next sweep tries again
                 logger.warning("reconciler: sweep failed: %s", exc)
             if self._stop.wait(self.settings.sweep_s):

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import re
+import shutil
 import tempfile
 import threading
 import time
@@ -128,7 +131,7 @@ class JobRunner:
         try:
             store = open_store(settings=self.settings)
             self.clear_stale_results(store, claim.owner)
-            with tempfile.TemporaryDirectory(prefix=f"job-{self.job_id}-") as tmp:
+            with tempfile.TemporaryDirectory(prefix=temp_prefix(f"job-{self.job_id}")) as tmp:
                 folder = Path(tmp)
                 local = self.fetch(store, claim.input_uri, folder)
                 result = self.score(claim.options, local, folder)
@@ -322,6 +325,37 @@ class JobRunner:
         with session_scope(self.settings.db_url) as session:
             job = session.get(Job, self.job_id)
             return job.state if job is not None else None
+
+
+def temp_prefix(kind: str) -> str:
+    """Temporary folders carry their process id, so a sweep can tell which are abandoned."""
+    return f"{kind}-p{os.getpid()}-"
+
+
+TEMP_FOLDER = re.compile(r"^(job-[0-9a-f-]{36}|fraudscore)-p(\d+)-")
+
+
+def sweep_temp(root: Path | None = None) -> int:
+    """Remove the temporary job folders and spools of processes that no longer exist (a worker
+    killed mid-job cannot clean up after itself); how many."""
+    removed = 0
+    for folder in Path(root or tempfile.gettempdir()).iterdir():
+        found = TEMP_FOLDER.match(folder.name)
+        if found is None or not folder.is_dir() or _alive(int(found.group(2))):
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        removed += 1
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _held(job_id: uuid.UUID, attempt: int) -> tuple[Any, ...]:
