@@ -124,10 +124,36 @@ def _answers(client: redis.Redis) -> bool:
 
 
 @pytest.fixture
-def rig(
-    service_env: dict[str, str], registered_library: Path, settings: Settings, tmp_path: Path
-) -> Iterator[Rig]:
-    url = make_url(settings.db_url)
+def rig_db(small_library: Path, tmp_path: Path) -> Iterator[str]:
+    """A database of the rig's own (so no other test's worker reconciles its jobs), migrated,
+    with the small library registered."""
+    import shutil
+
+    from shared.db.migrate import upgrade
+    from shared.db.session import session_scope
+    from shared.library.registry import populate
+
+    with services.postgres_database() as url:
+        upgrade(url)
+        root = tmp_path / "automl_models"
+        shutil.copytree(small_library, root)
+        with session_scope(url) as session:
+            populate(session, root)
+        yield url
+
+
+@pytest.fixture
+def db(rig_db: str) -> Iterator[Session]:
+    """A session on the rig's database (the tests' usual `db` fixture, replaced)."""
+    from shared.db.session import session_scope
+
+    with session_scope(rig_db) as session:
+        yield session
+
+
+@pytest.fixture
+def rig(service_env: dict[str, str], rig_db: str, tmp_path: Path) -> Iterator[Rig]:
+    url = make_url(rig_db)
     rig = Rig(tmp_path, url.host or "127.0.0.1", url.port or 5432)
     via_proxy = url.set(host="127.0.0.1", port=rig.proxy_port).render_as_string(hide_password=False)
     rig.env = {
@@ -289,7 +315,7 @@ def test_a_poison_file_that_kills_its_worker_fails_after_max_attempts(
 
 
 def test_the_api_killed_mid_upload_leaves_nothing_once_restarted(
-    service_env: dict[str, str], db: Session, tmp_path: Path
+    service_env: dict[str, str], rig_db: str, db: Session, tmp_path: Path
 ) -> None:
     import socket
 
@@ -299,6 +325,7 @@ def test_the_api_killed_mid_upload_leaves_nothing_once_restarted(
         **os.environ,
         **service_env,
         "OBJECT_STORE_URI": store_root.as_uri(),
+        "DATABASE_URL": rig_db,
         "API_PORT": str(port),
         "PARTIAL_UPLOAD_MAX_AGE_S": "0",
     }
