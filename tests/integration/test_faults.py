@@ -39,7 +39,7 @@ from shared.training.simulator import example_spec, simulate, with_rows
 from tests import services
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-ROWS, CHUNK = 20_000, 400
+ROWS, CHUNK = 50_000, 250  # a job runs for several seconds: time to fault it
 FAST_RECOVERY = {
     "HEARTBEAT_S": "1",
     "STALE_AFTER_S": "4",
