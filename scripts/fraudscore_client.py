@@ -192,11 +192,13 @@ def main(argv: list[str] | None = None) -> int:
                 raise ClientError(f"job {job['state']}: {job.get('error', '')}")
             output = args.output or default_output(args.file)
             client.download(job["job_id"], output)
+            # The riskiest rows are for the job page; the CLI prints the counts.
+            summary = {k: v for k, v in job["stats"].items() if k != "riskiest_rows"}
             for warning in (job.get("methods_used") or {}).get("warnings", []):
                 print(f"warning: {warning}", file=sys.stderr)
             print(
                 json.dumps(
-                    {"job_id": job["job_id"], "output": str(output), "stats": job["stats"]},
+                    {"job_id": job["job_id"], "output": str(output), "stats": summary},
                     indent=2,
                 )
             )
