@@ -10,4 +10,4 @@ RUN pip install --no-deps --no-build-isolation -e . \
     && chown fraudscore /var/cache/fraudscore
 USER fraudscore
 EXPOSE 5000 5555
-CMD ["gunicorn", "-c", "gunicorn.conf.py", "api.wsgi:app"]
+CMD ["gunicorn", "-c", "gunicorn.conf.py", "api.asgi:app"]

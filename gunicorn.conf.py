@@ -1,5 +1,5 @@
 """Gunicorn's settings for the API, read by every launcher (Procfile, Dockerfile, compose,
-`make run`): `gunicorn -c gunicorn.conf.py api.wsgi:app`. Host and port come from settings."""
+`make run`): `gunicorn -c gunicorn.conf.py api.asgi:app`. Host and port come from settings."""
 
 import logging
 
@@ -9,9 +9,9 @@ from shared.storage import open_store
 _settings = get_settings()
 
 bind = f"{_settings.api_host}:{_settings.api_port}"
-worker_class = "gthread"
+# Uvicorn workers read requests asynchronously: slow clients cannot hold the app's threads.
+worker_class = "uvicorn_worker.UvicornWorker"
 workers = 2
-threads = 8
 timeout = 300
 
 

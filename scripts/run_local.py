@@ -112,7 +112,7 @@ def commands() -> dict[str, list[str]]:
     py = sys.executable
     return {
         "worker": [py, "-m", "worker"],
-        "api": [py, "-m", "gunicorn", "-c", "gunicorn.conf.py", "api.wsgi:app"],
+        "api": [py, "-m", "gunicorn", "-c", "gunicorn.conf.py", "api.asgi:app"],
         "flower": [py, "-m", "worker", "flower"],
     }
 

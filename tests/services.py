@@ -135,7 +135,7 @@ def listening(port: int) -> bool:
 
 def start_api(env: dict[str, str], log: Path, port: int) -> subprocess.Popen[bytes]:
     """The API under gunicorn with the launchers' config, on `port` (set API_PORT in env)."""
-    args = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "api.wsgi:app"]
+    args = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "api.asgi:app"]
     with log.open("ab") as out:
         proc = subprocess.Popen(
             args,

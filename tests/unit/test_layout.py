@@ -156,7 +156,7 @@ def test_every_launcher_runs_the_same_command_lines() -> None:
     # `make run` starts each with the venv's interpreter: `python -m gunicorn ...`.
     local = {name: " ".join(["python", *args[1:]]) for name, args in commands().items()}
     expected = {
-        "api": "gunicorn -c gunicorn.conf.py api.wsgi:app",
+        "api": "gunicorn -c gunicorn.conf.py api.asgi:app",
         "worker": "python -m worker",
         "flower": "python -m worker flower",
     }
@@ -165,6 +165,6 @@ def test_every_launcher_runs_the_same_command_lines() -> None:
         assert procfile["web" if name == "api" else name].endswith(command)
         assert local[name] == (command if command.startswith("python") else f"python -m {command}")
     dockerfile = (ROOT / "Dockerfile").read_text()
-    assert 'CMD ["gunicorn", "-c", "gunicorn.conf.py", "api.wsgi:app"]' in dockerfile
+    assert 'CMD ["gunicorn", "-c", "gunicorn.conf.py", "api.asgi:app"]' in dockerfile
     assert procfile["release"] == "python scripts/migrate.py"
     assert compose["release"]["command"] == ["python", "scripts/migrate.py"]
