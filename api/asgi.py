@@ -12,4 +12,4 @@ from api import create_app
 
 THREADS = 16  # requests handled at once per worker process (as 8 threads x 2 gthread workers)
 
-app = WSGIMiddleware(create_app(), workers=THREADS)
+app = WSGIMiddleware(create_app(), workers=THREADS)  # type: ignore[arg-type]  # werkzeug vs a2wsgi typing

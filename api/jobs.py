@@ -92,7 +92,14 @@ def receive_upload() -> tuple[str, dict[str, str]]:
         return f"{prefix}{uuid.uuid4().hex}/{name}"
 
     limit = svc.settings.upload_max_bytes
-    fields, upload = stream_multipart(request.stream, boundary, svc.store, key_for, limit)
+
+    def check_early(fields: dict[str, str]) -> None:  # options sent before the file
+        with svc.session() as session:
+            check_options(session, fields)
+
+    fields, upload = stream_multipart(
+        request.stream, boundary, svc.store, key_for, limit, check_early
+    )
     if upload is None:
         raise InputError(MISSING_FILE)
     return upload["key"], fields

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import queue
 import threading
+from collections.abc import Callable
 from typing import IO, Any
 
 from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDecoder, NeedData
@@ -75,9 +76,15 @@ class _StoreWriter:
 
 
 def stream_multipart(
-    body: IO[bytes], boundary: bytes, store: ObjectStore, key_for: Any, limit: int
+    body: IO[bytes],
+    boundary: bytes,
+    store: ObjectStore,
+    key_for: Any,
+    limit: int,
+    before_file: Callable[[dict[str, str]], object] | None = None,
 ) -> tuple[dict[str, str], dict[str, Any] | None]:
-    """(form fields, {"key", "filename", "size"} of the `file` part or None)."""
+    """(form fields, {"key", "filename", "size"} of the `file` part or None). `before_file`
+    sees the fields sent before the file part and may refuse them before anything is stored."""
     decoder = MultipartDecoder(boundary, max_parts=50)
     fields: dict[str, str] = {}
     upload: dict[str, Any] | None = None
@@ -96,6 +103,8 @@ def stream_multipart(
             elif isinstance(event, File) and event.name == "file" and upload is not None:
                 raise InputError("send one file per request: the form has a second `file` part")
             elif isinstance(event, File) and event.name == "file":
+                if before_file is not None:
+                    before_file(fields)
                 key = key_for(event.filename or "upload.csv")
                 upload = {"key": key, "filename": event.filename}
                 writer = _StoreWriter(store, key)

@@ -246,6 +246,10 @@ def main() -> int:
         restarts: list[float] = []
         while True:
             time.sleep(0.5)
+            redis_proc = services.get("redis")
+            if redis_proc is not None and redis_proc.poll() is not None:
+                print("fraudscore: redis exited; restarting (its queue is on disk)", flush=True)
+                services["redis"], _ = start_redis(var_dir)
             for name, proc in list(procs.items()):
                 if proc.poll() is None:
                     continue

@@ -25,7 +25,7 @@ from shared import states as S
 from shared.db.models import Job, utcnow
 from shared.db.session import rows_changed, session_scope
 from shared.service.queue import QUEUE_JOBS, enqueue_job
-from shared.service.runner import gave_up
+from shared.service.runner import gave_up, sweep_temp
 from shared.settings import Settings
 from shared.storage import ObjectStore, open_store
 
@@ -165,6 +165,7 @@ class Reconciler:
         while True:
             try:
                 sweep(self.settings, self.celery)
+                sweep_temp()  # folders of pool processes killed mid-job
                 if time.monotonic() - self._last_purge > PURGE_EVERY_S:
                     purge_expired(self.settings, open_store(settings=self.settings))
                     self._last_purge = time.monotonic()

@@ -15,6 +15,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -33,6 +34,7 @@ from shared.db.models import Job
 from shared.library.build import write_csv
 from shared.service.auth import create_token
 from shared.service.queue import create_celery
+from shared.service.runner import TEMP_FOLDER
 from shared.settings import Settings, load_settings
 from shared.storage import open_store
 from shared.training.simulator import example_spec, simulate, with_rows
@@ -199,6 +201,11 @@ def _jobs(db: Session, owner: str) -> list[Job]:
     return list(db.scalars(select(Job).where(Job.owner == owner)).all())
 
 
+def _pid_of(name: str) -> int | None:
+    found = TEMP_FOLDER.match(name)
+    return int(found.group(2)) if found else None
+
+
 def _wait_scoring(db: Session, owner: str) -> None:
     def scoring() -> bool:
         return any(j.state == "running" and j.rows_done > 0 for j in _jobs(db, owner))
@@ -311,6 +318,11 @@ def test_a_poison_file_that_kills_its_worker_fails_after_max_attempts(
     assert job.state == "failed" and job.attempts == 3, (job.state, job.attempts)
     assert job.error_message.startswith("gave up after 3 attempts"), job.error_message
     assert len(killed) == 3
+
+    def abandoned() -> list[str]:  # temp folders of the killed processes
+        return [p.name for p in Path(tempfile.gettempdir()).iterdir() if _pid_of(p.name) in killed]
+
+    services.wait_for(lambda: not abandoned(), 10, "the reconciler to sweep the temp folders")
     assert list(open_store(settings=settings).list(f"results/{owner}/{job_id}/")) == []
 
 

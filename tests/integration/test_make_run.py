@@ -129,6 +129,21 @@ def test_make_run_serves_the_system_and_ctrl_c_stops_it(tmp_path: Path) -> None:
         assert cross_site[0] == 403  # even with the password cached in a browser
         assert processes_with(str(var_dir))
 
+        # A dead worker or broker is restarted, not the end of the run.
+        leaders = [p for p in processes_with(str(var_dir)) if _is_group_leader(p)]
+        others = (b"gunicorn", b"flower", b"redis", b"run_local", b"make")
+        worker_main = next(p for p in leaders if not any(o in _cmdline(p) for o in others))
+        os.kill(worker_main, signal.SIGKILL)
+        redis_pid = next(  # redis rewrites its environment; it runs in var/run
+            int(p.name)
+            for p in Path("/proc").iterdir()
+            if p.name.isdigit() and _cwd(int(p.name)) == str(var_dir / "run")
+        )
+        os.kill(redis_pid, signal.SIGKILL)
+        wait_for(lambda: "worker exited (-9); restarting" in first_log.read_text(), 30, "restart")
+        wait_for(lambda: "redis exited; restarting" in first_log.read_text(), 30, "redis restart")
+        wait_for(lambda: bool(try_json(f"{api}/readyz")), 60, "ready again after the restarts")
+
         # A job through the printed token: API -> private Redis -> worker -> file store.
         token = re.search(r"Token   (fs_\S+)", first_log.read_text()).group(1)  # type: ignore[union-attr]
         client = subprocess.run(
@@ -182,6 +197,27 @@ def test_make_run_serves_the_system_and_ctrl_c_stops_it(tmp_path: Path) -> None:
     assert (var_dir / "dev_token").stat().st_mode & 0o077 == 0
     assert (var_dir / "automl_models" / models[0] / "model.ubj").stat().st_mtime_ns == stamp
     wait_for(lambda: not processes_with(str(var_dir)), 10, "every process to exit")
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def _cwd(pid: int) -> str:
+    try:
+        return os.readlink(f"/proc/{pid}/cwd")
+    except OSError:
+        return ""
+
+
+def _is_group_leader(pid: int) -> bool:
+    try:
+        return os.getpgid(pid) == pid
+    except OSError:
+        return False
 
 
 def try_json(url: str, auth: tuple[str, str] | None = None) -> dict | None:
