@@ -598,9 +598,7 @@ class Pipeline:
         keep: np.ndarray,
         reasons: np.ndarray | None = None,
     ) -> pa.Table:
-        medium, high = self.thresholds
-        level = (p >= medium).astype(np.int8) + (p >= high)
-        risk = pa.DictionaryArray.from_arrays(pa.array(level, pa.int8()), RISK_LEVELS)
+        risk = pa.DictionaryArray.from_arrays(pa.array(self._levels(p), pa.int8()), RISK_LEVELS)
         rows = np.arange(offset + 1, offset + len(p) + 1, dtype=np.int64)
         data: dict[str, Any] = {"row_number": pa.array(rows)}
         for column in out_columns:  # the user's cells, made safe to open in a spreadsheet
@@ -618,6 +616,11 @@ class Pipeline:
             data["reasons"] = neutralise(pa.array(reasons, pa.string()))
         out = pa.table(data)
         return out.filter(pa.array(keep)) if not keep.all() else out
+
+    def _levels(self, p: np.ndarray) -> np.ndarray:
+        """Each probability's index in RISK_LEVELS (low, medium, high)."""
+        medium, high = self.thresholds
+        return (p >= medium).astype(np.int8) + (p >= high)
 
     def _reasons(
         self,
@@ -660,12 +663,12 @@ class Pipeline:
         roles: RoleMap,
         index: _FileIndex,
     ) -> None:
-        medium, high = self.thresholds
+        levels = self._levels(p[rows])
 
         def text(role: str, i: int) -> str | None:
             return str(table[roles.get(role)][int(i)].as_py()) if role in roles else None
 
-        for i in rows:
+        for i, level in zip(rows, levels, strict=True):
             self.riskiest.append(
                 {
                     "row_number": offset + int(i) + 1,
@@ -674,7 +677,7 @@ class Pipeline:
                     "amount": float(index.amount[offset + i]),
                     "time": text(R.TIMESTAMP, i),
                     "fraud_probability": round(float(p[i]), 6),
-                    "risk_level": "high" if p[i] >= high else "medium" if p[i] >= medium else "low",
+                    "risk_level": RISK_LEVELS[int(level)].as_py(),
                     "is_anomaly": bool(flags[i]),
                     "reasons": cells[i],
                 }
