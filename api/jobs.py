@@ -68,8 +68,8 @@ def submit() -> tuple[Response, int]:
     body = request.get_json(silent=True)
     if not isinstance(body, dict) or not body.get("input_uri"):
         raise InputError(MISSING_FILE)
-    key = svc.store.key_of(str(body["input_uri"])) or ""
-    return create_job(own_input(key), body, idempotency_key)
+    given = str(body["input_uri"])  # the store's URI of the object, or its key
+    return create_job(own_input(svc.store.key_of(given) or given), body, idempotency_key)
 
 
 MISSING_FILE = (
@@ -181,12 +181,12 @@ def _job_for_key(session: Any, idempotency_key: str | None) -> Job | None:
 
 def _accepted(job: Job) -> dict[str, str]:
     """The answer to a submit: the job, and the stored input's key (to reuse it as
-    `filepath` in /api/apply_unlabeled or `input_uri` in a later submit)."""
+    `filepath` in /api/apply_unlabeled or `input_uri` in a later submit); never the store's
+    URI, which may be a server path."""
     return {
         "job_id": str(job.id),
         "status_url": f"{_base_url()}/api/v1/jobs/{job.id}",
         "filepath": services().store.key_of(job.input_uri) or "",
-        "input_uri": job.input_uri,
     }
 
 

@@ -296,11 +296,14 @@ def test_apply_unlabeled_takes_a_file_in_the_request_or_the_name_of_an_earlier_u
     assert first.status_code == 202, first.json
     key = first.json["filepath"]
     assert key.startswith("uploads/alice/") and key.endswith("/march.csv")
+    assert set(first.json) == {"job_id", "status_url", "filepath"}  # no store URI, no path
+    again = client.post("/api/v1/jobs", headers=alice, json={"input_uri": key})
+    assert again.status_code == 202 and again.json["filepath"] == key  # the key works there too
     by_name = client.post("/api/apply_unlabeled", headers=alice, json={"filepath": "march.csv"})
     assert by_name.status_code == 202 and by_name.json["filepath"] == key
     by_key = client.post("/api/apply_unlabeled", headers=alice, json={"filepath": key})
     assert by_key.status_code == 202 and by_key.json["filepath"] == key
-    for answer in (first, by_name, by_key):
+    for answer in (first, by_name, by_key, again):
         assert wait_done(client, answer.json["job_id"], alice)["state"] == "succeeded"
     theirs = client.post("/api/apply_unlabeled", headers=bob, json={"filepath": "march.csv"})
     assert theirs.status_code == 400  # bob never uploaded a march.csv
