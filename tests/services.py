@@ -116,6 +116,12 @@ def start_worker(env: dict[str, str], name: str, log: Path) -> subprocess.Popen[
         "--without-mingle",
         "--without-gossip",
     ]
+    return spawn(args, env, log)
+
+
+def spawn(args: list[str], env: dict[str, str] | None, log: Path) -> subprocess.Popen[bytes]:
+    """A process of the repository in a session of its own (stop it with stop_process), its
+    output appended to `log`."""
     with log.open("ab") as out:
         return subprocess.Popen(
             args,
@@ -136,14 +142,6 @@ def listening(port: int) -> bool:
 def start_api(env: dict[str, str], log: Path, port: int) -> subprocess.Popen[bytes]:
     """The API under gunicorn with the launchers' config, on `port` (set API_PORT in env)."""
     args = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "api.asgi:app"]
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            args,
-            cwd=REPO_ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    proc = spawn(args, env, log)
     wait_for(lambda: listening(port), 30, "the API")
     return proc

@@ -53,15 +53,6 @@ FAST_RECOVERY = {
 BOUND_S = 120  # every job ends within this long after its fault clears
 
 
-def _spawn(
-    args: list[str], log: Path, env: dict[str, str] | None = None
-) -> subprocess.Popen[bytes]:
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            args, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-
-
 def _kill(proc: subprocess.Popen[bytes] | None) -> None:
     if proc is not None and proc.poll() is None:
         proc.kill()
@@ -87,16 +78,14 @@ class Rig:
     def start_redis(self) -> None:
         args = ["redis-server", "--port", str(self.redis_port), "--bind", "127.0.0.1"]
         args += ["--save", "", "--appendonly", "no"]
-        self.redis = _spawn(args, self.logs / "redis.log")
+        self.redis = services.spawn(args, None, self.logs / "redis.log")
         client = redis.Redis.from_url(self.redis_url)
         services.wait_for(lambda: _answers(client), 15, "private redis")
 
     def start_proxy(self) -> None:
         args = [sys.executable, "-m", "tests.tcp_proxy", str(self.proxy_port)]
         args += [self.pg_host, str(self.pg_port)]
-        self.proxy = _spawn(
-            args, self.logs / "proxy.log", dict(os.environ, PYTHONPATH=str(services.REPO_ROOT))
-        )
+        self.proxy = services.spawn(args, None, self.logs / "proxy.log")  # from the repo root
         services.wait_for(lambda: services.listening(self.proxy_port), 15, "database proxy")
 
     def start_worker(self) -> subprocess.Popen[bytes]:
