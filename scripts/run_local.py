@@ -28,7 +28,7 @@ from shared.db.migrate import upgrade
 from shared.db.session import session_scope
 from shared.library.build import library_is_built
 from shared.library.registry import populate
-from shared.service.auth import kept_token
+from shared.service.auth import kept_token, write_private
 from shared.settings import REPO_ROOT, Settings, get_settings, load_settings
 
 STOP_TIMEOUT_S = 20
@@ -90,10 +90,8 @@ def kept_secret(path: Path, user: str) -> str:
     """`user:password` kept in `path` (readable by this user only), made on first use."""
     if path.is_file() and ":" in path.read_text():
         return path.read_text().strip()
-    path.parent.mkdir(parents=True, exist_ok=True)
     value = f"{user}:{secrets.token_urlsafe(18)}"
-    path.touch(mode=0o600)
-    path.write_text(value + "\n")
+    write_private(path, value)
     return value
 
 

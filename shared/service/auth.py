@@ -36,12 +36,17 @@ def kept_token(session: Session, path: Path, owner: str) -> str:
         if kept and owner_for(session, kept) == owner:
             return kept
     token = create_token(session, owner)
+    write_private(path, token)
+    return token
+
+
+def write_private(path: Path, secret: str) -> None:
+    """Write a secret to `path`, readable by this user only, replacing the file whole."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".part")
-    tmp.write_text(token + "\n")
+    tmp.write_text(secret + "\n")
     os.chmod(tmp, 0o600)
     os.replace(tmp, path)
-    return token
 
 
 def owner_for(session: Session, token: str) -> str | None:

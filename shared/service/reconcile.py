@@ -25,7 +25,7 @@ from shared import states as S
 from shared.db.models import Job, utcnow
 from shared.db.session import rows_changed, session_scope
 from shared.service.queue import QUEUE_JOBS, enqueue_job
-from shared.service.runner import gave_up, sweep_temp
+from shared.service.runner import gave_up, heartbeat_older_than, sweep_temp
 from shared.settings import Settings
 from shared.storage import ObjectStore, open_store
 
@@ -64,7 +64,7 @@ def sweep(settings: Settings, celery: Celery) -> SweepReport:
         lost = session.execute(
             select(Job.id, Job.attempts).where(
                 Job.state == S.RUNNING,
-                or_(Job.heartbeat_at.is_(None), Job.heartbeat_at < stale),
+                heartbeat_older_than(stale),
             )
         ).all()
     for job_id, attempts in lost:
@@ -72,7 +72,7 @@ def sweep(settings: Settings, celery: Celery) -> SweepReport:
             Job.id == job_id,
             Job.state == S.RUNNING,
             Job.attempts == attempts,
-            or_(Job.heartbeat_at.is_(None), Job.heartbeat_at < stale),
+            heartbeat_older_than(stale),
         )
         with session_scope(settings.db_url) as session:
             if attempts >= settings.max_attempts:

@@ -17,7 +17,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -177,7 +177,7 @@ class JobRunner:
                         Job.state == S.QUEUED,
                         and_(
                             Job.state == S.RUNNING,
-                            or_(Job.heartbeat_at.is_(None), Job.heartbeat_at < stale),
+                            heartbeat_older_than(stale),
                         ),
                     ),
                 )
@@ -262,11 +262,12 @@ class JobRunner:
             rows_done=stats["total_transactions"],
         )
         if not done:  # cancelled (or taken over) while publishing: take the results back
-            store = open_store(settings=self.settings)
-            for uri in (output_uri, error_uri):
-                key = store.key_of(uri) if uri else None
-                if key is not None and self.state() == S.CANCELLED:
-                    store.delete(key)
+            if self.state() == S.CANCELLED:
+                store = open_store(settings=self.settings)
+                for uri in (output_uri, error_uri):
+                    key = store.key_of(uri) if uri else None
+                    if key is not None:
+                        store.delete(key)
             return self.cancelled()
         logger.info("job %s: succeeded (%d rows)", self.job_id, stats["total_transactions"])
         return S.SUCCEEDED
@@ -283,8 +284,9 @@ class JobRunner:
                     finished_at=func.coalesce(Job.finished_at, utcnow()),
                 ),
             )
-        logger.info("job %s: stopped (%s)", self.job_id, self.state())
-        return self.state() or "missing"
+        state = self.state() or "missing"
+        logger.info("job %s: stopped (%s)", self.job_id, state)
+        return state
 
     def progress(self, stage: str, done: int, total: int) -> None:
         """Record progress at most every PROGRESS_EVERY_S (always while writing)."""
@@ -356,6 +358,11 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def heartbeat_older_than(cutoff: datetime) -> Any:
+    """The condition that a job's attempt stopped beating before `cutoff` (or never beat)."""
+    return or_(Job.heartbeat_at.is_(None), Job.heartbeat_at < cutoff)
 
 
 def _held(job_id: uuid.UUID, attempt: int) -> tuple[Any, ...]:
