@@ -119,6 +119,13 @@ const fraudscore = (() => {
     ];
     $("stats").innerHTML = lines.filter(([, value]) => value !== undefined)
       .map(([label, value, whole]) => `<tr><td>${label}</td><td>${number(value)}</td><td>${whole === null ? "" : pct(value, whole)}</td></tr>`).join("");
+    const band = stats.fraud_rate_band;
+    if (band) {
+      const share = (v) => `${(100 * v).toPrecision(2)}%`;
+      $("stats").insertAdjacentHTML("beforeend",
+        `<tr><td>estimated fraud rate (plausible range, without labels)</td><td>${share(stats.estimated_fraud_rate)}</td>` +
+        `<td>${share(band[0])} to ${share(band[1])}</td></tr>`);
+    }
     riskChart($("risk-chart"), ["high", "medium", "low"],
       [stats.high_risk, stats.medium_risk, stats.low_risk], ["#b3261e", "#e6a23c", "#3a9d5d"]);
     histogram($("histogram"), stats.probability_histogram || []);

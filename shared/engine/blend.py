@@ -9,7 +9,7 @@ the ensemble's own distribution, shifted to an estimated base rate.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -17,11 +17,15 @@ import pandas as pd
 from shared.engine import roles as R
 from shared.engine.calibration import EPS, logit
 from shared.engine.roles import RoleMap, to_number
+from shared.engine.timeparse import TimeFormat, detect_format, parse_timestamps
 
 MAX_EXTRA_COLUMNS = 64
 ID_UNIQUE_SHARE = 0.95  # a whole-number column almost all of whose values differ is an id
 NUMERIC_SHARE = 0.95  # a column is numeric when this share of its non-empty values parses
 FALLBACK_PRIOR = 0.01  # the base rate assumed when the reference models see little of a file
+# Without labels a file's fraud rate is known only loosely: the band reaches this factor beyond
+# both what the reference models say and the fallback (see rate_band).
+BAND_FACTOR = 3.0
 # How much a perfect match is trusted against the file's own anomaly ranking. Chosen on the real
 # files of ../shared/realdata leaving each file out in turn (benchmarks/real_data.py).
 REFERENCE_TRUST = 0.25
@@ -34,18 +38,21 @@ class ExtraColumns:
     numeric: list[str]
     text: list[str]  # each value's share of the whole file (a shared device, a rare browser)
     ignored: list[str]
+    # Other dates (a sign-up time): the time from each to the row's timestamp, by their format.
+    dates: dict[str, TimeFormat] = field(default_factory=dict)
 
     @property
     def used(self) -> list[str]:
-        return [*self.numeric, *self.text]
+        return [*self.numeric, *self.text, *self.dates]
 
 
 def extra_columns(frame: pd.DataFrame, roles: RoleMap) -> ExtraColumns:
     """Classify the non-role columns of a text sample: numbers, categories, or left out."""
-    role_columns = set(roles.columns.values())
+    role_columns = set(roles.columns.values()) | set(roles.date_parts)
     numeric: list[str] = []
     text: list[str] = []
     ignored: list[str] = []
+    dates: dict[str, TimeFormat] = {}
     for column in frame.columns:
         if column in role_columns:
             continue
@@ -55,6 +62,9 @@ def extra_columns(frame: pd.DataFrame, roles: RoleMap) -> ExtraColumns:
             ignored.append(column)
             continue
         unique_share = present.nunique() / len(present)
+        if R.TIMESTAMP in roles and _dated(present):
+            dates[column] = detect_format(present)
+            continue
         parsed = to_number(present)
         if parsed.notna().mean() >= NUMERIC_SHARE:
             whole = bool(np.all(np.mod(parsed.dropna(), 1) == 0))
@@ -66,7 +76,16 @@ def extra_columns(frame: pd.DataFrame, roles: RoleMap) -> ExtraColumns:
             text.append(column)
     keep = (numeric + text)[:MAX_EXTRA_COLUMNS]
     ignored += [c for c in numeric + text if c not in keep]
-    return ExtraColumns([c for c in numeric if c in keep], [c for c in text if c in keep], ignored)
+    return ExtraColumns(
+        [c for c in numeric if c in keep], [c for c in text if c in keep], ignored, dates
+    )
+
+
+def _dated(values: pd.Series) -> bool:
+    """Text dates (numbers are left to be numbers: an epoch column reads as one anyway)."""
+    if to_number(values).notna().mean() > 0.5:
+        return False
+    return bool(parse_timestamps(values.head(500)).notna().mean() > NUMERIC_SHARE)
 
 
 def reference_confidence(
@@ -78,6 +97,15 @@ def reference_confidence(
     seen = len(informative)
     share = seen / max(1, seen + len(extra.used))
     return float(np.clip(trust * similarity * share, 0.0, 1.0))
+
+
+def rate_band(estimate: float, reference: float, weight: float) -> tuple[float, float]:
+    """A plausible range for the file's fraud rate: from a third of the lowest to three times
+    the highest of the estimate, the reference models' own rate and (unless they are fully
+    trusted) the fallback rate. Wide on purpose: no label says which of them is right."""
+    sources = [estimate, reference] + ([FALLBACK_PRIOR] if weight < 1 else [])
+    sources = [s for s in sources if s > 0] or [FALLBACK_PRIOR]
+    return min(sources) / BAND_FACTOR, min(1.0, max(sources) * BAND_FACTOR)
 
 
 class _Ecdf:
@@ -104,6 +132,7 @@ class Blender:
 
     def __init__(self, weight: float, prior: float, fallback: float = FALLBACK_PRIOR) -> None:
         self.weight = float(np.clip(weight, 0.0, 1.0))
+        self.reference_rate = float(prior)
         # Shrink the ensemble's base rate toward the fallback as confidence falls (log scale).
         log_prior = self.weight * np.log(max(prior, 1e-6)) + (1 - self.weight) * np.log(fallback)
         self.prior = float(np.exp(log_prior))

@@ -15,7 +15,7 @@ import pandas as pd
 
 from shared.engine import roles as R
 from shared.engine.roles import RoleMap, to_number
-from shared.engine.timeparse import parse_timestamps
+from shared.engine.timeparse import TimeFormat, parse_timestamps, read_clock
 
 FEATURE_VERSION = 1
 HOUR, DAY, WEEK = 3600.0, 86400.0, 7 * 86400.0
@@ -323,6 +323,8 @@ def clock_of(frame: pd.DataFrame, roles: RoleMap) -> np.ndarray | None:
     column = roles.get(R.TIMESTAMP)
     if column is None:
         return None
+    if roles.date_parts:
+        return read_clock(frame, column, TimeFormat("parts", parts=roles.date_parts))
     return parse_timestamps(frame[column], R.tokens_of(column)).to_numpy()
 
 

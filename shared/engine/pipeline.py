@@ -40,6 +40,7 @@ from shared.engine.blend import (
     Blender,
     ExtraColumns,
     extra_columns,
+    rate_band,
     reference_confidence,
 )
 from shared.engine.bundle import ModelBundle
@@ -70,7 +71,7 @@ from shared.engine.matching import (
 )
 from shared.engine.reasons import from_contributions, join, unusual
 from shared.engine.roles import RoleMap, infer_roles
-from shared.engine.timeparse import TimeFormat, apply_format, detect_format
+from shared.engine.timeparse import TimeFormat, apply_format, detect_format, read_clock
 from shared.errors import InputError
 
 logger = logging.getLogger(__name__)
@@ -252,7 +253,9 @@ class Pipeline:
                     + ", ".join(fmt.columns)
                 )
             time_format = None
-            if R.TIMESTAMP in roles:
+            if roles.date_parts:
+                time_format = TimeFormat("parts", parts=roles.date_parts)
+            elif R.TIMESTAMP in roles:
                 column = roles.columns[R.TIMESTAMP]
                 time_format = detect_format(frame[column], R.tokens_of(column))
         return roles, time_format, sample
@@ -264,6 +267,7 @@ class Pipeline:
         id_columns = [roles.columns[r] for r in ID_ROLES if r in roles]
         out_columns = list(fmt.columns) if self.options.keep_columns else id_columns
         role_columns = {c for r, c in roles.columns.items() if r != R.LABEL}
+        role_columns |= set(roles.date_parts)
         needed = set(out_columns) | role_columns | set(extra.used)
         return out_columns, sorted(needed, key=fmt.columns.index)
 
@@ -334,6 +338,9 @@ class Pipeline:
         columns = [x.astype(np.float64), *entities]
         columns += [to_float(table[c])[0][:, None] for c in extra.numeric]
         columns += [index.per_row[_share_key(c)][rows][:, None] for c in extra.text]
+        if index.t is not None:  # how long after each other date (sign-up) the row came
+            t = index.t[rows]
+            columns += [_log_gap(t - apply_format(table[c], f)) for c, f in extra.dates.items()]
         return np.hstack(columns)
 
     def _fit_blend(
@@ -463,6 +470,13 @@ class Pipeline:
             pool.shutdown()
         prior = scorer.prior
         failed = self._write_errors(index, roles, errors_path)
+        estimate = float(counts["p_sum"]) / max(1, index.rows - failed)
+        blender = scorer.blender
+        band = (
+            rate_band(estimate, blender.reference_rate, blender.weight)
+            if blender is not None
+            else rate_band(estimate, estimate, 1.0)
+        )
         self.source.record_usage([m.name for m in chosen])
         stats = {
             "total_transactions": index.rows,
@@ -473,7 +487,8 @@ class Pipeline:
             "rows_failed": failed,
             "probability_histogram": [counts[f"bin{i}"] for i in range(HISTOGRAM_BINS)],
             "expected_frauds": round(float(counts["p_sum"]), 2),
-            "estimated_fraud_rate": round(float(counts["p_sum"]) / max(1, index.rows - failed), 6),
+            "estimated_fraud_rate": round(estimate, 6),
+            "fraud_rate_band": [round(v, 6) for v in band],
         }
         if opts.reasons:
             stats["riskiest_rows"] = self.riskiest
@@ -666,6 +681,8 @@ class Pipeline:
         levels = self._levels(p[rows])
 
         def text(role: str, i: int) -> str | None:
+            if role == R.TIMESTAMP and roles.date_parts:
+                return " ".join(str(table[c][int(i)].as_py()) for c in roles.date_parts)
             return str(table[roles.get(role)][int(i)].as_py()) if role in roles else None
 
         for i, level in zip(rows, levels, strict=True):
@@ -775,6 +792,7 @@ class Pipeline:
             "best_model": chosen[0].name,
             "similarity_score": round(chosen[0].similarity, 4),
             "roles": {r: c for r, c in roles.columns.items()},
+            **({"timestamp_columns": list(roles.date_parts)} if roles.date_parts else {}),
             "base_rate": {"reference": round(train_prior, 6), "estimated": round(prior, 6)},
             "matching": [m.explain() for m in chosen],
         }
@@ -913,7 +931,7 @@ class _IndexBuilder:
         # Not scored: missing, unreadable, infinite (`inf`, `1e309`) or absurdly large amounts.
         self.bads.append(bad | ~np.isfinite(amount) | (np.abs(amount) > MAX_AMOUNT))
         if self.time_format is not None:
-            self.times.append(apply_format(table[roles.get(R.TIMESTAMP)], self.time_format))
+            self.times.append(read_clock(table, roles.columns[R.TIMESTAMP], self.time_format))
         for role, parts in self.ids.items():
             if role in roles:
                 parts.append(table[roles.get(role)])
@@ -954,7 +972,8 @@ def _anomaly_names(index: _FileIndex, extra: ExtraColumns) -> list[str]:
     """The names of the anomaly inputs, in `_anomaly_matrix`'s order."""
     names = [FEATURES[i] for i in ANOMALY_FEATURES]
     names += [_share_key(r) for r in ID_SHARE_ROLES if _share_key(r) in index.per_row]
-    return names + extra.numeric + [_share_key(c) for c in extra.text]
+    names += extra.numeric + [_share_key(c) for c in extra.text]
+    return names + ([_since_key(c) for c in extra.dates] if index.t is not None else [])
 
 
 def _budget(
@@ -963,6 +982,17 @@ def _budget(
     """(medium, high) thresholds when the riskiest `alert_rate` of rows are to be `high`."""
     high = float(np.quantile(sample_p, 1 - alert_rate))
     return min(thresholds[0], high), high
+
+
+def _log_gap(seconds: np.ndarray) -> np.ndarray:
+    """A signed log of a time gap, as a column: a second and a minute after sign-up differ as
+    much as a day and two months do."""
+    return (np.sign(seconds) * np.log1p(np.abs(seconds)))[:, None]
+
+
+def _since_key(column: str) -> str:
+    """The anomaly input of an other date column: seconds from it to the row's timestamp."""
+    return f"since:{column}"
 
 
 def _share_key(column: str) -> str:

@@ -84,6 +84,10 @@ def phraser(name: str) -> Callable[[float], str]:
         return phrase
     if name.startswith("share:"):
         return lambda v: f"{name[6:]} value shared by {v:.2%} of rows"
+    if name.startswith("since:"):
+        return lambda v: (
+            f"{_duration(math.expm1(abs(v)))} {'after' if v >= 0 else 'before'} {name[6:]}"
+        )
     return lambda v: f"{name} = {v:,.4g}"
 
 

@@ -206,6 +206,17 @@ ID_ROLES = {CUSTOMER, TERMINAL, TX_ID}
 NUMERIC_ROLES = {AMOUNT, BALANCE_BEFORE, BALANCE_AFTER, DISTANCE}
 CATEGORICAL_ROLES = {CATEGORY, CHANNEL, TX_TYPE}
 MIN_SCORE = 1.5
+# Words of place: a merchant's city or a card's zip code describes the entity, it is not its id.
+PLACE_TOKENS = {"city", "state", "zip", "country", "region", "postcode", "postal", "ville", "pays"}
+# A date split over columns (TabFormer's Year, Month, Day, Time): names and value ranges.
+DATE_PART_NAMES = {
+    "year": {"year", "yr", "yyyy", "annee", "ano", "jahr"},
+    "month": {"month", "mon", "mm", "mois", "mes", "monat"},
+    "day": {"day", "dd", "jour", "dia", "tag"},
+    "time": {"time", "hour", "hh", "heure", "hora", "zeit", "stunde"},
+}
+DATE_PART_RANGES = {"year": (1900, 2100), "month": (1, 12), "day": (1, 31), "time": (0, 23)}
+CLOCK_TEXT = r"\d{1,2}:\d{2}(:\d{2})?"
 
 
 @dataclass
@@ -242,6 +253,9 @@ class RoleMap:
 
     columns: dict[str, str] = field(default_factory=dict)
     reasons: dict[str, str] = field(default_factory=dict)
+    # A date split over columns (year, month, day and maybe time): the timestamp role then
+    # names the year column, and the clock is read from all of them.
+    date_parts: tuple[str, ...] = ()
 
     def get(self, role: str) -> str | None:
         return self.columns.get(role)
@@ -286,7 +300,7 @@ def describe(series: pd.Series, sample: int = 5000) -> ColumnInfo:
     integer = (finite == np.round(finite)).sum() if len(finite) else 0
     uniques = values.astype(str).nunique()
     binary = bool(len(finite) and set(np.unique(finite)) <= {0.0, 1.0} and numeric.mean() > 0.99)
-    if not binary and values.dtype == object:
+    if not binary and not pd.api.types.is_numeric_dtype(values):
         lowered = set(values.astype(str).str.lower().unique())
         binary = bool(lowered) and lowered <= {"true", "false", "yes", "no", "oui", "non", "0", "1"}
     datetime_share = 0.0
@@ -331,6 +345,8 @@ def name_score(tokens: list[str], role: str) -> float:
             score = max(score, 3.0)
     if role in NUMERIC_ROLES | {TIMESTAMP, LABEL} and has_id:
         score -= 2.0
+    if role in ID_ROLES and any(t in PLACE_TOKENS for t in tokens):
+        score -= 1.5
     return score
 
 
@@ -384,8 +400,36 @@ def infer_roles(frame: pd.DataFrame, label: str | None = None) -> RoleMap:
             continue
         result.columns[role] = name
         result.reasons[name] = f"{role}: name and values fit (score {score:.1f})"
+    if TIMESTAMP not in result:
+        _date_parts(result, frame, infos)
     _fallbacks(result, infos, rows)
     return result
+
+
+def _date_parts(result: RoleMap, frame: pd.DataFrame, infos: dict[str, ColumnInfo]) -> None:
+    """A date split over year, month and day columns (and maybe a time or hour column)."""
+    found: dict[str, str] = {}
+    for part, words in DATE_PART_NAMES.items():
+        for name, info in infos.items():
+            if name in result.reasons or name in found.values() or not set(info.tokens) & words:
+                continue
+            low, high = DATE_PART_RANGES[part]
+            whole = info.numeric_share > 0.99 and info.integer_share > 0.999
+            if whole and low <= info.low and info.high <= high:
+                found[part] = name
+                break
+            if part == "time" and info.is_text:
+                values = frame[name].dropna().astype(str).str.strip().head(500)
+                if len(values) and values.str.fullmatch(CLOCK_TEXT).mean() > 0.99:
+                    found[part] = name
+                    break
+    if not {"year", "month", "day"} <= found.keys():
+        return
+    parts = tuple(found[p] for p in DATE_PART_NAMES if p in found)
+    result.columns[TIMESTAMP] = found["year"]
+    result.date_parts = parts
+    for name in parts:
+        result.reasons[name] = "timestamp: a date split over " + ", ".join(parts)
 
 
 def _fallbacks(result: RoleMap, infos: dict[str, ColumnInfo], rows: int) -> None:
@@ -423,11 +467,18 @@ def _fallbacks(result: RoleMap, infos: dict[str, ColumnInfo], rows: int) -> None
         if len(money) == 1:
             assign(AMOUNT, money[0], "the only positive decimal column")
     if TX_ID not in result:
-        unique = [i for i in free() if i.unique_share > 0.98 and _id_values(i) and rows >= 50]
+        unique = [i for i in free() if i.unique_share == 1.0 and _id_values(i) and rows >= 50]
         if len(unique) == 1:
             assign(TX_ID, unique[0], "a unique identifier per row")
     repeated = sorted(
-        (i for i in free() if _id_values(i) and i.unique >= 30 and i.unique_share < 0.95),
+        (
+            i
+            for i in free()
+            if _id_values(i)
+            and i.unique >= 30
+            and i.unique_share < 0.95
+            and not set(i.tokens) & PLACE_TOKENS
+        ),
         key=lambda i: -i.unique,
     )
     for role in (CUSTOMER, TERMINAL):  # cards/accounts usually outnumber merchants

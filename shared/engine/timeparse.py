@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -23,6 +24,9 @@ TEXT_FORMATS = (
     "%m/%d/%Y %H:%M",
     "%m/%d/%Y %H:%M:%S",
     "%Y/%m/%d %H:%M:%S",
+    "%d/%m/%y %H:%M",
+    "%m/%d/%y %H:%M",
+    "%m/%d/%y %H:%M:%S",
     "%d/%m/%Y",
     "%Y%m%d%H%M%S",
 )
@@ -34,9 +38,10 @@ EPOCH = pd.Timestamp("1970-01-01")
 class TimeFormat:
     """How to turn one column into seconds: text with a format, or numbers times a scale."""
 
-    kind: str  # "text" | "number" | "none"
+    kind: str  # "text" | "number" | "datetime" | "parts" | "none"
     fmt: str = ""
     scale: float = 1.0
+    parts: tuple[str, ...] = ()  # kind "parts": the year, month, day (and time) columns
 
 
 def _parse_text(text: pd.Series, fmt: str) -> np.ndarray:
@@ -116,6 +121,38 @@ def _arrow_fast_path(values: pa.Array | pa.ChunkedArray, fmt: TimeFormat) -> np.
         return None
     seconds = out.to_numpy(zero_copy_only=False).astype(np.float64)
     return seconds * fmt.scale if fmt.kind == "number" else seconds
+
+
+def read_clock(columns: Any, column: str, fmt: TimeFormat) -> np.ndarray:
+    """Seconds for the timestamp `column` of a table or frame (`columns[name]` gives a column),
+    or for the columns a date is split over."""
+    if fmt.kind != "parts":
+        return apply_format(columns[column], fmt)
+    year, month, day, *clock = [_numbers(columns[name]) for name in fmt.parts[:3]] + [
+        _seconds_of_day(columns[name]) for name in fmt.parts[3:]
+    ]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dates = pd.to_datetime(
+            pd.DataFrame({"year": year, "month": month, "day": day}), errors="coerce"
+        )
+    seconds = (dates - EPOCH).dt.total_seconds().to_numpy(np.float64)
+    return seconds + clock[0] if clock else seconds
+
+
+def _numbers(values: Any) -> np.ndarray:
+    return apply_format(values, TimeFormat("number"))
+
+
+def _seconds_of_day(values: Any) -> np.ndarray:
+    """'06:21', '6:21:30' or an hour number, in seconds since midnight (0 where unreadable)."""
+    if isinstance(values, (pa.Array, pa.ChunkedArray)):
+        values = pd.Series(values.to_pylist(), dtype="string")
+    text = values.astype("string").str.strip()
+    pieces = text.str.split(":", expand=True, n=2).reindex(columns=range(3))
+    numbers = pieces.apply(pd.to_numeric, errors="coerce").to_numpy(np.float64)
+    seconds = np.nansum(numbers * np.array([3600.0, 60.0, 1.0]), axis=1)
+    return np.where(np.isfinite(numbers[:, 0]), seconds, 0.0)
 
 
 def parse_timestamps(series: pd.Series, tokens: list[str] | None = None) -> pd.Series:

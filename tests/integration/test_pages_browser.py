@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import time
 from collections.abc import Iterator
@@ -88,6 +89,9 @@ def test_upload_a_file_watch_it_finish_and_download_the_result(
     stats = browser.find_element(By.ID, "stats").text
     assert "rows scored 2,000" in stats
     assert "high risk 10 0.5%" in stats  # the alert budget: 0.5% of 2,000 rows
+    assert re.search(
+        r"estimated fraud rate \(plausible range, without labels\) \S+% \S+% to", stats
+    )
     bars = browser.find_elements(By.CSS_SELECTOR, "#risk-chart rect")
     assert len(bars) == 3 and float(bars[0].get_attribute("width")) >= 3  # 0.5% still drawn
     assert "0.5% (10 rows)" in browser.find_element(By.ID, "risk-chart").text

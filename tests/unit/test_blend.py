@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from shared.engine import roles as R
 from shared.engine.anomaly import AnomalyDetector
-from shared.engine.blend import Blender, ExtraColumns, extra_columns, reference_confidence
+from shared.engine.blend import (
+    BAND_FACTOR,
+    Blender,
+    ExtraColumns,
+    extra_columns,
+    rate_band,
+    reference_confidence,
+)
+from shared.engine.pipeline import Pipeline, ScoreOptions
 from shared.engine.roles import RoleMap
+from tests.helpers import FolderSource
 
 
 def test_flags_fitted_on_a_uniform_sample_mark_about_one_percent_of_a_time_ordered_file() -> None:
@@ -75,3 +86,41 @@ def test_rows_keep_their_pairs_of_scores_in_rank_and_in_the_mean() -> None:
         p = blender(ensemble, anomaly)
         assert np.corrcoef(np.argsort(np.argsort(p)), np.argsort(np.argsort(signal)))[0, 1] > 0.999
         assert p.mean() == pytest.approx(blender.prior, rel=0.05)  # fitted on the same pairs
+
+
+def test_another_date_becomes_the_time_from_it_to_the_row(
+    small_library: Path, tmp_path: Path
+) -> None:
+    """A sign-up time is read as how long before the purchase it came (account age): the
+    purchases a second after sign-up are flagged, and the reason says so."""
+    n = 1500
+    rng = np.random.default_rng(1)
+    purchase = pd.Timestamp("2015-06-01") + pd.to_timedelta(rng.integers(0, 10**7, n), "s")
+    age = np.where(np.arange(n) < 8, 1, rng.integers(86400, 90 * 86400, n))  # 8 at once
+    signup = purchase - pd.to_timedelta(age, "s")
+    frame = pd.DataFrame(
+        {
+            "user_id": np.arange(n) + 1000,
+            "signup_time": signup.strftime("%m/%d/%y %H:%M:%S"),
+            "purchase_time": purchase.strftime("%m/%d/%y %H:%M:%S"),
+            "purchase_value": rng.integers(10, 100, n),
+        }
+    )
+    roles = RoleMap({R.AMOUNT: "purchase_value", R.TIMESTAMP: "purchase_time"})
+    extra = extra_columns(frame.astype("string"), roles)
+    assert list(extra.dates) == ["signup_time"] and extra.used == ["signup_time"]
+    path = tmp_path / "shop.csv"
+    frame.to_csv(path, index=False)
+    out = tmp_path / "out.csv"
+    result = Pipeline(FolderSource(small_library), ScoreOptions()).run(path, out)
+    assert result.methods_used["columns"]["anomaly_only"] == ["signup_time"]
+    scored = pd.read_csv(out, keep_default_na=False)
+    assert scored["is_anomaly"][:8].all()
+    assert scored["reasons"][:8].str.contains("unusual for this file: 1 s after signup_time").all()
+
+
+def test_the_rate_band_spans_the_sources_and_a_factor_beyond() -> None:
+    low, high = rate_band(0.02, 0.05, 0.3)
+    assert low == pytest.approx(0.01 / BAND_FACTOR) and high == pytest.approx(0.05 * BAND_FACTOR)
+    assert rate_band(0.02, 0.05, 1.0) == pytest.approx((0.02 / 3, 0.15))  # fully trusted
+    assert rate_band(0.6, 0.6, 1.0)[1] == 1.0

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from shared.engine import features
 from shared.engine import roles as R
 from shared.engine.roles import infer_roles, to_number, tokens_of
 from shared.engine.timeparse import parse_timestamps
@@ -92,6 +93,7 @@ def test_numbers_are_read_with_decimal_commas_and_spaces() -> None:
         ([1767261600, 1767267000], None, [1767261600.0, 1767267000.0]),
         ([1767261600000, 1767267000000], None, [1767261600.0, 1767267000.0]),
         ([1, 2], ["step"], [3600.0, 7200.0]),
+        (["2/24/15 22:55", "12/31/15 1:05"], None, [1424818500.0, 1451523900.0]),
     ],
 )
 def test_timestamps_parse_in_the_usual_formats(values, tokens, expected) -> None:
@@ -101,3 +103,59 @@ def test_timestamps_parse_in_the_usual_formats(values, tokens, expected) -> None
 def test_unparseable_timestamps_are_nan() -> None:
     parsed = parse_timestamps(pd.Series(["2026-01-01 10:00:00", "not a date"]))
     assert parsed.isna().tolist() == [False, True]
+
+
+def _ledger(rows: int = 400) -> pd.DataFrame:
+    """A card file in TabFormer's shape: the date split over Year, Month, Day and Time."""
+    rng = np.random.default_rng(3)
+    days = pd.Timestamp("2019-03-01") + pd.to_timedelta(np.sort(rng.integers(0, 90, rows)), "D")
+    return pd.DataFrame(
+        {
+            "User": 0,
+            "Card": rng.integers(0, 4, rows),
+            "Year": days.year,
+            "Month": days.month,
+            "Day": days.day,
+            "Time": [f"{h:02d}:{m:02d}" for h, m in rng.integers(0, [24, 60], (rows, 2))],
+            "Amount": [f"${v:.2f}" for v in rng.lognormal(3, 1, rows)],
+            "Merchant Name": rng.integers(-(10**18), 10**18, rows),
+            "Merchant City": rng.choice(["La Verne", "Monterey Park", "Rome", "Paris"], rows),
+            "MCC": rng.choice([5411, 5300, 5812], rows),
+            "Is Fraud?": rng.choice(["No", "Yes"], rows, p=[0.99, 0.01]),
+        }
+    )
+
+
+def test_a_date_split_over_year_month_day_and_time_is_the_timestamp() -> None:
+    frame = _ledger()
+    roles = infer_roles(frame)
+    assert roles.date_parts == ("Year", "Month", "Day", "Time")
+    assert roles.get(R.TIMESTAMP) == "Year"
+    assert "date split over Year, Month, Day, Time" in roles.reasons["Time"]
+    assert roles.get(R.AMOUNT) == "Amount" and roles.get(R.LABEL) == "Is Fraud?"
+    # A city describes the merchant; the merchant's name (an opaque number) identifies it.
+    assert roles.get(R.TERMINAL) == "Merchant Name"
+    clock = features.clock_of(frame, roles)
+    first = pd.Timestamp(
+        year=frame["Year"][0], month=frame["Month"][0], day=frame["Day"][0]
+    ) + pd.Timedelta(frame["Time"][0] + ":00")
+    assert clock[0] == (first - pd.Timestamp("1970-01-01")).total_seconds()
+    assert np.isfinite(clock).all()
+
+
+def test_year_month_day_columns_out_of_range_are_not_a_date() -> None:
+    frame = _ledger()
+    frame["Month"] = frame["Month"] + 20  # not a month
+    roles = infer_roles(frame)
+    assert roles.date_parts == () and R.TIMESTAMP not in roles
+
+
+def test_a_column_with_repeats_is_not_taken_as_the_transaction_id() -> None:
+    rows = 3000
+    rng = np.random.default_rng(0)
+    devices = [f"D{v:06d}" for v in rng.integers(0, 10**6, rows)]
+    devices[1] = devices[0]  # a shared device
+    frame = pd.DataFrame({"amount": rng.lognormal(3, 1, rows).round(2), "device": devices})
+    assert R.TX_ID not in infer_roles(frame)
+    frame["device"] = [f"D{v:06d}" for v in range(rows)]
+    assert infer_roles(frame).get(R.TX_ID) == "device"
