@@ -1,6 +1,7 @@
-"""Scores on real labeled files that nobody mapped (evaluation only; see ../shared/realdata).
+"""Scores on real labeled files that nobody mapped (evaluation only; see ../shared/realdata),
+and on simulated families that the library is built without.
 
-    .venv/bin/python -m benchmarks.real_data [--dir ../shared/realdata]
+    .venv/bin/python -m benchmarks.real_data [--dir ../shared/realdata] [--no-families]
 
 Each file is scored by the offline pipeline with its label column stripped (exactly what a user
 would upload), against the reference library registered by `make run`. Per file: ROC-AUC,
@@ -9,6 +10,12 @@ and `is_anomaly` shares, the ROC of each component (the ensemble alone, the anom
 blend, the amount rank) and two references computed in the same run: supervised 5-fold XGBoost
 with the labels, and a plain IsolationForest over all columns. The folder is read from
 FRAUDSCORE_REALDATA (default ../shared/realdata beside the project).
+
+Left-out families: for each domain of our simulator (card present, e-commerce, mobile money,
+ATM) a library of the other domains' catalog models is built (smaller, cached under
+var/left_out) and scores that domain's held-out datasets, whose column names no reference model
+uses. Our simulator's domains share one generator, so this shows transfer across domains, not
+across independent sources: that is what the real files are for.
 """
 
 from __future__ import annotations
@@ -27,16 +34,21 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from sklearn.model_selection import StratifiedKFold
 from xgboost import XGBClassifier
 
+from benchmarks.scoring_quality import held_out_specs
 from shared.engine import roles as R
 from shared.engine.options import JobOptions
-from shared.engine.pipeline import Pipeline
+from shared.engine.pipeline import ModelSource, Pipeline
 from shared.engine.roles import infer_roles, to_number
+from shared.library.build import build_library
 from shared.library.cache import RegistrySource
+from shared.library.folder import FolderSource
 from shared.service.runner import score_options
 from shared.settings import REPO_ROOT, get_settings
+from shared.training.simulator import DOMAINS, simulate
 
 DEFAULT_DIR = REPO_ROOT.parent / "shared" / "realdata"
 TRUST_GRID = (0.0, 0.25, 0.5, 1.0)
+FAMILY_ROWS_SCALE = 0.3  # left-out-family libraries: smaller datasets, built in about a minute
 LABEL_NAMES = ("fraud", "class", "is fraud?", "isfraud", "is_fraud", "label", "fraud_bool")
 
 
@@ -96,27 +108,35 @@ def references(frame: pd.DataFrame, y: np.ndarray) -> tuple[float, float]:
     return roc_auc_score(y, oof), roc_auc_score(y, -forest.score_samples(filled))
 
 
-def score(path: Path, **tuning: Any) -> tuple[pd.DataFrame, dict]:
-    """The offline pipeline's predictions and summary, with ScoreOptions overrides."""
+def score(
+    path: Path, source: ModelSource | None = None, **tuning: Any
+) -> tuple[pd.DataFrame, dict]:
+    """The offline pipeline's predictions and summary, with ScoreOptions overrides (against the
+    registered library unless a source is given)."""
     settings = get_settings()
     options = score_options(JobOptions(), settings, **tuning)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "out.csv"
-        result = Pipeline(RegistrySource(settings), options).run(path, out)
+        result = Pipeline(source or RegistrySource(settings), options).run(path, out)
         return pd.read_csv(out), {**result.methods_used, **result.stats}
 
 
-def evaluate(name: str, csv: Path, label: str) -> dict:
+def evaluate_file(name: str, csv: Path, label: str) -> dict:
     frame = pd.read_csv(csv, dtype=str, keep_default_na=False)
-    y = binary(frame[label])
-    unlabeled = frame.drop(columns=[label])
+    return evaluate(name, frame.drop(columns=[label]), binary(frame[label]))
+
+
+def evaluate(
+    name: str, unlabeled: pd.DataFrame, y: np.ndarray, source: ModelSource | None = None
+) -> dict:
+    """Every figure of the table for one file, scored with its labels stripped."""
     with tempfile.TemporaryDirectory() as tmp:
         upload = Path(tmp) / f"{name}.csv"
         unlabeled.to_csv(upload, index=False)
-        blended, info = score(upload)
-        alone, _ = score(upload, blend=False)
+        blended, info = score(upload, source)
+        alone, _ = score(upload, source, blend=False)
         by_trust = {
-            trust: score(upload, reference_trust=trust)[0]["fraud_probability"].to_numpy()
+            trust: score(upload, source, reference_trust=trust)[0]["fraud_probability"].to_numpy()
             for trust in TRUST_GRID
         }
     rows = blended["row_number"].to_numpy() - 1
@@ -142,6 +162,7 @@ def evaluate(name: str, csv: Path, label: str) -> dict:
         "sup": supervised,
         "iforest": forest,
         "weight": (info.get("blend") or {}).get("reference_weight", 1.0),
+        "in_band": bool(info["fraud_rate_band"][0] <= y.mean() <= info["fraud_rate_band"][1]),
         "_trust_roc": {t: roc_auc_score(yy, p) for t, p in by_trust.items()},
     }
 
@@ -164,29 +185,68 @@ def leave_one_file_out(results: list[dict]) -> None:
     print(f"  mean held-out ROC / supervised: {np.mean(held_out):.3f}")
 
 
+def left_out_families(rows: int) -> list[dict]:
+    """Each simulator domain scored by a library built without it (cached under var/)."""
+    results = []
+    for domain in DOMAINS:
+        root = REPO_ROOT / "var" / "left_out" / domain
+        (root / "data").mkdir(parents=True, exist_ok=True)
+        report = build_library(
+            root / "models",
+            root / "data",
+            rows_scale=FAMILY_ROWS_SCALE,
+            keep=lambda spec, domain=domain: spec.domain != domain,
+        )
+        print(f"library without {domain}: built {len(report.results)} models", file=sys.stderr)
+        source = FolderSource(root / "models")
+        for spec in held_out_specs(rows):
+            if spec.domain != domain:
+                continue
+            frame = simulate(spec).astype(str)
+            label = spec.column_names()[R.LABEL]
+            y = frame.pop(label).astype(int).to_numpy()
+            results.append(evaluate(f"{spec.name} (no {domain})", frame, y, source))
+    return results
+
+
+def summary(table: pd.DataFrame, what: str) -> None:
+    print(f"\n{what}:")
+    ratio = (table["roc"] / table["sup"]).mean()
+    print(f"  mean ROC / supervised: {ratio:.3f} (target >= 0.90)")
+    print(f"  median mean-probability / true rate: {table['mean/rate'].median():.2f} (0.5-2)")
+    beats = ((table["roc"] > table["iforest"]) & (table["roc"] > table["amount"])).sum()
+    print(f"  ROC above IsolationForest and amount rank: {beats} of {len(table)} files")
+    print(
+        f"  max ECE {table['ece'].max():.4f} (<= 0.03); is_anomaly share "
+        f"{table['anom'].min():.4f}-{table['anom'].max():.4f} (0.005-0.02); "
+        f"high / rate max {(table['high'] / table['rate']).max():.2f} (<= 3); "
+        f"true rate inside the reported band: {int(table['in_band'].sum())} of {len(table)}"
+    )
+
+
+def show(results: list[dict], what: str) -> None:
+    table = pd.DataFrame(results).drop(columns="_trust_roc").set_index("file")
+    with pd.option_context("display.width", 250, "display.float_format", "{:.4f}".format):
+        print(table.to_string())
+    summary(table, what)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     default = Path(os.environ.get("FRAUDSCORE_REALDATA", DEFAULT_DIR))
     parser.add_argument("--dir", type=Path, default=default)
+    parser.add_argument("--no-families", action="store_true", help="real files only")
+    parser.add_argument("--family-rows", type=int, default=20_000)
     args = parser.parse_args(argv)
     if not args.dir.is_dir():
         print(f"real_data: no folder {args.dir} (set FRAUDSCORE_REALDATA)", file=sys.stderr)
         return 2
-    results = [evaluate(*item) for item in labeled_files(args.dir)]
-    table = pd.DataFrame(results).drop(columns="_trust_roc").set_index("file")
-    with pd.option_context("display.width", 200, "display.float_format", "{:.4f}".format):
-        print(table.to_string())
-    ratio = (table["roc"] / table["sup"]).mean()
-    print(f"\nmean ROC / supervised: {ratio:.3f} (target >= 0.90)")
-    print(f"median mean-probability / true rate: {table['mean/rate'].median():.2f} (0.5-2)")
-    beats = ((table["roc"] > table["iforest"]) & (table["roc"] > table["amount"])).sum()
-    print(f"ROC above IsolationForest and amount rank: {beats} of {len(table)} files")
-    print(
-        f"max ECE {table['ece'].max():.4f} (<= 0.03); is_anomaly share "
-        f"{table['anom'].min():.4f}-{table['anom'].max():.4f} (0.005-0.02); "
-        f"high / rate max {(table['high'] / table['rate']).max():.2f} (<= 3)"
-    )
+    results = [evaluate_file(*item) for item in labeled_files(args.dir)]
+    show(results, "real files")
     leave_one_file_out(results)
+    if not args.no_families:
+        print()
+        show(left_out_families(args.family_rows), "left-out simulator families")
     return 0
 
 

@@ -42,12 +42,15 @@ def build_library(
     count: int = 40,
     rows_scale: float = 1.0,
     progress: Callable[[DatasetSpec], None] | None = None,
+    keep: Callable[[DatasetSpec], bool] | None = None,
 ) -> BuildReport:
-    """Simulate and train every catalog dataset missing from models_dir."""
+    """Simulate and train every catalog dataset (those `keep` takes) missing from models_dir."""
     started = time.perf_counter()
     done = {folder.name for folder in model_folders(models_dir)}
     results = []
     for spec in reference_catalog(count, rows_scale=rows_scale):
+        if keep is not None and not keep(spec):
+            continue
         if spec.name not in done:
             csv_path = Path(data_dir) / f"{spec.name}.csv"
             write_csv(simulate(spec), csv_path)

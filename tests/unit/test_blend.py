@@ -20,7 +20,7 @@ from shared.engine.blend import (
 )
 from shared.engine.pipeline import Pipeline, ScoreOptions
 from shared.engine.roles import RoleMap
-from tests.helpers import FolderSource
+from shared.library.folder import FolderSource
 
 
 def test_flags_fitted_on_a_uniform_sample_mark_about_one_percent_of_a_time_ordered_file() -> None:

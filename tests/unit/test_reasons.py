@@ -10,8 +10,8 @@ import pandas as pd
 from shared.engine.pipeline import Pipeline, ScoreOptions
 from shared.engine.reasons import describe, from_contributions, join, unusual
 from shared.library.build import write_csv
+from shared.library.folder import FolderSource
 from shared.training.simulator import example_spec, simulate, with_rows
-from tests.helpers import FolderSource
 
 
 def test_phrases_read_as_words() -> None:

@@ -18,8 +18,8 @@ from shared.engine.pipeline import OUTPUT_COLUMNS, Cancelled, Pipeline, ScoreOpt
 from shared.engine.roles import infer_roles
 from shared.errors import InputError
 from shared.library.build import write_csv
+from shared.library.folder import FolderSource
 from shared.training.simulator import example_spec, reference_catalog, simulate, with_rows
-from tests.helpers import FolderSource
 
 SPEC = with_rows(example_spec(), 3000)
 

@@ -1,4 +1,4 @@
-"""Test helpers that need no services."""
+"""A model source over a folder of model folders, without a database (benchmarks, tests)."""
 
 from __future__ import annotations
 
