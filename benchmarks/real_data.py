@@ -24,6 +24,7 @@ import argparse
 import os
 import sys
 import tempfile
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +45,7 @@ from shared.library.cache import RegistrySource
 from shared.library.folder import FolderSource
 from shared.service.runner import score_options
 from shared.settings import REPO_ROOT, get_settings
-from shared.training.simulator import DOMAINS, simulate
+from shared.training.simulator import DOMAINS, DatasetSpec, simulate
 
 DEFAULT_DIR = REPO_ROOT.parent / "shared" / "realdata"
 TRUST_GRID = (0.0, 0.25, 0.5, 1.0)
@@ -185,6 +186,10 @@ def leave_one_file_out(results: list[dict]) -> None:
     print(f"  mean held-out ROC / supervised: {np.mean(held_out):.3f}")
 
 
+def _other_domain(domain: str, spec: DatasetSpec) -> bool:
+    return spec.domain != domain
+
+
 def left_out_families(rows: int) -> list[dict]:
     """Each simulator domain scored by a library built without it (cached under var/)."""
     results = []
@@ -195,7 +200,7 @@ def left_out_families(rows: int) -> list[dict]:
             root / "models",
             root / "data",
             rows_scale=FAMILY_ROWS_SCALE,
-            keep=lambda spec, domain=domain: spec.domain != domain,
+            keep=partial(_other_domain, domain),
         )
         print(f"library without {domain}: built {len(report.results)} models", file=sys.stderr)
         source = FolderSource(root / "models")
