@@ -306,7 +306,9 @@ def test_a_poison_file_that_kills_its_worker_fails_after_max_attempts(
     db.refresh(job)
     assert job.state == "failed" and job.attempts == 3, (job.state, job.attempts)
     assert job.error_message.startswith("gave up after 3 attempts"), job.error_message
-    assert len(killed) == 3
+    # One per attempt; a fourth is possible: the message redelivered after the third death can
+    # show as active for a moment before its worker refuses the spent job.
+    assert 3 <= len(killed) <= 4
 
     def abandoned() -> list[str]:  # temp folders of the killed processes
         return [p.name for p in Path(tempfile.gettempdir()).iterdir() if _pid_of(p.name) in killed]

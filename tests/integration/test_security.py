@@ -77,7 +77,9 @@ def test_slow_header_clients_do_not_starve_the_health_check(
             started = time.monotonic()
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=3) as answer:
                 assert answer.status == 200
-            assert time.monotonic() - started < 1
+            # Starved, it would time out; answered, it may still wait for a busy CPU (seen:
+            # 1.3 s while the rest of the suite ran on both cores).
+            assert time.monotonic() - started < 2.5
     finally:
         for conn in slow:
             conn.close()
