@@ -162,7 +162,23 @@ STYLES: dict[str, dict[str, str]] = {
         R.BALANCE_AFTER: "newbalanceOrig",
         R.LABEL: "isFraud",
     },
+    "ledger": {  # a card ledger export: date split over columns, "$" amounts, "Yes"/"No"
+        R.TX_ID: "Transaction",
+        R.TIMESTAMP: "Year",  # with Month, Day and Time beside it
+        R.CUSTOMER: "Card",
+        R.TERMINAL: "Merchant Name",
+        R.AMOUNT: "Amount",
+        R.CATEGORY: "MCC",
+        R.CHANNEL: "Entry Mode",
+        R.DISTANCE: "Distance",
+        R.TX_TYPE: "Type",
+        R.BALANCE_BEFORE: "Balance Before",
+        R.BALANCE_AFTER: "Balance After",
+        R.LABEL: "Is Fraud?",
+    },
 }
+# Catalog positions that use the ledger style (one per domain), beside the rotating styles.
+LEDGER_DATASETS = {4, 14, 17, 31}
 STYLE_TIMESTAMPS = {
     "handbook": "iso",
     "snake": "epoch",
@@ -170,8 +186,9 @@ STYLE_TIMESTAMPS = {
     "french": "dmy",
     "camel": "offset",
     "paysim": "step",
+    "ledger": "split",
 }
-TIMESTAMP_FORMATS = ("iso", "epoch", "dmy", "offset", "step")
+TIMESTAMP_FORMATS = ("iso", "epoch", "dmy", "offset", "step", "split")
 ID_FORMATS = ("int", "prefixed", "hex")
 
 
@@ -202,7 +219,7 @@ def reference_catalog(
 ) -> list[DatasetSpec]:
     """The reference library's datasets: varied domains, rates, sizes, names and formats."""
     rng = np.random.default_rng(seed)
-    styles = list(STYLES)
+    styles = [s for s in STYLES if s != "ledger"]
     specs = []
     for i in range(count):
         domain = DOMAINS[i % len(DOMAINS)]
@@ -217,6 +234,8 @@ def reference_catalog(
             if rng.random() < 0.6
             else str(rng.choice(["iso", "epoch", "dmy"]))
         )
+        if i in LEDGER_DATASETS:
+            style, ts_format = "ledger", "split"
         specs.append(
             DatasetSpec(
                 name=f"{domain}_{style}_{i:02d}",
@@ -485,15 +504,21 @@ def _present(raw: pd.DataFrame, spec: DatasetSpec, labeled: bool) -> pd.DataFram
         amount[small & (raw["amount"].to_numpy() < 5)] = 20
     n = len(raw)
     columns: dict[str, pd.Series] = {}
+    split: dict[str, pd.Series] = {}
     for role in spec.roles:
         if role == R.TX_ID:
             columns[role] = _ids(np.arange(n) + 1, spec.id_format, "T", 11)
+        elif role == R.TIMESTAMP and spec.timestamp_format == "split":
+            split = _split_date(raw["t"].to_numpy())  # placed where the timestamp would be
+            columns[role] = split.pop("Year")
         elif role == R.TIMESTAMP:
             columns[role] = _timestamps(raw["t"].to_numpy(), spec.timestamp_format)
         elif role == R.CUSTOMER:
             columns[role] = _ids(cust, spec.id_format, "C", 3)
         elif role == R.TERMINAL:
             columns[role] = _ids(term, spec.id_format, "M", 5)
+        elif role == R.AMOUNT and spec.style == "ledger":
+            columns[role] = pd.Series(np.char.mod("$%.2f", np.round(amount, 2)))
         elif role == R.AMOUNT:
             columns[role] = pd.Series(np.round(amount, 2))
         elif role == R.CATEGORY:
@@ -511,10 +536,26 @@ def _present(raw: pd.DataFrame, spec: DatasetSpec, labeled: bool) -> pd.DataFram
         columns.update(_balances(raw, amount, spec, rng))
         columns = {r: c for r, c in columns.items() if r in spec.roles or r == R.AMOUNT}
     if labeled:
-        columns[R.LABEL] = raw["label"].astype(np.int64)
+        label = raw["label"].astype(np.int64)
+        columns[R.LABEL] = label.map({0: "No", 1: "Yes"}) if spec.style == "ledger" else label
     ordered = [r for r in (*spec.roles, R.LABEL) if r in columns]
     frame = pd.DataFrame({names[r]: columns[r].to_numpy() for r in ordered})
+    if spec.timestamp_format == "split" and R.TIMESTAMP in spec.roles:
+        at = list(frame.columns).index(names[R.TIMESTAMP]) + 1
+        for offset, part in enumerate(("Month", "Day", "Time")):
+            frame.insert(at + offset, part, split[part].to_numpy())
     return frame
+
+
+def _split_date(t: np.ndarray) -> dict[str, pd.Series]:
+    """Year, Month, Day and Time ("HH:MM") columns of a ledger export."""
+    stamps = pd.to_datetime((START + t).astype(np.int64), unit="s")
+    return {
+        "Year": pd.Series(stamps.year),
+        "Month": pd.Series(stamps.month),
+        "Day": pd.Series(stamps.day),
+        "Time": pd.Series(stamps.strftime("%H:%M")),
+    }
 
 
 def _channel_mix(k: int) -> np.ndarray:

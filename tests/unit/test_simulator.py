@@ -6,7 +6,9 @@ import pandas as pd
 import pytest
 
 from shared.engine import roles as R
+from shared.engine.roles import infer_roles
 from shared.training.simulator import (
+    DOMAINS,
     STYLES,
     example_spec,
     reference_catalog,
@@ -79,3 +81,16 @@ def test_mobile_money_fraud_empties_accounts() -> None:
     emptied = (frame[names[R.BALANCE_AFTER]] == 0) & (frame[names[R.BALANCE_BEFORE]] > 0)
     by_label = emptied.groupby(frame[names[R.LABEL]]).mean()
     assert by_label[1] > 0.05 and by_label[1] > 10 * by_label[0]
+
+
+def test_ledger_datasets_split_the_date_and_write_dollars_and_yes_no() -> None:
+    ledgers = [s for s in CATALOG if s.style == "ledger"]
+    assert {s.domain for s in ledgers} == set(DOMAINS)
+    frame = simulate(with_rows(ledgers[0], 2000))
+    year = list(frame.columns).index("Year")
+    assert list(frame.columns)[year : year + 4] == ["Year", "Month", "Day", "Time"]
+    assert frame["Amount"].str.fullmatch(r"\$\d+\.\d{2}").all()
+    assert set(frame["Is Fraud?"]) == {"No", "Yes"}
+    roles = infer_roles(frame)
+    assert roles.date_parts == ("Year", "Month", "Day", "Time")
+    assert roles.get(R.LABEL) == "Is Fraud?" and roles.get(R.AMOUNT) == "Amount"
