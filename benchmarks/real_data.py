@@ -49,6 +49,7 @@ from shared.training.simulator import DOMAINS, DatasetSpec, simulate
 
 DEFAULT_DIR = REPO_ROOT.parent / "shared" / "realdata"
 TRUST_GRID = (0.0, 0.25, 0.5, 1.0)
+SEEDS = (0, 1, 2, 3)  # the sample, the forest and the file model vary with the seed
 FAMILY_ROWS_SCALE = 0.3  # left-out-family libraries: smaller datasets, built in about a minute
 LABEL_NAMES = ("fraud", "class", "is fraud?", "isfraud", "is_fraud", "label", "fraud_bool")
 
@@ -140,6 +141,10 @@ def evaluate(
             trust: score(upload, source, reference_trust=trust)[0]["fraud_probability"].to_numpy()
             for trust in TRUST_GRID
         }
+        by_seed = [
+            score(upload, source, seed=seed)[0]["fraud_probability"].to_numpy()
+            for seed in SEEDS[1:]
+        ]
     rows = blended["row_number"].to_numpy() - 1
     yy, p = y[rows], blended["fraud_probability"].to_numpy()
     k = int(yy.sum())
@@ -165,6 +170,7 @@ def evaluate(
         "weight": (info.get("blend") or {}).get("reference_weight", 1.0),
         "in_band": bool(info["fraud_rate_band"][0] <= y.mean() <= info["fraud_rate_band"][1]),
         "_trust_roc": {t: roc_auc_score(yy, p) for t, p in by_trust.items()},
+        "_seed_roc": [roc_auc_score(yy, p)] + [roc_auc_score(yy, q) for q in by_seed],
     }
 
 
@@ -230,10 +236,16 @@ def summary(table: pd.DataFrame, what: str) -> None:
 
 
 def show(results: list[dict], what: str) -> None:
-    table = pd.DataFrame(results).drop(columns="_trust_roc").set_index("file")
+    table = pd.DataFrame(results).drop(columns=["_trust_roc", "_seed_roc"]).set_index("file")
     with pd.option_context("display.width", 250, "display.float_format", "{:.4f}".format):
         print(table.to_string())
     summary(table, what)
+    print(f"  final ROC over seeds {SEEDS} (the default is 0): mean, spread")
+    for r in results:
+        rocs = np.array(r["_seed_roc"])
+        print(f"    {r['file']:42s} {rocs.mean():.4f}  {rocs.min():.4f}-{rocs.max():.4f}")
+    means = np.mean([np.mean(r["_seed_roc"]) / r["sup"] for r in results])
+    print(f"    mean ROC / supervised over seeds: {means:.3f}")
 
 
 def main(argv: list[str] | None = None) -> int:
