@@ -283,6 +283,12 @@ def to_number(series: pd.Series) -> pd.Series:
     if pd.api.types.is_numeric_dtype(series):
         return series.astype(float)
     text = series.astype("string").str.strip().str.replace(r"[\s\u00a0'€$£]", "", regex=True)
+    # Thousands separators: "1,234.56" and "1,234,567"; "1.234,56" (a lone "1,234" stays a
+    # decimal comma, as most European files mean it).
+    comma_thousands = text.str.fullmatch(r"-?\d{1,3}(,\d{3})+\.\d+|-?\d{1,3}(,\d{3}){2,}")
+    text = text.where(~comma_thousands.fillna(False), text.str.replace(",", "", regex=False))
+    dot_thousands = text.str.fullmatch(r"-?\d{1,3}(\.\d{3})+,\d+").fillna(False)
+    text = text.where(~dot_thousands, text.str.replace(".", "", regex=False))
     comma_decimal = text.str.fullmatch(r"-?\d+,\d+").fillna(False)
     text = text.where(~comma_decimal, text.str.replace(",", ".", regex=False))
     return pd.to_numeric(text, errors="coerce").astype(float)

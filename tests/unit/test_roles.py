@@ -85,6 +85,11 @@ def test_numbers_are_read_with_decimal_commas_and_spaces() -> None:
     assert values.iloc[3:].isna().all()
 
 
+def test_numbers_are_read_with_currency_signs_and_thousands_separators() -> None:
+    values = to_number(pd.Series(["$1,234.56", "-$12.00", "€1.234,50", "1,234,567", "£0.99"]))
+    assert values.tolist() == [1234.56, -12.0, 1234.5, 1234567.0, 0.99]
+
+
 @pytest.mark.parametrize(
     ("values", "tokens", "expected"),
     [
