@@ -13,9 +13,10 @@ FRAUDSCORE_REALDATA (default ../shared/realdata beside the project).
 
 Left-out families: for each domain of our simulator (card present, e-commerce, mobile money,
 ATM) a library of the other domains' catalog models is built (smaller, cached under
-var/left_out) and scores that domain's held-out datasets, whose column names no reference model
-uses. Our simulator's domains share one generator, so this shows transfer across domains, not
-across independent sources: that is what the real files are for.
+var/left_out: delete it after changing the simulator) and scores that domain's held-out
+datasets, whose column names no reference model uses. Our simulator's domains share one
+generator, so this shows transfer across domains, not across independent sources: that is
+what the real files are for.
 """
 
 from __future__ import annotations
