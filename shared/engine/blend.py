@@ -62,10 +62,10 @@ def extra_columns(frame: pd.DataFrame, roles: RoleMap) -> ExtraColumns:
             ignored.append(column)
             continue
         unique_share = present.nunique() / len(present)
-        if R.TIMESTAMP in roles and _dated(present):
+        parsed = to_number(present)
+        if R.TIMESTAMP in roles and parsed.notna().mean() <= 0.5 and _dated(present):
             dates[column] = detect_format(present)
             continue
-        parsed = to_number(present)
         if parsed.notna().mean() >= NUMERIC_SHARE:
             whole = bool(np.all(np.mod(parsed.dropna(), 1) == 0))
             is_id = whole and unique_share > ID_UNIQUE_SHARE and len(present) > 50
@@ -82,9 +82,7 @@ def extra_columns(frame: pd.DataFrame, roles: RoleMap) -> ExtraColumns:
 
 
 def _dated(values: pd.Series) -> bool:
-    """Text dates (numbers are left to be numbers: an epoch column reads as one anyway)."""
-    if to_number(values).notna().mean() > 0.5:
-        return False
+    """Text that reads as dates (numbers stay numbers: an epoch column reads as one anyway)."""
     return bool(parse_timestamps(values.head(500)).notna().mean() > NUMERIC_SHARE)
 
 
