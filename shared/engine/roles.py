@@ -206,8 +206,10 @@ ID_ROLES = {CUSTOMER, TERMINAL, TX_ID}
 NUMERIC_ROLES = {AMOUNT, BALANCE_BEFORE, BALANCE_AFTER, DISTANCE}
 CATEGORICAL_ROLES = {CATEGORY, CHANNEL, TX_TYPE}
 MIN_SCORE = 1.5
-# Words of place: a merchant's city or a card's zip code describes the entity, it is not its id.
-PLACE_TOKENS = {"city", "state", "zip", "country", "region", "postcode", "postal", "ville", "pays"}
+# Words of an entity's attributes (a merchant's city, a card's zip code, a customer's age):
+# they describe the entity, they are not its id.
+ATTRIBUTE_TOKENS = {"city", "state", "zip", "country", "region", "postcode", "postal", "ville"}
+ATTRIBUTE_TOKENS |= {"pays", "age", "gender", "sex", "dob", "birth", "birthday"}
 # A date split over columns (TabFormer's Year, Month, Day, Time): names and value ranges.
 DATE_PART_NAMES = {
     "year": {"year", "yr", "yyyy", "annee", "ano", "jahr"},
@@ -351,8 +353,8 @@ def name_score(tokens: list[str], role: str) -> float:
             score = max(score, 3.0)
     if role in NUMERIC_ROLES | {TIMESTAMP, LABEL} and has_id:
         score -= 2.0
-    if role in ID_ROLES and any(t in PLACE_TOKENS for t in tokens):
-        score -= 1.5
+    if role in ID_ROLES and any(t in ATTRIBUTE_TOKENS for t in tokens):
+        score = 0.0
     return score
 
 
@@ -483,7 +485,7 @@ def _fallbacks(result: RoleMap, infos: dict[str, ColumnInfo], rows: int) -> None
             if _id_values(i)
             and i.unique >= 30
             and i.unique_share < 0.95
-            and not set(i.tokens) & PLACE_TOKENS
+            and not set(i.tokens) & ATTRIBUTE_TOKENS
         ),
         key=lambda i: -i.unique,
     )

@@ -164,3 +164,19 @@ def test_a_column_with_repeats_is_not_taken_as_the_transaction_id() -> None:
     assert R.TX_ID not in infer_roles(frame)
     frame["device"] = [f"D{v:06d}" for v in range(rows)]
     assert infer_roles(frame).get(R.TX_ID) == "device"
+
+
+def test_an_attribute_of_an_entity_is_not_taken_for_its_id() -> None:
+    rng = np.random.default_rng(2)
+    n = 2000
+    frame = pd.DataFrame(
+        {
+            "customer_age": rng.choice([20, 30, 40, 50, 60], n),
+            "merchant_city": rng.choice(["Rome", "Paris", "Lyon"], n),
+            "amount": rng.lognormal(3, 1, n).round(2),
+        }
+    )
+    roles = infer_roles(frame)
+    assert R.CUSTOMER not in roles and R.TERMINAL not in roles
+    frame["customer_id"] = rng.integers(1000, 1300, n)
+    assert infer_roles(frame).get(R.CUSTOMER) == "customer_id"
