@@ -297,8 +297,10 @@ def to_number(series: pd.Series) -> pd.Series:
 
 
 def describe(series: pd.Series, sample: int = 5000) -> ColumnInfo:
-    """Profile a column from (a sample of) its values."""
+    """Profile a column from (a sample of) its non-empty values."""
     values = series.dropna()
+    if not pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+        values = values[values.astype("string").str.strip() != ""]  # a blank cell is missing
     if len(values) > sample:
         values = values.sample(sample, random_state=0)
     n = max(len(values), 1)

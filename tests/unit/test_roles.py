@@ -180,3 +180,14 @@ def test_an_attribute_of_an_entity_is_not_taken_for_its_id() -> None:
     assert R.CUSTOMER not in roles and R.TERMINAL not in roles
     frame["customer_id"] = rng.integers(1000, 1300, n)
     assert infer_roles(frame).get(R.CUSTOMER) == "customer_id"
+
+
+def test_blank_cells_are_missing_not_text() -> None:
+    """A sparse numeric column read as text ("" for a gap) stays numeric: no text role."""
+    rng = np.random.default_rng(4)
+    n = 2000
+    sparse = np.where(rng.random(n) < 0.7, "", rng.integers(0, 5, n).astype(str))
+    frame = pd.DataFrame({"amount": rng.lognormal(3, 1, n).round(2).astype(str), "V1": sparse})
+    info = R.describe(frame["V1"])
+    assert info.numeric_share == 1.0 and not info.is_text
+    assert "V1" not in infer_roles(frame).columns.values()
