@@ -6,7 +6,6 @@ import base64
 import io
 import json
 import os
-import subprocess
 import sys
 import time
 import urllib.error
@@ -49,10 +48,8 @@ def flower(service_env: dict[str, str], tmp_path: Path) -> Iterator[str]:
         API_HOST="127.0.0.1",
         FLOWER_BASIC_AUTH=":".join(AUTH),
     )
-    log = (tmp_path / "flower.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "worker", "flower"], env=env, stdout=log, stderr=subprocess.STDOUT
-    )
+    # In a session of its own, so that stop_process (a process-group kill) reaches it.
+    proc = services.spawn([sys.executable, "-m", "worker", "flower"], env, tmp_path / "flower.log")
     url = f"http://127.0.0.1:{port}"
 
     def up() -> bool:
@@ -69,7 +66,7 @@ def flower(service_env: dict[str, str], tmp_path: Path) -> Iterator[str]:
         yield url
     finally:
         services.stop_process(proc)
-        log.close()
+        assert proc.poll() is not None
 
 
 def test_a_failed_job_is_a_failure_in_flower_under_its_job_id(
