@@ -16,8 +16,8 @@ import pandas as pd
 
 from shared.engine import roles as R
 from shared.engine.calibration import EPS, logit
-from shared.engine.roles import RoleMap, to_number
-from shared.engine.timeparse import TimeFormat, detect_format, parse_timestamps
+from shared.engine.roles import RoleMap, dated_share, to_number
+from shared.engine.timeparse import TimeFormat, detect_format
 
 MAX_EXTRA_COLUMNS = 64
 ID_UNIQUE_SHARE = 0.95  # a whole-number column almost all of whose values differ is an id
@@ -63,7 +63,8 @@ def extra_columns(frame: pd.DataFrame, roles: RoleMap) -> ExtraColumns:
             continue
         unique_share = present.nunique() / len(present)
         parsed = to_number(present)
-        if R.TIMESTAMP in roles and parsed.notna().mean() <= 0.5 and _dated(present):
+        textual = parsed.notna().mean() <= 0.5  # numbers stay numbers (an epoch reads as one)
+        if R.TIMESTAMP in roles and textual and dated_share(present) > NUMERIC_SHARE:
             dates[column] = detect_format(present)
             continue
         if parsed.notna().mean() >= NUMERIC_SHARE:
@@ -79,11 +80,6 @@ def extra_columns(frame: pd.DataFrame, roles: RoleMap) -> ExtraColumns:
     return ExtraColumns(
         [c for c in numeric if c in keep], [c for c in text if c in keep], ignored, dates
     )
-
-
-def _dated(values: pd.Series) -> bool:
-    """Text that reads as dates (numbers stay numbers: an epoch column reads as one anyway)."""
-    return bool(parse_timestamps(values.head(500)).notna().mean() > NUMERIC_SHARE)
 
 
 def reference_confidence(

@@ -315,9 +315,7 @@ def describe(series: pd.Series, sample: int = 5000) -> ColumnInfo:
         binary = bool(lowered) and lowered <= {"true", "false", "yes", "no", "oui", "non", "0", "1"}
     datetime_share = 0.0
     if numeric.mean() < 0.5 and values.dtype != bool:
-        from shared.engine.timeparse import parse_timestamps
-
-        datetime_share = float(parse_timestamps(values.head(500)).notna().mean())
+        datetime_share = dated_share(values)
     return ColumnInfo(
         name=str(series.name),
         tokens=tokens_of(str(series.name)),
@@ -331,6 +329,13 @@ def describe(series: pd.Series, sample: int = 5000) -> ColumnInfo:
         low=float(finite.min()) if len(finite) else float("nan"),
         high=float(finite.max()) if len(finite) else float("nan"),
     )
+
+
+def dated_share(values: pd.Series) -> float:
+    """The share of (the first 500 of) a text column's values that read as dates or times."""
+    from shared.engine.timeparse import parse_timestamps
+
+    return float(parse_timestamps(values.head(500)).notna().mean())
 
 
 def name_score(tokens: list[str], role: str) -> float:
