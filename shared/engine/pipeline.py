@@ -86,13 +86,17 @@ RISK_LEVELS = pa.array(["low", "medium", "high"])
 OUTPUT_COLUMNS = ("fraud_probability", "risk_level", "anomaly_score", "is_anomaly", "reasons")
 RISKIEST_ROWS = 50  # the summary's table of the riskiest rows
 MAX_AMOUNT = 1e15  # larger amounts are data errors: not scored, listed in the errors file
-# The stages whose busy seconds a run reports (besides one "model:NAME" entry per model).
-# Running counts since the file's first row grow with a row's position in the file, not with
-# anything odd about it: anomaly detection leaves them out.
-ANOMALY_LEFT_OUT = {"cust_n_prior", "term_n_prior"}
+# Anomaly detection leaves out running counts since the file's first row (they grow with a
+# row's position, not with anything odd about it) and the way an amount is written (its cents,
+# whether it is round): an IsolationForest picks inputs at random, so inputs that say nothing
+# dilute the ones that do. Leaving the latter out raised the real files' mean ROC-AUC over
+# seeds 0-3 from 0.902 to 0.910 of supervised (card_transdata 0.794 -> 0.823, the others
+# within +-0.005) and the left-out families' from 1.003 to 1.006.
+ANOMALY_LEFT_OUT = {"cust_n_prior", "term_n_prior", "amount_is_round", "amount_cents"}
 ANOMALY_FEATURES = [i for i, name in enumerate(FEATURES) if name not in ANOMALY_LEFT_OUT]
 ID_SHARE_ROLES = (R.CUSTOMER, R.TERMINAL)
 LOW_SIMILARITY = 0.5  # below it, the summary warns that the best match is poor
+# The stages whose busy seconds a run reports (besides one "model:NAME" entry per model).
 TIMED_STAGES = (
     "read",
     "features",
