@@ -8,6 +8,71 @@ import numpy as np
 from sklearn.ensemble import IsolationForest
 
 SCORE_BLOCK = 16_384
+# An input whose values hold nothing rare (a weekday, a flag set on a third of the rows) cannot
+# make a row rare; an IsolationForest picks its inputs at random, so such inputs only dilute the
+# others. Each input is screened alone on a sub-sample of the sample and kept when the rarest
+# row's score, in a forest over that input alone, stands this far above the median row's.
+# Over seeds 0-3 on the real files (benchmarks/real_data.py) screening at 0.1 raised every
+# file's ROC-AUC (mean 0.910 -> 0.931 of supervised; card_transdata 0.823 -> 0.870, tabformer
+# 0.851 -> 0.875; the same at 0.13, lower at 0.07); the left-out families went 1.006 -> 1.003.
+# The file model still sees every input.
+SCREEN_TAIL = 0.1
+SCREEN_ROWS = 2_000
+SCREEN_TREES = 20
+SUB_SAMPLE = 256  # the sub-sample each isolation tree is grown on (as in sklearn)
+
+
+def _path_adjust(n: np.ndarray) -> np.ndarray:
+    """The mean depth still to go in a node of n points (IsolationForest's c(n))."""
+    n = np.asarray(n, np.float64)
+    harmonic = np.log(np.maximum(n - 1, 1)) + np.euler_gamma
+    return np.where(n > 2, 2 * harmonic - 2 * (n - 1) / np.maximum(n, 1), np.where(n == 2, 1, 0))
+
+
+def tail(values: np.ndarray, seed: int = 0) -> float:
+    """How far one input's rarest values stand out on their own: the highest score of an
+    isolation forest over this input alone, minus the median score (0 when all values are equal).
+
+    The forest is grown in numpy, all trees at once, since sklearn's per-tree overhead made the
+    screen cost more than scoring the file. In one dimension a tree on a sorted sub-sample sends
+    every value between two neighbouring sub-sample values down one path, so the paths are
+    followed for those 2m + 1 slots (the m values and the gaps around them), not for each row.
+    A node is a range of the sorted sub-sample, split uniformly between its ends."""
+    span = np.ptp(values)
+    if span == 0:
+        return 0.0
+    values = np.sort(values - values.min()) / span  # uniform splits in a range: scale-free
+    rng = np.random.default_rng(seed)
+    m = min(SUB_SAMPLE, len(values))
+    sub = np.sort(values[rng.integers(0, len(values), (SCREEN_TREES, m))], axis=1)
+    rows = np.arange(SCREEN_TREES)[:, None]
+    # The slots: below the sub-sample, then each value and the gap after it.
+    slots = np.empty((SCREEN_TREES, 2 * m + 1))
+    slots[:, 0], slots[:, 1::2], slots[:, -1] = -1.0, sub, 2.0
+    slots[:, 2:-1:2] = (sub[:, :-1] + sub[:, 1:]) / 2
+    lo = np.zeros(slots.shape, dtype=np.int64)
+    hi = np.full_like(lo, m)
+    depth = np.zeros(slots.shape)
+    for _ in range(int(np.ceil(np.log2(m)))):
+        low, high = sub[rows, lo], sub[rows, hi - 1]
+        split_here = (hi - lo > 1) & (low < high)
+        if not split_here.any():
+            break
+        # One draw per node: at a given depth a node is known by its first sub-sample index.
+        cut = low + rng.random((SCREEN_TREES, m))[rows, lo] * (high - low)
+        where = np.stack([np.searchsorted(t, c) for t, c in zip(sub, cut, strict=True)])
+        left = slots < cut
+        hi = np.where(split_here & left, where, hi)
+        lo = np.where(split_here & ~left, where, lo)
+        depth += split_here
+    depth += _path_adjust(hi - lo)
+    # Each row's slot in each tree: its value's, or the gap it falls in (the rows' order does
+    # not matter to the result; sorted, they are found faster).
+    below = np.stack([np.searchsorted(t, values) for t in sub])
+    hit = sub[rows, np.minimum(below, m - 1)] == values
+    mean_depth = depth[rows, 2 * below + hit].mean(axis=0)
+    scores = 2 ** (-mean_depth / _path_adjust(np.array(m)))
+    return float(scores.max() - np.median(scores))
 
 
 class AnomalyDetector:
@@ -19,20 +84,30 @@ class AnomalyDetector:
 
     def __init__(self, contamination: float = 0.01, trees: int = 100, seed: int = 0) -> None:
         self.contamination = contamination
+        self.seed = seed
         self.forest = IsolationForest(n_estimators=trees, max_samples=256, random_state=seed)
         self.columns: np.ndarray = np.array([], dtype=int)
+        self.screened_out: np.ndarray = np.array([], dtype=int)  # inputs without rare values
         self.fill: np.ndarray = np.array([])
         self.scale: np.ndarray = np.array([])
         self.threshold = 1.0
 
     def fit(self, sample: np.ndarray) -> AnomalyDetector:
-        """Fit on a uniform sample of the whole file, so that flags mark its share of any order."""
+        """Fit on a uniform sample of the whole file, so that flags mark its share of any order,
+        over the inputs that hold rare values."""
         finite = np.isfinite(sample)
         self.columns = np.flatnonzero(finite.any(axis=0))
         if len(self.columns) == 0:
             return self
         data = np.where(finite, sample, np.nan)[:, self.columns].astype(np.float64)
         self.fill = np.nanmedian(data, axis=0)
+        rng = np.random.default_rng(self.seed)
+        sub = rng.choice(len(data), min(SCREEN_ROWS, len(data)), replace=False)
+        filled = np.where(np.isnan(data[sub]), self.fill, data[sub])
+        rare = np.array([tail(filled[:, j], self.seed) > SCREEN_TAIL for j in range(data.shape[1])])
+        if rare.any():  # else keep them all: nothing stands out, but the flags still need a score
+            self.screened_out = self.columns[~rare]
+            self.columns, data, self.fill = self.columns[rare], data[:, rare], self.fill[rare]
         q1, q3 = np.nanquantile(data, [0.25, 0.75], axis=0)
         spread = np.nanstd(data, axis=0)
         self.scale = np.where(q3 > q1, q3 - q1, np.where(spread > 0, spread, 1.0))

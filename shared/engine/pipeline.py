@@ -792,6 +792,9 @@ class Pipeline:
                 for m in chosen
             ],
             "anomaly_detection": "isolation_forest" if self.options.anomaly else "off",
+            "anomaly_inputs_without_rare_values": [
+                scorer.anomaly_names[i] for i in scorer.detector.screened_out
+            ],
             "calibration": calibration,
             "best_model": chosen[0].name,
             "similarity_score": round(chosen[0].similarity, 4),

@@ -7,9 +7,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.ensemble import IsolationForest
 
 from shared.engine import roles as R
-from shared.engine.anomaly import AnomalyDetector
+from shared.engine.anomaly import SCREEN_TAIL, AnomalyDetector, tail
 from shared.engine.blend import (
     BAND_FACTOR,
     Blender,
@@ -33,6 +34,58 @@ def test_flags_fitted_on_a_uniform_sample_mark_about_one_percent_of_a_time_order
     assert 0.005 <= detector.flags(detector.score(x)).mean() <= 0.02
     first_rows = AnomalyDetector().fit(x[:20_000])  # the failure the uniform sample avoids
     assert first_rows.flags(first_rows.score(x)).mean() > 0.05
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "normal",
+        "lognormal",
+        "uniform",
+        "flag_35",
+        "flag_10",
+        "flag_2",
+        "flag_half_percent",
+        "weekday",
+    ],
+)
+def test_one_input_tail_matches_sklearns_isolation_forest(kind: str) -> None:
+    rng = np.random.default_rng(3)
+    values = {
+        "normal": rng.normal(0, 1, 2_000),
+        "lognormal": rng.lognormal(0, 1.5, 2_000) * 1e6,  # scale-free
+        "uniform": rng.uniform(0, 1, 2_000),
+        "flag_35": (rng.random(2_000) < 0.35) * 1.0,
+        "flag_10": (rng.random(2_000) < 0.10) * 1.0,
+        "flag_2": (rng.random(2_000) < 0.02) * 1.0,
+        "flag_half_percent": (rng.random(2_000) < 0.005) * 1.0,
+        "weekday": rng.integers(0, 7, 2_000) * 1.0,
+    }[kind]
+    forest = IsolationForest(n_estimators=300, max_samples=256, random_state=0)
+    scores = -forest.fit(values[:, None]).score_samples(values[:, None])
+    expected = scores.max() - np.median(scores)
+    ours = np.mean([tail(values, seed) for seed in range(5)])
+    assert ours == pytest.approx(expected, abs=0.03)
+
+
+def test_inputs_without_rare_values_are_left_out_of_the_forest() -> None:
+    rng = np.random.default_rng(4)
+    n = 20_000
+    x = np.column_stack(
+        [
+            rng.lognormal(3, 1, n),  # an amount: a long tail
+            rng.integers(0, 7, n),  # a weekday: nothing rare
+            rng.random(n) < 0.4,  # a flag on 40% of rows
+            rng.random(n) < 0.01,  # a flag on 1% of rows: rare
+            np.full(n, 5.0),  # one value
+        ]
+    ).astype(np.float64)
+    assert tail(x[:2_000, 1]) < SCREEN_TAIL < tail(x[:2_000, 0])
+    assert AnomalyDetector().fit(x).columns.tolist() == [0, 3]
+    # When nothing is rare the forest still gets every input, so that rows can be flagged.
+    calm = AnomalyDetector().fit(x[:, [1, 2]])
+    assert calm.columns.tolist() == [0, 1]
+    assert 0.005 <= calm.flags(calm.score(x[:, [1, 2]])).mean() <= 0.1
 
 
 def test_reference_weight_falls_with_the_share_of_columns_the_models_cannot_see() -> None:

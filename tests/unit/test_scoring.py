@@ -66,6 +66,9 @@ def test_the_summary_names_models_weights_and_methods(
     assert 0 < methods["similarity_score"] <= 1
     assert methods["ensemble"] == "weighted_average (logit pooling)"
     assert methods["anomaly_detection"] == "isolation_forest"
+    # A weekday holds nothing rare: the forest leaves it out, and the summary says so.
+    assert "weekday" in methods["anomaly_inputs_without_rare_values"]
+    assert "amount" not in methods["anomaly_inputs_without_rare_values"]
     assert methods["calibration"].startswith("per-model")
     explained = methods["matching"][0]
     best = next(m for m in FolderSource(small_library).models() if m.name == explained["name"])
