@@ -11,8 +11,11 @@ from __future__ import annotations
 import numpy as np
 import xgboost as xgb
 
-POSITIVE_SHARE = 0.03  # the top of the blended score taken as fraud
-NEGATIVE_SHARE = 0.5  # the bottom taken as legitimate
+# The top of the blended score taken as fraud. Measured over seeds 0-3: 0.01 raised the real
+# files (0.931 -> 0.938 of supervised) but lowered the left-out families (1.003 -> 0.994, one
+# e-commerce family 0.93 -> 0.87); 0.02 and 0.05 were within the noise of 0.03.
+POSITIVE_SHARE = 0.03
+NEGATIVE_SHARE = 0.5  # the bottom taken as legitimate (0.8: real files 0.931 -> 0.916)
 MIN_POSITIVES = 20  # fewer pseudo-positives than this: no file model
 FOLDS = 3
 # Rounds of pseudo-labelling (a second learns from the first's out-of-fold scores). Measured
