@@ -36,6 +36,7 @@ from shared.engine import roles as R
 from shared.engine.adapt import NEGATIVE_SHARE, POSITIVE_SHARE, FileModel
 from shared.engine.anomaly import AnomalyDetector
 from shared.engine.blend import (
+    ANOMALY_HEDGE,
     REFERENCE_TRUST,
     Blender,
     ExtraColumns,
@@ -365,8 +366,8 @@ class Pipeline:
         with self.time("file_model"):
             model = FileModel(self.options.threads, self.options.seed)
             scorer.file_model = model.fit(sample_rows, sample_ax, sample_p)
-            blender.adapt(model.oof)
-        return blender.adapted(model.oof)
+            blender.adapt(model.oof, a)
+        return blender.adapted(model.oof, a)
 
     def _uniform_sample(self, spool: Path, rows: int) -> tuple[pa.Table, np.ndarray]:
         """A uniform random sample of the whole file's rows (read back from the spool), so that
@@ -769,7 +770,8 @@ class Pipeline:
             if scorer.file_model is not None:
                 blend["file_model_reason"] = (
                     "rows ranked by an XGBoost model of this file, trained on the blend's top "
-                    f"{POSITIVE_SHARE:.0%} and bottom {NEGATIVE_SHARE:.0%} of the sample"
+                    f"{POSITIVE_SHARE:.0%} and bottom {NEGATIVE_SHARE:.0%} of the sample "
+                    f"({1 - ANOMALY_HEDGE:.0%} of the rank; the anomaly rank the rest)"
                 )
         medium, high = self.thresholds
         return {
@@ -889,7 +891,7 @@ class _Scorer:
         if own_futures and self.blender is not None:
             scores = np.concatenate([f.result() for f in score_futures])
             with self.timer("calibration"):
-                p = self.blender.adapted(np.concatenate([f.result() for f in own_futures]))
+                p = self.blender.adapted(np.concatenate([f.result() for f in own_futures]), scores)
             return p, scores, self.detector.flags(scores)
         p = self._ensemble(models, n)
         if not score_futures:

@@ -97,6 +97,25 @@ def test_reference_weight_falls_with_the_share_of_columns_the_models_cannot_see(
     assert reference_confidence(0.2, roles, none, 1.0) < reference_confidence(0.8, roles, none, 1.0)
 
 
+def test_a_file_models_rank_is_hedged_with_the_anomaly_rank() -> None:
+    rng = np.random.default_rng(5)
+    ensemble, anomaly = rng.beta(1, 60, 20_000), rng.uniform(0, 1, 20_000)
+    model = rng.uniform(0, 1, 20_000)  # the file model's out-of-fold scores
+    blender = Blender(0.1, float(ensemble.mean())).fit(ensemble, anomaly)
+    blender.adapt(model, anomaly)
+    p = blender.adapted(model, anomaly)
+
+    def rank(v: np.ndarray) -> np.ndarray:
+        return np.argsort(np.argsort(v))
+
+    # The file model leads (3/4 of the rank), the anomaly rank still counts (1/4).
+    assert np.corrcoef(rank(p), rank(model))[0, 1] > 0.9
+    assert 0.2 < np.corrcoef(rank(p), rank(anomaly))[0, 1] < 0.5
+    tied = blender.adapted(np.full(2, 0.5), np.array([0.1, 0.9]))
+    assert tied[1] > tied[0]
+    assert p.mean() == pytest.approx(blender.prior, rel=0.05)
+
+
 def test_blend_follows_its_weight_and_keeps_the_mean_at_the_estimated_rate() -> None:
     rng = np.random.default_rng(2)
     ensemble = rng.beta(1, 60, 20_000)
