@@ -170,17 +170,24 @@ class Blender:
         """Rank rows by a file model's scores instead (its out-of-fold scores on the sample),
         hedged with the anomaly rank."""
         self.model_cdf = _Ecdf(np.sort(np.asarray(sample_scores, np.float64)))
-        hedged = self._hedged(sample_scores, np.asarray(sample_anomaly, np.float64))
-        self.adapted_cdf = _Ecdf(np.sort(hedged))
+        self.adapted_cdf = _Ecdf(np.sort(self.hedged(sample_scores, sample_anomaly)))
 
     def _hedged(self, scores: np.ndarray, anomaly: np.ndarray) -> np.ndarray:
         return (1 - ANOMALY_HEDGE) * self.model_cdf(scores) + ANOMALY_HEDGE * self.anomaly_cdf(
             anomaly
         )
 
+    def hedged(self, scores: np.ndarray, anomaly: np.ndarray) -> np.ndarray:
+        """Each row's hedged rank from its file-model and anomaly scores (for `from_hedged`)."""
+        return self._hedged(scores, np.asarray(anomaly, np.float64))
+
+    def from_hedged(self, hedged: np.ndarray) -> np.ndarray:
+        """Final probability per row from its hedged rank."""
+        return self._probability(self.adapted_cdf(hedged))
+
     def adapted(self, scores: np.ndarray, anomaly: np.ndarray) -> np.ndarray:
         """Final probability per row from the file model's scores and the anomaly scores."""
-        return self._probability(self.adapted_cdf(self._hedged(scores, anomaly)))
+        return self.from_hedged(self.hedged(scores, anomaly))
 
     def __call__(self, ensemble: np.ndarray, anomaly: np.ndarray) -> np.ndarray:
         """Final probability per row from its blended rank."""

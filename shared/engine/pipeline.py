@@ -835,22 +835,20 @@ class _Scorer:
     def submit(
         self, x: np.ndarray, anomaly_x: np.ndarray | None, first_row: int = 0
     ) -> tuple[list[list[Future]], list[Future], list[Future]]:
-        """Start scoring; once the file model is fitted, it alone ranks the rows (it learnt the
-        ensemble's part from the sample), so the reference models are not run on them again."""
+        """Start scoring; once the file model is fitted, it ranks the rows with the anomaly
+        detector (it learnt the ensemble's part from the sample), so the reference models are
+        not run on them again."""
         scores: list[Future] = []
-        own: list[Future] = []
         if anomaly_x is not None:
-            score = self.timer.timed("anomaly", self.detector.score)
             starts = range(0, len(anomaly_x), BLOCK_ROWS)
-            scores = [self.pool.submit(score, anomaly_x[i : i + BLOCK_ROWS]) for i in starts]
             if self.file_model is not None:
-                predict = self.timer.timed("file_model", self.file_model.predict)
                 own = [
-                    self.pool.submit(predict, anomaly_x[i : i + BLOCK_ROWS], first_row + i)
+                    self.pool.submit(self._own, anomaly_x[i : i + BLOCK_ROWS], first_row + i)
                     for i in starts
                 ]
-        if own:
-            return [], scores, own
+                return [], [], own
+            score = self.timer.timed("anomaly", self.detector.score)
+            scores = [self.pool.submit(score, anomaly_x[i : i + BLOCK_ROWS]) for i in starts]
         blocks = [x[i : i + BLOCK_ROWS] for i in range(0, len(x), BLOCK_ROWS)]
         models = [
             [
@@ -859,7 +857,7 @@ class _Scorer:
             ]
             for m, b in zip(self.chosen, self.bundles, strict=True)
         ]
-        return models, scores, own
+        return models, scores, []
 
     def explain(self, x: np.ndarray, ax: np.ndarray | None, flags: np.ndarray) -> list[str]:
         """Reasons for some rows: the contributions of the model that ranked them (the file
@@ -883,15 +881,27 @@ class _Scorer:
                 anomaly[i] = phrase
         return join(model, anomaly)
 
+    def _own(self, anomaly_x: np.ndarray, first_row: int) -> tuple[np.ndarray, np.ndarray]:
+        """A block's anomaly scores and hedged ranks, once a file model ranks the rows (the
+        ranks here, on the pool's threads, rather than on the thread that writes)."""
+        assert self.file_model is not None and self.blender is not None
+        with self.timer("anomaly"):
+            scores = self.detector.score(anomaly_x)
+        with self.timer("file_model"):
+            own = self.file_model.predict(anomaly_x, first_row)
+        with self.timer("calibration"):
+            return scores, self.blender.hedged(own, scores)
+
     def collect(
         self, futures: tuple[list[list[Future]], list[Future], list[Future]], n: int
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(probability, anomaly score, anomaly flag) per row."""
         models, score_futures, own_futures = futures
         if own_futures and self.blender is not None:
-            scores = np.concatenate([f.result() for f in score_futures])
+            parts = [f.result() for f in own_futures]
+            scores = np.concatenate([s for s, _ in parts])
             with self.timer("calibration"):
-                p = self.blender.adapted(np.concatenate([f.result() for f in own_futures]), scores)
+                p = self.blender.from_hedged(np.concatenate([h for _, h in parts]))
             return p, scores, self.detector.flags(scores)
         p = self._ensemble(models, n)
         if not score_futures:
