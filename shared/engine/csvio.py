@@ -95,6 +95,7 @@ def iter_tables(
 ) -> Iterator[pa.Table]:
     """The file as text tables of about block_bytes of input each, in row order."""
     wanted = list(columns) if columns is not None else list(fmt.columns)
+    last = fmt.columns[-1]  # read always: where an unclosed quote swallows rows without error
     source = pa.OSFile(str(fmt.path))
     stream = pa.CompressedInputStream(source, "gzip") if fmt.gzip else source
     read = pacsv.ReadOptions(
@@ -106,7 +107,7 @@ def iter_tables(
     parse = pacsv.ParseOptions(delimiter=fmt.delimiter, newlines_in_values=True)
     convert = pacsv.ConvertOptions(
         column_types={c: pa.string() for c in fmt.columns},
-        include_columns=wanted,
+        include_columns=wanted + ([last] if last not in wanted else []),
         strings_can_be_null=False,
         quoted_strings_can_be_null=False,
     )
@@ -114,13 +115,35 @@ def iter_tables(
         reader = pacsv.open_csv(
             stream, read_options=read, parse_options=parse, convert_options=convert
         )
+        rows = 0
         for batch in reader:
             if batch.num_rows:
-                yield pa.Table.from_batches([batch])
+                table = pa.Table.from_batches([batch])
+                _check_quotes(fmt, table[last], rows)
+                rows += table.num_rows
+                yield table if last in wanted else table.drop_columns([last])
     except pa.ArrowInvalid as exc:
         raise InputError(f"{fmt.path.name}: malformed CSV ({_short(exc)})") from None
     finally:
         stream.close()
+
+
+def _check_quotes(fmt: CsvFormat, last: pa.ChunkedArray, first_row: int) -> None:
+    """Refuse the file where a quote opened in its last column is never closed: the parser
+    reads the rest of the file into that one value (with all its columns, the row is valid),
+    so the rows after it would be lost without a word. Seen as a value whose later lines hold
+    a whole row's worth of delimiters; a quoted value with line breaks is otherwise fine."""
+    broken = pc.match_substring(last, "\n")
+    if len(fmt.columns) < 2 or not pc.any(broken).as_py():
+        return
+    for i in np.flatnonzero(broken.to_numpy(zero_copy_only=False)):
+        lines = str(last[int(i)].as_py()).splitlines()[1:]
+        if any(line.count(fmt.delimiter) >= len(fmt.columns) - 1 for line in lines):
+            raise InputError(
+                f"{fmt.path.name}: a quote opened in column {fmt.columns[-1]!r} of row "
+                f"{first_row + int(i) + 1} is never closed, so the {len(lines)} lines after it "
+                "would be read as one value; close or remove the quote and upload again"
+            )
 
 
 def iter_chunks(fmt: CsvFormat, rows: int, columns: list[str] | None = None) -> Iterator[pa.Table]:

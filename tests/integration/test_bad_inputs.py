@@ -214,6 +214,14 @@ def _corrupt_gzip() -> bytes:
     return whole[: len(whole) // 2]
 
 
+def _unclosed_quote() -> bytes:
+    """A quote opened in the last column of row 100 and never closed."""
+    lines = _csv(GOOD).decode().splitlines(keepends=True)
+    cells = lines[100].split(",")
+    lines[100] = ",".join([*cells[:-1], '"' + cells[-1]])
+    return "".join(lines).encode()
+
+
 def _ragged() -> bytes:
     return b"amount,card\n1.5,c1\n2.5,c2,extra,fields\n3.5,c3\n"
 
@@ -259,6 +267,13 @@ FILES: list[tuple[str, str, bytes, str, str]] = [
         "not a finite number",
     ),
     ("ragged rows", "ragged.csv", _ragged(), "failed", "malformed CSV"),
+    (
+        "unclosed quote in the last column",
+        "quote.csv",
+        _unclosed_quote(),
+        "failed",
+        "of row 100 is never closed",
+    ),
     ("truncated gzip", "cut.csv.gz", _corrupt_gzip(), "failed", "cut.csv.gz"),
     (
         "unreadable amounts",

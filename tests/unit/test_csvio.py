@@ -61,6 +61,18 @@ def test_a_ragged_row_is_a_clear_error(tmp_path: Path) -> None:
         list(iter_chunks(fmt, 10))
 
 
+def test_an_unclosed_quote_in_the_last_column_is_a_clear_error(tmp_path: Path) -> None:
+    rows = [f"{i},c{i},shop" for i in range(1, 30)]
+    rows[9] = 'x10,c10,"shop'  # row 10: the rest of the file would become one value
+    fmt = sniff(write(tmp_path / "q.csv", "amount,card,shop\n" + "\n".join(rows) + "\n"))
+    with pytest.raises(InputError, match="column 'shop' of row 10 is never closed"):
+        list(iter_chunks(fmt, 100, ["amount"]))
+    # A quoted value with a line break in it is fine.
+    fmt = sniff(write(tmp_path / "ok.csv", 'amount,card,note\n1,c1,"two\nlines"\n2,c2,x\n'))
+    table = next(iter_chunks(fmt, 100, ["amount"]))
+    assert table.column_names == ["amount"] and table.num_rows == 2
+
+
 def test_chunks_have_exactly_the_asked_rows(tmp_path: Path) -> None:
     text = "a,b\n" + "".join(f"{i},{i * 2}\n" for i in range(1003))
     fmt = sniff(write(tmp_path / "c.csv", text))
