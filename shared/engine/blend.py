@@ -172,14 +172,11 @@ class Blender:
         self.model_cdf = _Ecdf(np.sort(np.asarray(sample_scores, np.float64)))
         self.adapted_cdf = _Ecdf(np.sort(self.hedged(sample_scores, sample_anomaly)))
 
-    def _hedged(self, scores: np.ndarray, anomaly: np.ndarray) -> np.ndarray:
-        return (1 - ANOMALY_HEDGE) * self.model_cdf(scores) + ANOMALY_HEDGE * self.anomaly_cdf(
-            anomaly
-        )
-
     def hedged(self, scores: np.ndarray, anomaly: np.ndarray) -> np.ndarray:
         """Each row's hedged rank from its file-model and anomaly scores (for `from_hedged`)."""
-        return self._hedged(scores, np.asarray(anomaly, np.float64))
+        model_rank = self.model_cdf(np.asarray(scores, np.float64))
+        anomaly_rank = self.anomaly_cdf(np.asarray(anomaly, np.float64))
+        return (1 - ANOMALY_HEDGE) * model_rank + ANOMALY_HEDGE * anomaly_rank
 
     def from_hedged(self, hedged: np.ndarray) -> np.ndarray:
         """Final probability per row from its hedged rank."""

@@ -133,8 +133,10 @@ def _check_quotes(fmt: CsvFormat, last: pa.ChunkedArray, first_row: int) -> None
     reads the rest of the file into that one value (with all its columns, the row is valid),
     so the rows after it would be lost without a word. Seen as a value whose later lines hold
     a whole row's worth of delimiters; a quoted value with line breaks is otherwise fine."""
+    if len(fmt.columns) < 2:
+        return
     broken = pc.match_substring(last, "\n")
-    if len(fmt.columns) < 2 or not pc.any(broken).as_py():
+    if not pc.any(broken).as_py():
         return
     for i in np.flatnonzero(broken.to_numpy(zero_copy_only=False)):
         lines = str(last[int(i)].as_py()).splitlines()[1:]
