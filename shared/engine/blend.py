@@ -81,7 +81,9 @@ def extra_columns(frame: pd.DataFrame, roles: RoleMap) -> ExtraColumns:
             ignored.append(column)  # every value differs (an id, free text), or one value
         else:
             text.append(column)
-    keep = (numeric + text)[:MAX_EXTRA_COLUMNS]
+    # A wide file keeps its first columns in file order, whatever their kind: the producer's
+    # grouping (card, address, e-mail domain, flags) says more than numbers-first would.
+    keep = [c for c in frame.columns if c in numeric or c in text][:MAX_EXTRA_COLUMNS]
     ignored += [c for c in numeric + text if c not in keep]
     return ExtraColumns(
         [c for c in numeric if c in keep], [c for c in text if c in keep], ignored, dates

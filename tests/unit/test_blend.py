@@ -13,6 +13,7 @@ from shared.engine import roles as R
 from shared.engine.anomaly import SCREEN_TAIL, AnomalyDetector, tail
 from shared.engine.blend import (
     BAND_FACTOR,
+    MAX_EXTRA_COLUMNS,
     Blender,
     ExtraColumns,
     extra_columns,
@@ -147,6 +148,21 @@ def test_other_columns_are_numbers_or_shares_and_ids_are_left_out() -> None:
     assert extra.numeric == ["V1"]
     assert extra.text == ["device", "browser"]
     assert extra.ignored == ["user_id", "note"]
+
+
+def test_a_wide_file_keeps_its_first_columns_in_file_order() -> None:
+    """Past MAX_EXTRA_COLUMNS, the text columns early in the file (an e-mail domain, flags)
+    are kept and the last numeric ones left out, not every text column."""
+    n = 300
+    rng = np.random.default_rng(5)
+    columns = {"amount": rng.lognormal(3, 1, n).round(2).astype(str)}
+    columns["email_domain"] = rng.choice(["gmail.com", "yahoo.com", "mail.ru"], n)
+    columns |= {f"C{j}": rng.integers(0, 9, n).astype(str) for j in range(MAX_EXTRA_COLUMNS)}
+    columns["M1"] = rng.choice(["T", "F"], n)
+    extra = extra_columns(pd.DataFrame(columns, dtype="string"), RoleMap({R.AMOUNT: "amount"}))
+    assert extra.text == ["email_domain"]
+    assert len(extra.used) == MAX_EXTRA_COLUMNS
+    assert extra.ignored == [f"C{MAX_EXTRA_COLUMNS - 1}", "M1"]
 
 
 def test_rows_keep_their_pairs_of_scores_in_rank_and_in_the_mean() -> None:
