@@ -86,6 +86,8 @@ HISTOGRAM_BINS = 10  # fraud_probability counts in [0, 0.1), [0.1, 0.2) ... [0.9
 RISK_LEVELS = pa.array(["low", "medium", "high"])
 OUTPUT_COLUMNS = ("fraud_probability", "risk_level", "anomaly_score", "is_anomaly", "reasons")
 RISKIEST_ROWS = 50  # the summary's table of the riskiest rows
+# At 6 decimals, rows below 0.0001 kept two digits and tied by the thousand (ranking lost).
+PROBABILITY_DECIMALS = 8
 MAX_AMOUNT = 1e15  # larger amounts are data errors: not scored, listed in the errors file
 # Anomaly detection leaves out running counts since the file's first row (they grow with a
 # row's position, not with anything odd about it) and the way an amount is written (its cents,
@@ -626,7 +628,7 @@ class Pipeline:
             data[name] = neutralise(table[column])
         data.update(
             {
-                "fraud_probability": pa.array(np.round(p, 6)),
+                "fraud_probability": pa.array(np.round(p, PROBABILITY_DECIMALS)),
                 "risk_level": risk,
                 "anomaly_score": pa.array(np.round(scores, 4)),
                 "is_anomaly": pa.array(flags.astype(np.int8)),
@@ -698,7 +700,7 @@ class Pipeline:
                     "customer": text(R.CUSTOMER, i),
                     "amount": float(index.amount[offset + i]),
                     "time": text(R.TIMESTAMP, i),
-                    "fraud_probability": round(float(p[i]), 6),
+                    "fraud_probability": round(float(p[i]), PROBABILITY_DECIMALS),
                     "risk_level": RISK_LEVELS[int(level)].as_py(),
                     "is_anomaly": bool(flags[i]),
                     "reasons": cells[i],

@@ -14,6 +14,7 @@ from shared.engine.anomaly import SCREEN_TAIL, AnomalyDetector, tail
 from shared.engine.blend import (
     BAND_FACTOR,
     MAX_EXTRA_COLUMNS,
+    TIE_SPREAD,
     Blender,
     ExtraColumns,
     extra_columns,
@@ -163,6 +164,24 @@ def test_a_wide_file_keeps_its_first_columns_in_file_order() -> None:
     assert extra.text == ["email_domain"]
     assert len(extra.used) == MAX_EXTRA_COLUMNS
     assert extra.ignored == [f"C{MAX_EXTRA_COLUMNS - 1}", "M1"]
+
+
+@pytest.mark.parametrize("levels", [(0.01, 0.02, 0.3), (0.05,)])
+def test_a_coarse_ensemble_does_not_tie_the_rows_the_ranking_tells_apart(levels) -> None:
+    """An ensemble with a few distinct values (isotonic steps, one coarse column) gives the
+    scale, not the order: every row the anomaly rank tells apart keeps its own probability."""
+    rng = np.random.default_rng(6)
+    n = 4_000
+    ensemble = rng.choice(levels, n)
+    anomaly = rng.normal(size=n)
+    blender = Blender(0.0, float(ensemble.mean())).fit(ensemble, anomaly)
+    p = blender(ensemble, anomaly)
+    assert len(np.unique(p)) == n
+    assert np.array_equal(np.argsort(p), np.argsort(anomaly))
+    assert p.mean() == pytest.approx(blender.prior, rel=0.05)
+    odds = p / (1 - p)
+    spread = odds.max() / odds.min()  # the ensemble's own scale; a narrow one where it has none
+    assert spread <= np.exp(TIE_SPREAD) * 1.01 if len(levels) == 1 else spread > 20
 
 
 def test_rows_keep_their_pairs_of_scores_in_rank_and_in_the_mean() -> None:
