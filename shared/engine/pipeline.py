@@ -37,6 +37,7 @@ from shared.engine.adapt import NEGATIVE_SHARE, POSITIVE_SHARE, FileModel
 from shared.engine.anomaly import AnomalyDetector
 from shared.engine.blend import (
     ANOMALY_HEDGE,
+    FALLBACK_PRIOR,
     REFERENCE_TRUST,
     Blender,
     ExtraColumns,
@@ -98,6 +99,10 @@ MAX_AMOUNT = 1e15  # larger amounts are data errors: not scored, listed in the e
 ANOMALY_LEFT_OUT = {"cust_n_prior", "term_n_prior", "amount_is_round", "amount_cents"}
 ANOMALY_FEATURES = [i for i, name in enumerate(FEATURES) if name not in ANOMALY_LEFT_OUT]
 ID_SHARE_ROLES = (R.CUSTOMER, R.TERMINAL)
+# A file is scored when it measures something: an amount, a time or another number. Without an
+# amount no reference model applies (they all learnt from one) and the file's own evidence
+# ranks the rows; ids and categories alone (a list of names) are refused.
+MEASURED_ROLES = {R.AMOUNT, R.TIMESTAMP, R.DISTANCE, R.BALANCE_BEFORE, R.BALANCE_AFTER}
 LOW_SIMILARITY = 0.5  # below it, the summary warns that the best match is poor
 # The stages whose busy seconds a run reports (besides one "model:NAME" entry per model).
 TIMED_STAGES = (
@@ -253,12 +258,6 @@ class Pipeline:
         with self.time("features"):
             frame = to_pandas_text(sample)
             roles = infer_roles(frame)
-            if R.AMOUNT not in roles:
-                raise InputError(
-                    "no amount-like column found: expected a column of transaction amounts "
-                    "(e.g. amount, montant, importe, TransactionAmt, txn_amt); found: "
-                    + ", ".join(fmt.columns)
-                )
             time_format = None
             if roles.date_parts:
                 time_format = TimeFormat("parts", parts=roles.date_parts)
@@ -398,6 +397,12 @@ class Pipeline:
         if self.options.anomaly:
             with self.time("features"):
                 extra = extra_columns(to_pandas_text(sample), roles)
+        if not (set(roles.columns) & MEASURED_ROLES or extra.numeric):
+            raise InputError(
+                "no amount-like column found, nor any other column of numbers or times: "
+                "expected a column of transaction amounts (e.g. amount, montant, importe, "
+                "TransactionAmt, txn_amt); found: " + ", ".join(fmt.columns)
+            )
         out_columns, columns = self._columns(fmt, roles, extra)
         plan = _Plan(fmt, roles, time_format, extra, columns, out_columns)
         # Named with the process id: a worker's start-up sweep removes a killed one's spools.
@@ -426,9 +431,10 @@ class Pipeline:
             sample_x = self._matrix(sample, sample_rows, roles, index)
             sample_ax = self._anomaly_matrix(sample, sample_rows, sample_x, extra, index)
         with self.time("matching"):
-            upload_roles = {r: c for r, c in roles.columns.items() if r not in (R.LABEL, R.TX_ID)}
+            upload_roles = _scored_roles(roles)
             ranked = match_models(self.source.models(), upload_roles, sample_quantiles(sample_x))
-            usable = [m for m in ranked if m.coverage > 0]
+            # Every reference model learnt from amounts: without them, the file's own evidence.
+            usable = [m for m in ranked if m.coverage > 0 and R.AMOUNT in roles]
             if opts.only_model:
                 usable = [m for m in usable if m.name == opts.only_model]
                 if not usable:
@@ -437,9 +443,10 @@ class Pipeline:
                         "cannot use this file's columns"
                     )
             chosen = ensemble_weights(usable[: opts.top_k])
-            if not chosen:
+            if not chosen and not (opts.anomaly and opts.blend):
+                need = "" if R.AMOUNT in roles else ", all of which need an amount column"
                 raise InputError(
-                    "no reference model can use this file's columns (recognised: "
+                    f"no reference model can use this file's columns{need} (recognised: "
                     + ", ".join(f"{c} as {r}" for r, c in upload_roles.items())
                     + ")"
                 )
@@ -455,11 +462,15 @@ class Pipeline:
             scorer = _Scorer(opts, self.time, chosen, bundles, AnomalyDetector(), pool)
             scorer.anomaly_names = _anomaly_names(index, extra)
             scorer.train_prior = scorer.prior = train_prior
-            if opts.prior_shift:
+            if opts.prior_shift and chosen:
                 sample_p = scorer.collect(scorer.submit(sample_x, None), len(sample_x))[0]
                 with self.time("calibration"):
                     scorer.prior = estimate_prior(sample_p, train_prior)
-            weight = reference_confidence(chosen[0].similarity, roles, extra, opts.reference_trust)
+            weight = (
+                reference_confidence(chosen[0].similarity, roles, extra, opts.reference_trust)
+                if chosen
+                else 0.0
+            )
             final_sample: np.ndarray | None = None  # final probabilities on the sample
             if opts.anomaly:
                 self.progress("anomaly", 0, index.rows)
@@ -748,14 +759,21 @@ class Pipeline:
         if blender is not None:
             calibration += " + blended rank mapped to the ensemble's distribution"
             prior = blender.prior
-            if len(extra.used) > len(model_columns):
+            if chosen and len(extra.used) > len(model_columns):
                 total = len(model_columns) + len(extra.used)
                 warnings.append(
                     f"no reference model uses {len(extra.used)} of the file's {total} usable "
                     f"columns; scores lean on anomaly detection "
                     f"(reference weight {blender.weight:.2f})"
                 )
-        if chosen[0].similarity < LOW_SIMILARITY:
+        if not chosen:
+            why = "this file has no amount column" if R.AMOUNT not in roles else "none fits"
+            warnings.append(
+                f"no reference model is used ({why}): rows are ranked by the file's own "
+                "evidence (anomaly detection and a model of the file), and probabilities stay "
+                f"near the assumed base rate of {FALLBACK_PRIOR:.0%}"
+            )
+        elif chosen[0].similarity < LOW_SIMILARITY:
             warnings.append(
                 f"the closest reference model matches this file poorly (similarity "
                 f"{chosen[0].similarity:.2f}); treat probabilities as a ranking"
@@ -800,8 +818,8 @@ class Pipeline:
                 scorer.anomaly_names[i] for i in scorer.detector.screened_out
             ],
             "calibration": calibration,
-            "best_model": chosen[0].name,
-            "similarity_score": round(chosen[0].similarity, 4),
+            "best_model": chosen[0].name if chosen else None,
+            "similarity_score": round(chosen[0].similarity, 4) if chosen else 0.0,
             "roles": {r: c for r, c in roles.columns.items()},
             **({"timestamp_columns": list(roles.date_parts)} if roles.date_parts else {}),
             "base_rate": {"reference": round(train_prior, 6), "estimated": round(prior, 6)},
@@ -868,6 +886,8 @@ class _Scorer:
             return []
         if self.file_model is not None and ax is not None:
             model = from_contributions(self.file_model.contributions(ax), ax, self.anomaly_names)
+        elif not self.chosen:
+            model = [[] for _ in range(len(x))]
         else:
             total = sum(
                 m.weight * b.contributions(x)
@@ -915,7 +935,10 @@ class _Scorer:
         return p, scores, self.detector.flags(scores)
 
     def _ensemble(self, models: list[list[Future]], n: int) -> np.ndarray:
-        """The reference models' calibrated probabilities, pooled by weight."""
+        """The reference models' calibrated probabilities, pooled by weight (without any, the
+        fallback rate: the blend then ranks by the file's own evidence)."""
+        if not self.chosen:
+            return np.full(n, FALLBACK_PRIOR)
         pooled_logit = self.options.pooling == "logit"
         out = np.zeros(n)
         for match, bundle, parts in zip(self.chosen, self.bundles, models, strict=True):
@@ -947,10 +970,14 @@ class _IndexBuilder:
 
     def add(self, table: pa.Table) -> None:
         roles = self.roles
-        amount, bad = to_float(table[roles.get(R.AMOUNT)])
+        if R.AMOUNT in roles:
+            amount, bad = to_float(table[roles.get(R.AMOUNT)])
+            # Not scored: missing, unreadable, infinite (`inf`, `1e309`) or absurd amounts.
+            bad = bad | ~np.isfinite(amount) | (np.abs(amount) > MAX_AMOUNT)
+        else:  # a file without amounts is scored on its other columns
+            amount, bad = np.full(table.num_rows, np.nan), np.zeros(table.num_rows, bool)
         self.amounts.append(amount)
-        # Not scored: missing, unreadable, infinite (`inf`, `1e309`) or absurdly large amounts.
-        self.bads.append(bad | ~np.isfinite(amount) | (np.abs(amount) > MAX_AMOUNT))
+        self.bads.append(bad)
         if self.time_format is not None:
             self.times.append(read_clock(table, roles.columns[R.TIMESTAMP], self.time_format))
         for role, parts in self.ids.items():
@@ -980,6 +1007,11 @@ class _IndexBuilder:
             per_row[_share_key(column)] = _shares(parts, self.rows)
         bad = np.concatenate(self.bads) if self.bads else np.array([], bool)
         return _FileIndex(self.rows, amount, bad, t, per_row)
+
+
+def _scored_roles(roles: RoleMap) -> dict[str, str]:
+    """The roles the reference models and anomaly detection read (not the label or row ids)."""
+    return {r: c for r, c in roles.columns.items() if r not in (R.LABEL, R.TX_ID)}
 
 
 def _no_rows(name: str) -> str:

@@ -132,6 +132,32 @@ def test_unreadable_amounts_go_to_the_errors_file(small_library: Path, tmp_path:
     assert len(out) == SPEC.rows - 2 and not {5, 10} & set(out["row_number"])
 
 
+def test_a_file_without_an_amount_is_ranked_by_its_own_evidence(
+    small_library: Path, tmp_path: Path
+) -> None:
+    """No reference model learnt without amounts: the file's other columns (times, numbers)
+    rank the rows, the summary says so, and every row is scored."""
+    frame = simulate(SPEC, labeled=False).drop(columns=[SPEC.column_names()[R.AMOUNT]])
+    rng = np.random.default_rng(3)
+    odd = frame.index[::150]  # 20 rows far out on two numbers that only this file has
+    for column in ("velocity_6h", "email_similarity"):
+        frame[column] = rng.normal(0, 1, len(frame)).round(3)
+        frame.loc[odd, column] = 40.0
+    src = tmp_path / "no_amount.csv"
+    write_csv(frame, src)
+    out, summary, _ = run(FolderSource(small_library), src, tmp_path)
+    methods, stats = summary["methods_used"], summary["stats"]
+    assert len(out) == len(frame) and stats["rows_failed"] == 0
+    assert methods["models"] == [] and methods["best_model"] is None
+    assert methods["blend"]["reference_weight"] == 0.0 and methods["blend"]["file_model"]
+    assert any("no amount column" in w for w in methods["warnings"])
+    assert out["is_anomaly"].mean() == pytest.approx(0.01, abs=0.005)
+    assert out.loc[odd, "is_anomaly"].mean() >= 0.8
+    top = out["fraud_probability"].rank(ascending=False)
+    assert (top[odd] <= len(frame) * 0.1).mean() >= 0.8
+    assert stats["estimated_fraud_rate"] == pytest.approx(0.01, rel=0.2)
+
+
 def test_a_file_without_an_amount_is_refused_naming_what_was_expected(
     small_library: Path, tmp_path: Path
 ) -> None:
