@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     top_k: int = Field(default=3, gt=0, le=20)
     risk_high_threshold: float = Field(default=0.5, ge=0, le=1)
     risk_medium_threshold: float = Field(default=0.1, ge=0, le=1)
+    # At least this riskiest share of rows is `high` when fewer reach RISK_HIGH_THRESHOLD
+    # (0: off); a job that sets high_threshold or alert_rate decides for itself.
+    risk_min_high_share: float = Field(default=0.001, ge=0, le=0.5)
     score_chunk_rows: int = Field(default=100_000, gt=0)
 
     # Web API.

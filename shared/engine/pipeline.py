@@ -89,6 +89,7 @@ OUTPUT_COLUMNS = ("fraud_probability", "risk_level", "anomaly_score", "is_anomal
 RISKIEST_ROWS = 50  # the summary's table of the riskiest rows
 # At 6 decimals, rows below 0.0001 kept two digits and tied by the thousand (ranking lost).
 PROBABILITY_DECIMALS = 8
+MIN_HIGH_SHARE = 0.001  # see ScoreOptions.min_high_share (RISK_MIN_HIGH_SHARE in settings)
 MAX_AMOUNT = 1e15  # larger amounts are data errors: not scored, listed in the errors file
 # Anomaly detection leaves out running counts since the file's first row (they grow with a
 # row's position, not with anything odd about it) and the way an amount is written (its cents,
@@ -155,6 +156,10 @@ class ScoreOptions:
     adapt: bool = True
     # Alert budget: the riskiest share of rows is `high` (a threshold from the uniform sample).
     alert_rate: float | None = None
+    # Without an alert budget, at least this riskiest share of rows is `high` when fewer reach
+    # high_threshold: on a file whose rate is above the assumed 1% no row may reach 0.5, and
+    # an analyst would get no list at all (half of the real files, and the anonymized ones).
+    min_high_share: float = MIN_HIGH_SHARE
     reference_trust: float = REFERENCE_TRUST
     # A `reasons` column: why each row above `low` (or flagged) is risky, in words.
     reasons: bool = True
@@ -169,6 +174,8 @@ class ScoreOptions:
             raise InputError("risk thresholds must satisfy 0 <= medium <= high <= 1")
         if self.alert_rate is not None and not 0 < self.alert_rate <= 0.5:
             raise InputError("alert_rate must be in (0, 0.5]")
+        if not 0 <= self.min_high_share <= 0.5:
+            raise InputError("min_high_share must be in [0, 0.5]")
         if self.top_k < 1 or self.chunk_rows < 1 or self.sample_rows < 1:
             raise InputError("top_k, chunk_rows and sample_rows must be positive")
 
@@ -246,6 +253,7 @@ class Pipeline:
         self.cancelled = cancelled or (lambda: False)
         self.time = _Timer()
         self.thresholds = (self.options.medium_threshold, self.options.high_threshold)
+        self.high_from = "threshold"
         self.riskiest: list[dict[str, Any]] = []
 
     # --- pass 1 ------------------------------------------------------------------------------
@@ -418,6 +426,7 @@ class Pipeline:
     ) -> ScoreResult:
         opts = self.options
         self.thresholds = (opts.medium_threshold, opts.high_threshold)
+        self.high_from = "threshold"  # or "alert budget", "riskiest share" (min_high_share)
         self.riskiest = []
         fmt, roles, extra, out_columns = plan.fmt, plan.roles, plan.extra, plan.out_columns
         index = self._index(plan, spool)
@@ -478,11 +487,17 @@ class Pipeline:
                     scorer.detector.fit(sample_ax)
                 if opts.blend:
                     final_sample = self._fit_blend(scorer, sample_x, sample_ax, sample_rows, weight)
-            if opts.alert_rate is not None:
+            share = opts.alert_rate or opts.min_high_share
+            if share:
                 if final_sample is None:
                     futures = scorer.submit(sample_x, sample_ax if opts.anomaly else None)
                     final_sample = scorer.collect(futures, len(sample_x))[0]
-                self.thresholds = _budget(final_sample, opts.alert_rate, self.thresholds)
+                budget = _budget(final_sample, share, self.thresholds)
+                if opts.alert_rate is not None or budget[1] < self.thresholds[1]:
+                    self.thresholds, self.high_from = (
+                        budget,
+                        ("alert budget" if opts.alert_rate is not None else "riskiest share"),
+                    )
             counts = self._score_pass(spool, out_columns, extra, roles, index, scorer, output_path)
         finally:
             pool.shutdown()
@@ -799,6 +814,8 @@ class Pipeline:
                 "medium": round(medium, 6),
                 "high": round(high, 6),
                 "alert_rate": self.options.alert_rate,
+                "min_high_share": self.options.min_high_share,
+                "high_from": self.high_from,
             },
             "blend": blend,
             "warnings": warnings,

@@ -14,11 +14,14 @@ from shared.engine.anomaly import AnomalyDetector
 from shared.engine.blend import ExtraColumns
 from shared.engine.csvio import sniff
 from shared.engine.features import FEATURES, build_features
+from shared.engine.options import JobOptions
 from shared.engine.pipeline import OUTPUT_COLUMNS, Cancelled, Pipeline, ScoreOptions
 from shared.engine.roles import infer_roles
 from shared.errors import InputError
 from shared.library.build import write_csv
 from shared.library.folder import FolderSource
+from shared.service.runner import score_options
+from shared.settings import Settings
 from shared.training.simulator import example_spec, reference_catalog, simulate, with_rows
 
 SPEC = with_rows(example_spec(), 3000)
@@ -292,6 +295,30 @@ def test_an_alert_budget_marks_that_share_of_rows_high(
     assert (out.loc[~high, "fraud_probability"] < threshold + 1e-6).all()
     with pytest.raises(InputError, match="alert_rate"):
         ScoreOptions(alert_rate=0.7)
+
+
+def test_when_no_row_reaches_high_the_riskiest_share_is_high(
+    small_library: Path, upload: Path, tmp_path: Path
+) -> None:
+    """A file whose probabilities all stay below the high threshold still gives a list."""
+    out, summary, _ = run(
+        FolderSource(small_library), upload, tmp_path, high_threshold=0.999, min_high_share=0.01
+    )
+    thresholds = summary["methods_used"]["risk_thresholds"]
+    assert thresholds["high_from"] == "riskiest share" and thresholds["high"] < 0.999
+    assert 0.005 <= (out["risk_level"] == "high").mean() <= 0.015
+    assert thresholds["medium"] <= thresholds["high"]
+    out, summary, _ = run(
+        FolderSource(small_library), upload, tmp_path, high_threshold=0.999, min_high_share=0.0
+    )
+    assert summary["methods_used"]["risk_thresholds"]["high_from"] == "threshold"
+    assert (out["risk_level"] == "high").sum() == 0
+
+
+def test_a_job_that_sets_its_high_threshold_keeps_it() -> None:
+    settings = Settings(risk_min_high_share=0.002)
+    assert score_options(JobOptions(), settings).min_high_share == 0.002
+    assert score_options(JobOptions(high_threshold=0.7), settings).min_high_share == 0.0
 
 
 def test_a_time_ordered_file_is_flagged_evenly_from_first_rows_to_last(
