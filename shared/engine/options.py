@@ -24,7 +24,9 @@ class JobOptions(BaseModel):
         default=False, description="copy every input column into the predictions file"
     )
     high_threshold: Share | None = Field(
-        default=None, description="fraud_probability from which a row is `high` risk"
+        default=None,
+        description="fraud_probability from which a row is `high` risk (unset: the service's "
+        "threshold, with at least its RISK_MIN_HIGH_SHARE of rows `high`)",
     )
     medium_threshold: Share | None = Field(
         default=None, description="fraud_probability from which a row is `medium` risk"
