@@ -284,7 +284,11 @@ def to_number(series: pd.Series) -> pd.Series:
         return series.astype(float)
     if pd.api.types.is_numeric_dtype(series):
         return series.astype(float)
-    text = series.astype("string").str.strip().str.replace(r"[\s\u00a0'€$£]", "", regex=True)
+    text = series.astype("string").str.strip()
+    plain = pd.to_numeric(text, errors="coerce")
+    if not (plain.isna() & text.fillna("").ne("")).any():  # plain numbers: nothing to rewrite
+        return plain.astype(float)
+    text = text.str.replace(r"[\s\u00a0'€$£]", "", regex=True)
     # Thousands separators: "1,234.56" and "1,234,567"; "1.234,56" (a lone "1,234" stays a
     # decimal comma, as most European files mean it).
     comma_thousands = text.str.fullmatch(r"-?\d{1,3}(,\d{3})+\.\d+|-?\d{1,3}(,\d{3}){2,}")
