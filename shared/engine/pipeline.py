@@ -493,11 +493,10 @@ class Pipeline:
                     futures = scorer.submit(sample_x, sample_ax if opts.anomaly else None)
                     final_sample = scorer.collect(futures, len(sample_x))[0]
                 budget = _budget(final_sample, share, self.thresholds)
-                if opts.alert_rate is not None or budget[1] < self.thresholds[1]:
-                    self.thresholds, self.high_from = (
-                        budget,
-                        ("alert budget" if opts.alert_rate is not None else "riskiest share"),
-                    )
+                if opts.alert_rate is not None:
+                    self.thresholds, self.high_from = budget, "alert budget"
+                elif budget[1] < self.thresholds[1]:  # fewer rows than that reach the threshold
+                    self.thresholds, self.high_from = budget, "riskiest share"
             counts = self._score_pass(spool, out_columns, extra, roles, index, scorer, output_path)
         finally:
             pool.shutdown()
@@ -724,7 +723,7 @@ class Pipeline:
                     "row_number": offset + int(i) + 1,
                     "id": text(R.TX_ID, i),
                     "customer": text(R.CUSTOMER, i),
-                    "amount": float(index.amount[offset + i]),
+                    "amount": _finite_or_none(index.amount[offset + i]),
                     "time": text(R.TIMESTAMP, i),
                     "fraud_probability": round(float(p[i]), PROBABILITY_DECIMALS),
                     "risk_level": RISK_LEVELS[int(level)].as_py(),
@@ -1024,6 +1023,11 @@ class _IndexBuilder:
             per_row[_share_key(column)] = _shares(parts, self.rows)
         bad = np.concatenate(self.bads) if self.bads else np.array([], bool)
         return _FileIndex(self.rows, amount, bad, t, per_row)
+
+
+def _finite_or_none(value: float) -> float | None:
+    """A number for the JSON summary (which has no NaN): None where the file has none."""
+    return float(value) if np.isfinite(value) else None
 
 
 def _scored_roles(roles: RoleMap) -> dict[str, str]:

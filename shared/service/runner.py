@@ -85,7 +85,8 @@ def score_options(options: JobOptions, settings: Settings, **tuning: Any) -> Sco
         "medium_threshold": medium,
         "only_model": options.model_name,
         "alert_rate": options.alert_rate,
-        "min_high_share": (settings.risk_min_high_share if options.high_threshold is None else 0.0),
+        # A job that sets its high threshold gets exactly that.
+        "min_high_share": settings.risk_min_high_share if options.high_threshold is None else 0.0,
         "reasons": options.reasons,
     }
     return ScoreOptions(**{**values, **tuning})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 from pathlib import Path
 
 import numpy as np
@@ -159,6 +160,8 @@ def test_a_file_without_an_amount_is_ranked_by_its_own_evidence(
     top = out["fraud_probability"].rank(ascending=False)
     assert (top[odd] <= len(frame) * 0.1).mean() >= 0.8
     assert stats["estimated_fraud_rate"] == pytest.approx(0.01, rel=0.2)
+    assert stats["riskiest_rows"][0]["amount"] is None
+    json.dumps(summary, allow_nan=False)  # what the API sends: valid JSON, no NaN
 
 
 def test_a_file_without_an_amount_is_refused_naming_what_was_expected(
