@@ -20,6 +20,13 @@ SCREEN_TAIL = 0.1
 SCREEN_ROWS = 2_000
 SCREEN_TREES = 20
 SUB_SAMPLE = 256  # the sub-sample each isolation tree is grown on (as in sklearn)
+# A value's share of the file (a category's, a card's, a device's) is read as its surprisal,
+# -log(share): a forest splits an input uniformly over its range, and shares of 0.1%, 0.5% and
+# 2% lie packed together far from a common value's 85%; in log terms the rare ones spread out.
+# Over seeds 0-3 (benchmarks/real_data.py) the anomaly score's ROC-AUC rose on banksim 0.961
+# -> 0.976 and tabformer 0.837 -> 0.886, the final score's 0.9706 -> 0.9733 and 0.871 -> 0.886
+# (real mean 0.941 -> 0.946 of supervised); the other two real files, the left-out families
+# (mean ROC 0.9739 -> 0.9741) and the anonymized files (which have no shares) did not move.
 
 
 def _path_adjust(n: np.ndarray) -> np.ndarray:
@@ -87,19 +94,23 @@ class AnomalyDetector:
         self.seed = seed
         self.forest = IsolationForest(n_estimators=trees, max_samples=256, random_state=seed)
         self.columns: np.ndarray = np.array([], dtype=int)
+        self.shares: np.ndarray = np.array([], dtype=bool)  # per used input: a value's share
         self.screened_out: np.ndarray = np.array([], dtype=int)  # inputs without rare values
         self.fill: np.ndarray = np.array([])
         self.scale: np.ndarray = np.array([])
         self.threshold = 1.0
 
-    def fit(self, sample: np.ndarray) -> AnomalyDetector:
+    def fit(self, sample: np.ndarray, shares: np.ndarray | None = None) -> AnomalyDetector:
         """Fit on a uniform sample of the whole file, so that flags mark its share of any order,
-        over the inputs that hold rare values."""
+        over the inputs that hold rare values. `shares` marks the inputs that are a value's
+        share of the file (a category's, a card's): they are read as -log(share)."""
         finite = np.isfinite(sample)
         self.columns = np.flatnonzero(finite.any(axis=0))
         if len(self.columns) == 0:
             return self
-        data = np.where(finite, sample, np.nan)[:, self.columns].astype(np.float64)
+        marked = np.zeros(sample.shape[1], bool) if shares is None else np.asarray(shares, bool)
+        self.shares = marked[self.columns]
+        data = self._surprisal(np.where(finite, sample, np.nan)[:, self.columns], np.float64)
         self.fill = np.nanmedian(data, axis=0)
         rng = np.random.default_rng(self.seed)
         sub = rng.choice(len(data), min(SCREEN_ROWS, len(data)), replace=False)
@@ -108,6 +119,7 @@ class AnomalyDetector:
         if rare.any():  # else keep them all: nothing stands out, but the flags still need a score
             self.screened_out = self.columns[~rare]
             self.columns, data, self.fill = self.columns[rare], data[:, rare], self.fill[rare]
+            self.shares = self.shares[rare]
         q1, q3 = np.nanquantile(data, [0.25, 0.75], axis=0)
         spread = np.nanstd(data, axis=0)
         self.scale = np.where(q3 > q1, q3 - q1, np.where(spread > 0, spread, 1.0))
@@ -121,10 +133,19 @@ class AnomalyDetector:
         """Robustly scaled (median and IQR), gaps filled. Heavy tails are kept as they are: fraud
         lives there (compressing them with a signed log lowered ROC-AUC on the real files, mean
         over four seeds 0.847 -> 0.830, most on the file whose fraud is a high amount ratio)."""
-        data = matrix[:, self.columns].astype(np.float32)
+        data = self._surprisal(matrix[:, self.columns], np.float32)
         data -= self.fill.astype(np.float32)
         data *= (1 / self.scale).astype(np.float32)
         return np.nan_to_num(data, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+
+    def _surprisal(self, data: np.ndarray, dtype: type) -> np.ndarray:
+        """The used inputs as the forest reads them: shares as -log(share), the rest as given
+        (`data` is a fresh array: it is changed in place where its type allows)."""
+        data = data.astype(dtype, copy=False)
+        if self.shares.any():
+            share = data[:, self.shares]
+            data[:, self.shares] = -np.log(np.maximum(share, np.finfo(dtype).tiny))
+        return data
 
     def deviation(self, matrix: np.ndarray) -> np.ndarray:
         """Each input's scaled distance from the file's median (0 for unused inputs)."""

@@ -484,7 +484,8 @@ class Pipeline:
             if opts.anomaly:
                 self.progress("anomaly", 0, index.rows)
                 with self.time("anomaly"):
-                    scorer.detector.fit(sample_ax)
+                    shares = [_is_share(name) for name in scorer.anomaly_names]
+                    scorer.detector.fit(sample_ax, np.array(shares, bool))
                 if opts.blend:
                     final_sample = self._fit_blend(scorer, sample_x, sample_ax, sample_rows, weight)
             share = opts.alert_rate or opts.min_high_share
@@ -1062,6 +1063,11 @@ def _log_gap(seconds: np.ndarray) -> np.ndarray:
     """A signed log of a time gap, as a column: a second and a minute after sign-up differ as
     much as a day and two months do."""
     return (np.sign(seconds) * np.log1p(np.abs(seconds)))[:, None]
+
+
+def _is_share(name: str) -> bool:
+    """Is this anomaly input a value's share of the file (a category's, a card's, a device's)?"""
+    return name in CATEGORICAL_FEATURES.values() or name.startswith("share:")
 
 
 def _since_key(column: str) -> str:

@@ -184,6 +184,21 @@ def test_a_coarse_ensemble_does_not_tie_the_rows_the_ranking_tells_apart(levels)
     assert spread <= np.exp(TIE_SPREAD) * 1.01 if len(levels) == 1 else spread > 20
 
 
+def test_a_rare_category_stands_out_once_its_share_is_read_as_surprisal() -> None:
+    """Shares of 0.2% lie packed beside 1-5% and far from the common 85%: as -log(share) the
+    rare category's rows are isolated and flagged; as a plain share most are not."""
+    rng = np.random.default_rng(7)
+    n = 20_000
+    categories = rng.choice(6, n, p=[0.85, 0.05, 0.05, 0.035, 0.013, 0.002])
+    share = np.bincount(categories, minlength=6)[categories] / n
+    x = np.column_stack([share, rng.normal(size=(n, 5))])
+    rare = categories == 5
+    plain = AnomalyDetector().fit(x)
+    surprisal = AnomalyDetector().fit(x, np.array([True] + [False] * 5))
+    assert surprisal.flags(surprisal.score(x))[rare].mean() > 0.8
+    assert plain.flags(plain.score(x))[rare].mean() < 0.4
+
+
 def test_rows_keep_their_pairs_of_scores_in_rank_and_in_the_mean() -> None:
     rng = np.random.default_rng(3)
     signal = rng.uniform(0, 1, 5_000)
