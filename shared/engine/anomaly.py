@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import numpy as np
 from sklearn.ensemble import IsolationForest
@@ -82,6 +83,17 @@ def tail(values: np.ndarray, seed: int = 0) -> float:
     return float(scores.max() - np.median(scores))
 
 
+def _leaf_depths(tree: Any) -> np.ndarray:
+    """Per node of a fitted isolation tree: its depth plus the mean depth still to go for the
+    training points that reached it (read for the leaves)."""
+    left, right = tree.children_left, tree.children_right
+    depth = np.zeros(tree.node_count)
+    for node in range(tree.node_count):  # a parent's index is below its children's
+        if left[node] >= 0:
+            depth[left[node]] = depth[right[node]] = depth[node] + 1
+    return depth + _path_adjust(tree.n_node_samples)
+
+
 class AnomalyDetector:
     """Fit on a sample of the upload's features; score rows in blocks on a thread pool.
 
@@ -99,6 +111,7 @@ class AnomalyDetector:
         self.fill: np.ndarray = np.array([])
         self.scale: np.ndarray = np.array([])
         self.threshold = 1.0
+        self._leaf_depths: list[np.ndarray] = []
 
     def fit(self, sample: np.ndarray, shares: np.ndarray | None = None) -> AnomalyDetector:
         """Fit on a uniform sample of the whole file, so that flags mark its share of any order,
@@ -125,7 +138,8 @@ class AnomalyDetector:
         self.scale = np.where(q3 > q1, q3 - q1, np.where(spread > 0, spread, 1.0))
         prepared = self._prepare(sample)
         self.forest.fit(prepared)
-        scores = -self.forest.score_samples(prepared)
+        self._leaf_depths = [_leaf_depths(tree.tree_) for tree in self.forest.estimators_]
+        scores = self._forest_score(prepared)
         self.threshold = float(np.quantile(scores, 1 - self.contamination))
         return self
 
@@ -159,9 +173,19 @@ class AnomalyDetector:
         if len(self.columns) == 0 or len(matrix) == 0:
             return np.zeros(len(matrix))
         blocks = [matrix[i : i + SCORE_BLOCK] for i in range(0, len(matrix), SCORE_BLOCK)]
-        run = lambda block: -self.forest.score_samples(self._prepare(block))  # noqa: E731
+        run = lambda block: self._forest_score(self._prepare(block))  # noqa: E731
         parts = list(pool.map(run, blocks)) if pool else [run(b) for b in blocks]
         return np.concatenate(parts)
+
+    def _forest_score(self, prepared: np.ndarray) -> np.ndarray:
+        """The forest's 2^(-mean depth / c(256)), as sklearn's score_samples (negated) gives it,
+        from each tree's public `apply`: sklearn dispatches every tree through joblib, which
+        cost a tenth of the scoring time on 16,384-row blocks."""
+        depth = np.zeros(len(prepared))
+        for tree, leaf_depth in zip(self.forest.estimators_, self._leaf_depths, strict=True):
+            depth += leaf_depth[tree.apply(prepared, check_input=False)]
+        c = _path_adjust(np.array(self.forest.max_samples_))
+        return 2 ** (-depth / (len(self._leaf_depths) * c))
 
     def flags(self, scores: np.ndarray) -> np.ndarray:
         return scores >= self.threshold

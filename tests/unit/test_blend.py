@@ -70,6 +70,16 @@ def test_one_input_tail_matches_sklearns_isolation_forest(kind: str) -> None:
     assert ours == pytest.approx(expected, abs=0.03)
 
 
+def test_the_forest_scores_as_sklearns_score_samples() -> None:
+    """Scoring reads each tree's leaves directly (no joblib dispatch per tree): same scores."""
+    rng = np.random.default_rng(8)
+    x = np.column_stack([rng.lognormal(size=4_000), rng.normal(size=4_000), rng.random(4_000)])
+    detector = AnomalyDetector().fit(x)
+    prepared = detector._prepare(x)
+    expected = -detector.forest.score_samples(prepared)
+    assert np.allclose(detector.score(x), expected, rtol=0, atol=1e-12)
+
+
 def test_inputs_without_rare_values_are_left_out_of_the_forest() -> None:
     rng = np.random.default_rng(4)
     n = 20_000
