@@ -97,8 +97,7 @@ def _leaf_depths(tree: Any) -> np.ndarray:
 class AnomalyDetector:
     """Fit on a sample of the upload's features; score rows in blocks on a thread pool.
 
-    `score_samples` ignores n_jobs, so blocks are scored on threads (sklearn's tree code
-    releases the GIL).
+    Blocks are scored on threads: each tree's `apply` releases the GIL.
     """
 
     def __init__(self, contamination: float = 0.01, trees: int = 100, seed: int = 0) -> None:
