@@ -209,6 +209,18 @@ def test_a_rare_category_stands_out_once_its_share_is_read_as_surprisal() -> Non
     assert plain.flags(plain.score(x))[rare].mean() < 0.4
 
 
+def test_rows_between_and_beyond_the_sample_keep_their_order() -> None:
+    """Fitted on a sample of 1,000, a file 50 times larger keeps every row apart, the rows
+    past the sample's riskiest too (they head the riskiest-rows table)."""
+    rng = np.random.default_rng(9)
+    ensemble, anomaly = rng.beta(0.5, 30, 1_000), rng.normal(size=1_000)
+    blender = Blender(0.0, float(ensemble.mean())).fit(ensemble, anomaly)
+    rows = np.sort(rng.normal(size=50_000) * 1.5)  # wider than the sample at both ends
+    p = blender(np.full(len(rows), float(np.median(ensemble))), rows)
+    assert np.all(np.diff(p[len(p) // 2 :]) > 0)  # the riskier half (the bottom meets EPS)
+    assert (rows > anomaly.max()).sum() > 10 and p[-1] < 1
+
+
 def test_rows_keep_their_pairs_of_scores_in_rank_and_in_the_mean() -> None:
     rng = np.random.default_rng(3)
     signal = rng.uniform(0, 1, 5_000)
