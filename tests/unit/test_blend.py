@@ -71,13 +71,36 @@ def test_one_input_tail_matches_sklearns_isolation_forest(kind: str) -> None:
 
 
 def test_the_forest_scores_as_sklearns_score_samples() -> None:
-    """Scoring reads each tree's leaves directly (no joblib dispatch per tree): same scores."""
+    """Scoring runs the forest's XGBoost copy: same scores, to float32 rounding."""
     rng = np.random.default_rng(8)
     x = np.column_stack([rng.lognormal(size=4_000), rng.normal(size=4_000), rng.random(4_000)])
     detector = AnomalyDetector().fit(x)
     prepared = detector._prepare(x)
     expected = -detector.forest.score_samples(prepared)
-    assert np.allclose(detector.score(x), expected, rtol=0, atol=1e-12)
+    assert np.allclose(detector.score(x), expected, rtol=0, atol=1e-6)
+    assert np.array_equal(np.argsort(detector.score(x)[:50]), np.argsort(expected[:50]))
+
+
+def test_a_value_on_a_split_goes_the_way_sklearn_sends_it() -> None:
+    """sklearn sends `x <= threshold` left, XGBoost `x < split`: rows exactly on each tree's
+    root threshold (as float32) and one float32 step either side score as sklearn scores them."""
+    rng = np.random.default_rng(9)
+    x = np.column_stack([rng.normal(size=2_000), rng.normal(size=2_000)])
+    detector = AnomalyDetector(trees=20).fit(x)
+    rows = []
+    for estimator in detector.forest.estimators_:
+        tree = estimator.tree_
+        on = np.float32(tree.threshold[0])
+        if on > tree.threshold[0]:
+            on = np.nextafter(on, np.float32(-np.inf))
+        down, up = np.float32(-np.inf), np.float32(np.inf)
+        for value in (np.nextafter(on, down), on, np.nextafter(on, up)):
+            row = np.zeros(2, np.float32)
+            row[tree.feature[0]] = value
+            rows.append(row)
+    prepared = np.array(rows, np.float32)
+    expected = -detector.forest.score_samples(prepared)
+    assert np.allclose(detector._forest_score(prepared), expected, rtol=0, atol=1e-6)
 
 
 def test_inputs_without_rare_values_are_left_out_of_the_forest() -> None:
