@@ -6,7 +6,7 @@ In one run, each in a fresh process (so peak RSS is its own):
   pipeline  the offline pipeline (the workers' code path), rows/s overall and per stage
   floor     the bare library calls on the same data: pyarrow CSV read, the same three models'
             inplace_predict on one float32 matrix, IsolationForest.score_samples in blocks on
-            threads (the pipeline reads the trees' leaves itself, which is faster), vectorised
+            threads (the pipeline scores the forest's XGBoost copy, which is faster), vectorised
             calibration, pyarrow CSV write
 Pipeline stage times are busy seconds summed over pool threads (stages overlap), floor stage
 times are wall seconds. Both run --rounds times, interleaved; the medians are compared.
