@@ -206,10 +206,16 @@ ID_ROLES = {CUSTOMER, TERMINAL, TX_ID}
 NUMERIC_ROLES = {AMOUNT, BALANCE_BEFORE, BALANCE_AFTER, DISTANCE}
 CATEGORICAL_ROLES = {CATEGORY, CHANNEL, TX_TYPE}
 MIN_SCORE = 1.5
+# Words that begin with a keyword but mean something else: a name token matches a keyword by
+# its start ("distancia", "destino", "card1"), except these ("date_of_birth_distinct_emails_4w"
+# is a count, not a distance; "user_agent" is a browser, not a customer).
+NOT_PREFIXED = {"distinct", "district", "distribution", "distributor", "cardinality"}
+NOT_PREFIXED |= {"useragent", "timezone", "typeface"}
 # Words of an entity's attributes (a merchant's city, a card's zip code, a customer's age):
 # they describe the entity, they are not its id.
 ATTRIBUTE_TOKENS = {"city", "state", "zip", "country", "region", "postcode", "postal", "ville"}
-ATTRIBUTE_TOKENS |= {"pays", "age", "gender", "sex", "dob", "birth", "birthday"}
+BIRTH_TOKENS = {"dob", "birth", "birthday", "birthdate", "naissance", "nacimiento", "geburt"}
+ATTRIBUTE_TOKENS |= {"pays", "age", "gender", "sex"} | BIRTH_TOKENS
 # A date split over columns (TabFormer's Year, Month, Day, Time): names and value ranges.
 DATE_PART_NAMES = {
     "year": {"year", "yr", "yyyy", "annee", "ano", "jahr"},
@@ -351,7 +357,7 @@ def name_score(tokens: list[str], role: str) -> float:
     for token in tokens:
         if token in keywords:
             score = max(score, keywords[token])
-        else:
+        elif token not in NOT_PREFIXED:
             for keyword, weight in keywords.items():
                 if (len(keyword) >= 5 and keyword in token) or (
                     len(keyword) >= 4 and token.startswith(keyword)
@@ -366,6 +372,8 @@ def name_score(tokens: list[str], role: str) -> float:
         score -= 2.0
     if role in ID_ROLES and any(t in ATTRIBUTE_TOKENS for t in tokens):
         score = 0.0
+    if role == TIMESTAMP and any(t in BIRTH_TOKENS for t in tokens):
+        score = 0.0  # a cardholder's birth date is not the transaction's time
     return score
 
 
