@@ -25,10 +25,10 @@ SCREEN_TREES = 20
 SUB_SAMPLE = 256  # the sub-sample each screening tree is grown on (as in sklearn)
 # The sub-sample each tree of the forest is grown on. Over seeds 0-3 (benchmarks/real_data.py),
 # 512 instead of sklearn's 256 raised the real files' mean ROC-AUC 0.946 -> 0.951 of
-# supervised (tabformer 0.886 -> 0.910 and banksim 0.9733 -> 0.9749, beyond their seed
-# spreads; card_transdata and Fraud_Data 0.002 and 0.001 lower, inside theirs), the left-out
-# families 0.9742 -> 0.9747 and the anonymized files 0.938 -> 0.946 (mean ROC); 1024 gave the
-# real files 0.948 (card_transdata 0.898, spread 0.88-0.92) and 128 gave 0.9455.
+# supervised (tabformer 0.886 -> 0.910, banksim 0.9733 -> 0.9749; card_transdata and Fraud_Data
+# 0.002 and 0.001 lower), the left-out families 0.9742 -> 0.9747 and the anonymized files
+# 0.938 -> 0.946 (mean ROC), but lowered PR-AUC on three real files (card_transdata 0.395 ->
+# 0.375) and the families (0.403 -> 0.397); 1024 gave the real files 0.948, 128 gave 0.9455.
 FOREST_SUB_SAMPLE = 512
 # A value's share of the file (a category's, a card's, a device's) is read as its surprisal,
 # -log(share): a forest splits an input uniformly over its range, and shares of 0.1%, 0.5% and

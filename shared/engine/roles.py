@@ -208,14 +208,14 @@ CATEGORICAL_ROLES = {CATEGORY, CHANNEL, TX_TYPE}
 MIN_SCORE = 1.5
 # Words that begin with a keyword but mean something else: a name token matches a keyword by
 # its start ("distancia", "destino", "card1"), except these ("date_of_birth_distinct_emails_4w"
-# is a count, not a distance; "user_agent" is a browser, not a customer).
+# is a count, not a distance).
 NOT_PREFIXED = {"distinct", "district", "distribution", "distributor", "cardinality"}
-NOT_PREFIXED |= {"useragent", "timezone", "typeface"}
-# Words of an entity's attributes (a merchant's city, a card's zip code, a customer's age):
-# they describe the entity, they are not its id.
+NOT_PREFIXED |= {"timezone", "typeface"}
+# Words of an entity's attributes (a merchant's city, a card's zip code, a customer's age, a
+# session's browser): they describe the entity, they are not its id.
 ATTRIBUTE_TOKENS = {"city", "state", "zip", "country", "region", "postcode", "postal", "ville"}
 BIRTH_TOKENS = {"dob", "birth", "birthday", "birthdate", "naissance", "nacimiento", "geburt"}
-ATTRIBUTE_TOKENS |= {"pays", "age", "gender", "sex"} | BIRTH_TOKENS
+ATTRIBUTE_TOKENS |= {"pays", "age", "gender", "sex", "useragent"} | BIRTH_TOKENS
 # A date split over columns (TabFormer's Year, Month, Day, Time): names and value ranges.
 DATE_PART_NAMES = {
     "year": {"year", "yr", "yyyy", "annee", "ano", "jahr"},

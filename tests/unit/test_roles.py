@@ -74,15 +74,17 @@ def test_a_given_label_wins_and_must_exist() -> None:
 
 
 def test_a_word_that_only_begins_like_a_keyword_takes_no_role() -> None:
-    """'dist' starts 'distancia' and 'dist1' (distances) but also 'distinct' (a count)."""
+    """'dist' starts 'distancia' and 'dist1' (distances) but also 'distinct' (a count); a
+    user agent names a browser, not a user."""
     rng = np.random.default_rng(0)
     frame = _frame(amt="amount").assign(
-        date_of_birth_distinct_emails_4w=rng.integers(0, 30, 500), user_agent="Mozilla/5.0"
+        date_of_birth_distinct_emails_4w=rng.integers(0, 30, 500),
+        user_agent=[f"Mozilla/5.0 (X11; Linux; build {i % 40})" for i in range(500)],
     )
     roles = infer_roles(frame)
     assert R.DISTANCE not in roles
     assert R.TIMESTAMP not in roles  # nor is a count "of birth dates" a time
-    assert "user_agent" not in roles.to_json().values()
+    assert roles.get(R.CUSTOMER) is None  # the user agent is no card or account id
     assert (
         infer_roles(_frame(amt="amount").assign(distancia=rng.random(500) * 50)).get(R.DISTANCE)
         == "distancia"
