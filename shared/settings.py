@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     # At least this riskiest share of rows is `high` when fewer reach RISK_HIGH_THRESHOLD
     # (0: off); a job that sets high_threshold or alert_rate decides for itself.
     risk_min_high_share: float = Field(default=0.001, ge=0, le=0.5)
+    # At least this riskiest share is `medium` or above when fewer reach RISK_MEDIUM_THRESHOLD
+    # (0: off); a job that sets medium_threshold decides for itself.
+    risk_min_medium_share: float = Field(default=0.01, ge=0, le=0.5)
     score_chunk_rows: int = Field(default=100_000, gt=0)
 
     # Web API.

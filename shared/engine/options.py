@@ -29,7 +29,9 @@ class JobOptions(BaseModel):
         "threshold, with at least its RISK_MIN_HIGH_SHARE of rows `high`)",
     )
     medium_threshold: Share | None = Field(
-        default=None, description="fraud_probability from which a row is `medium` risk"
+        default=None,
+        description="fraud_probability from which a row is `medium` risk (unset: the service's "
+        "threshold, with at least its RISK_MIN_MEDIUM_SHARE of rows `medium` or above)",
     )
     alert_rate: Annotated[float, Field(gt=0, le=0.5)] | None = Field(
         default=None,

@@ -90,6 +90,7 @@ RISKIEST_ROWS = 50  # the summary's table of the riskiest rows
 # At 6 decimals, rows below 0.0001 kept two digits and tied by the thousand (ranking lost).
 PROBABILITY_DECIMALS = 8
 MIN_HIGH_SHARE = 0.001  # see ScoreOptions.min_high_share (RISK_MIN_HIGH_SHARE in settings)
+MIN_MEDIUM_SHARE = 0.01  # see ScoreOptions.min_medium_share (RISK_MIN_MEDIUM_SHARE)
 MAX_AMOUNT = 1e15  # larger amounts are data errors: not scored, listed in the errors file
 # Anomaly detection leaves out running counts since the file's first row (they grow with a
 # row's position, not with anything odd about it) and the way an amount is written (its cents,
@@ -160,6 +161,10 @@ class ScoreOptions:
     # high_threshold: on a file whose rate is above the assumed 1% no row may reach 0.5, and
     # an analyst would get no list at all (half of the real files, and the anonymized ones).
     min_high_share: float = MIN_HIGH_SHARE
+    # And at least this riskiest share is `medium` or above when fewer reach medium_threshold:
+    # on the real files with a 9% rate, no row had been `medium` and rows the anomaly detector
+    # flagged (47% and 85% of them fraud) were `low`.
+    min_medium_share: float = MIN_MEDIUM_SHARE
     reference_trust: float = REFERENCE_TRUST
     # A `reasons` column: why each row above `low` (or flagged) is risky, in words.
     reasons: bool = True
@@ -176,6 +181,8 @@ class ScoreOptions:
             raise InputError("alert_rate must be in (0, 0.5]")
         if not 0 <= self.min_high_share <= 0.5:
             raise InputError("min_high_share must be in [0, 0.5]")
+        if not 0 <= self.min_medium_share <= 0.5:
+            raise InputError("min_medium_share must be in [0, 0.5]")
         if self.top_k < 1 or self.chunk_rows < 1 or self.sample_rows < 1:
             raise InputError("top_k, chunk_rows and sample_rows must be positive")
 
@@ -253,7 +260,7 @@ class Pipeline:
         self.cancelled = cancelled or (lambda: False)
         self.time = _Timer()
         self.thresholds = (self.options.medium_threshold, self.options.high_threshold)
-        self.high_from = "threshold"
+        self.high_from = self.medium_from = "threshold"
         self.riskiest: list[dict[str, Any]] = []
 
     # --- pass 1 ------------------------------------------------------------------------------
@@ -427,6 +434,7 @@ class Pipeline:
         opts = self.options
         self.thresholds = (opts.medium_threshold, opts.high_threshold)
         self.high_from = "threshold"  # or "alert budget", "riskiest share" (min_high_share)
+        self.medium_from = "threshold"  # or "riskiest share" (min_medium_share)
         self.riskiest = []
         fmt, roles, extra, out_columns = plan.fmt, plan.roles, plan.extra, plan.out_columns
         index = self._index(plan, spool)
@@ -489,15 +497,11 @@ class Pipeline:
                 if opts.blend:
                     final_sample = self._fit_blend(scorer, sample_x, sample_ax, sample_rows, weight)
             share = opts.alert_rate or opts.min_high_share
-            if share:
+            if share or opts.min_medium_share:
                 if final_sample is None:
                     futures = scorer.submit(sample_x, sample_ax if opts.anomaly else None)
                     final_sample = scorer.collect(futures, len(sample_x))[0]
-                budget = _budget(final_sample, share, self.thresholds)
-                if opts.alert_rate is not None:
-                    self.thresholds, self.high_from = budget, "alert budget"
-                elif budget[1] < self.thresholds[1]:  # fewer rows than that reach the threshold
-                    self.thresholds, self.high_from = budget, "riskiest share"
+                self._risk_shares(final_sample)
             counts = self._score_pass(spool, out_columns, extra, roles, index, scorer, output_path)
         finally:
             pool.shutdown()
@@ -533,6 +537,23 @@ class Pipeline:
                 "scored as given"
             )
         return ScoreResult(stats, methods, dict(self.time.seconds))
+
+    def _risk_shares(self, sample_p: np.ndarray) -> None:
+        """Thresholds from the sample's final probabilities: the alert budget's, or the riskiest
+        shares that are at least `high` and at least `medium` when fewer rows reach them."""
+        opts = self.options
+        share = opts.alert_rate or opts.min_high_share
+        if share:
+            budget = _budget(sample_p, share, self.thresholds)
+            if opts.alert_rate is not None:
+                self.thresholds, self.high_from = budget, "alert budget"
+            elif budget[1] < self.thresholds[1]:  # fewer rows than that reach the threshold
+                self.thresholds, self.high_from = budget, "riskiest share"
+        if opts.min_medium_share:
+            medium = float(np.quantile(sample_p, 1 - opts.min_medium_share))
+            if medium < self.thresholds[0]:  # fewer rows than that reach medium
+                self.thresholds = (min(medium, self.thresholds[1]), self.thresholds[1])
+                self.medium_from = "riskiest share"
 
     def _score_pass(
         self,
@@ -816,6 +837,8 @@ class Pipeline:
                 "alert_rate": self.options.alert_rate,
                 "min_high_share": self.options.min_high_share,
                 "high_from": self.high_from,
+                "min_medium_share": self.options.min_medium_share,
+                "medium_from": self.medium_from,
             },
             "blend": blend,
             "warnings": warnings,

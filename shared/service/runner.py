@@ -87,6 +87,9 @@ def score_options(options: JobOptions, settings: Settings, **tuning: Any) -> Sco
         "alert_rate": options.alert_rate,
         # A job that sets its high threshold gets exactly that.
         "min_high_share": settings.risk_min_high_share if options.high_threshold is None else 0.0,
+        "min_medium_share": (
+            settings.risk_min_medium_share if options.medium_threshold is None else 0.0
+        ),
         "reasons": options.reasons,
     }
     return ScoreOptions(**{**values, **tuning})

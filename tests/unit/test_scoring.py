@@ -318,10 +318,34 @@ def test_when_no_row_reaches_high_the_riskiest_share_is_high(
     assert (out["risk_level"] == "high").sum() == 0
 
 
-def test_a_job_that_sets_its_high_threshold_keeps_it() -> None:
-    settings = Settings(risk_min_high_share=0.002)
+def test_when_few_rows_reach_medium_the_riskiest_share_is_medium(
+    small_library: Path, upload: Path, tmp_path: Path
+) -> None:
+    """Probabilities that stay low (a file whose rate is above the assumed 1%) still give a
+    `medium` queue as long as the anomaly flags', not only the `high` list."""
+    options = {"high_threshold": 0.999, "medium_threshold": 0.99, "min_high_share": 0.0}
+    out, summary, _ = run(
+        FolderSource(small_library), upload, tmp_path, **options, min_medium_share=0.05
+    )
+    thresholds = summary["methods_used"]["risk_thresholds"]
+    assert thresholds["medium_from"] == "riskiest share" and thresholds["medium"] < 0.99
+    assert thresholds["high_from"] == "threshold" and (out["risk_level"] == "high").sum() == 0
+    assert 0.04 <= (out["risk_level"] == "medium").mean() <= 0.06
+    medium = out["risk_level"] == "medium"
+    assert out.loc[medium, "fraud_probability"].min() >= out.loc[~medium, "fraud_probability"].max()
+    out, summary, _ = run(
+        FolderSource(small_library), upload, tmp_path, **options, min_medium_share=0.0
+    )
+    assert summary["methods_used"]["risk_thresholds"]["medium_from"] == "threshold"
+    assert (out["risk_level"] == "medium").sum() == 0
+
+
+def test_a_job_that_sets_its_thresholds_keeps_them() -> None:
+    settings = Settings(risk_min_high_share=0.002, risk_min_medium_share=0.02)
     assert score_options(JobOptions(), settings).min_high_share == 0.002
     assert score_options(JobOptions(high_threshold=0.7), settings).min_high_share == 0.0
+    assert score_options(JobOptions(), settings).min_medium_share == 0.02
+    assert score_options(JobOptions(medium_threshold=0.2), settings).min_medium_share == 0.0
 
 
 def test_a_time_ordered_file_is_flagged_evenly_from_first_rows_to_last(
