@@ -103,6 +103,22 @@ const fraudscore = (() => {
     link.remove();
   }
 
+  // How each risk level was drawn: from its threshold, an alert budget, or a riskiest share.
+  function levels(thresholds) {
+    if (!thresholds) return "";
+    const share = (v) => `${+(100 * v).toPrecision(2)}%`;
+    const level = (name, from, cut, minimum) => {
+      const at = `probability ${+cut.toPrecision(3)} and above`;
+      if (from === "alert budget") return `${name}: the riskiest ${share(thresholds.alert_rate)} of rows, the alert budget (${at})`;
+      if (from === "riskiest share") return `${name}: the riskiest ${share(minimum)} of rows, since fewer reached the threshold (${at})`;
+      return `${name}: ${at}`;
+    };
+    return [
+      level("High", thresholds.high_from, thresholds.high, thresholds.min_high_share),
+      level("Medium or above", thresholds.medium_from, thresholds.medium, thresholds.min_medium_share),
+    ].join(". ") + ".";
+  }
+
   function showDone(job) {
     const stats = job.stats, methods = job.methods_used || {};
     const total = stats.total_transactions;
@@ -128,6 +144,7 @@ const fraudscore = (() => {
     }
     riskChart($("risk-chart"), ["high", "medium", "low"],
       [stats.high_risk, stats.medium_risk, stats.low_risk], ["#b3261e", "#e6a23c", "#3a9d5d"]);
+    $("levels").textContent = levels(methods.risk_thresholds);
     histogram($("histogram"), stats.probability_histogram || []);
     $("riskiest").querySelector("tbody").innerHTML = (stats.riskiest_rows || []).map((r) =>
       `<tr class="risk-${escape(r.risk_level)}"><td>${r.row_number}</td><td>${escape(r.id)}</td><td>${escape(r.customer)}</td>` +

@@ -95,6 +95,9 @@ def test_upload_a_file_watch_it_finish_and_download_the_result(
     bars = browser.find_elements(By.CSS_SELECTOR, "#risk-chart rect")
     assert len(bars) == 3 and float(bars[0].get_attribute("width")) >= 3  # 0.5% still drawn
     assert "0.5% (10 rows)" in browser.find_element(By.ID, "risk-chart").text
+    levels = browser.find_element(By.ID, "levels").text
+    assert levels.startswith("High: the riskiest 0.5% of rows, the alert budget (probability ")
+    assert "Medium or above: " in levels
     histogram = browser.find_element(By.ID, "histogram")
     assert len(histogram.find_elements(By.CSS_SELECTOR, "rect")) == 10
     assert "rows (log scale)" in histogram.text and "fraud probability" in histogram.text
