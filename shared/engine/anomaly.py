@@ -28,7 +28,8 @@ SUB_SAMPLE = 256  # the sub-sample each screening tree is grown on (as in sklear
 # supervised (tabformer 0.886 -> 0.910, banksim 0.9733 -> 0.9749; card_transdata and Fraud_Data
 # 0.002 and 0.001 lower), the left-out families 0.9742 -> 0.9747 and the anonymized files
 # 0.938 -> 0.946 (mean ROC), but lowered PR-AUC on three real files (card_transdata 0.395 ->
-# 0.375) and the families (0.403 -> 0.397); 1024 gave the real files 0.948, 128 gave 0.9455.
+# 0.375) and the families (0.403 -> 0.397), which the file model's hedge at 0.35 (blend.py)
+# then won back; 1024 gave the real files 0.948, 128 gave 0.9455.
 FOREST_SUB_SAMPLE = 512
 # A value's share of the file (a category's, a card's, a device's) is read as its surprisal,
 # -log(share): a forest splits an input uniformly over its range, and shares of 0.1%, 0.5% and
