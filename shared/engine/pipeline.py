@@ -496,8 +496,7 @@ class Pipeline:
                     scorer.detector.fit(sample_ax, np.array(shares, bool))
                 if opts.blend:
                     final_sample = self._fit_blend(scorer, sample_x, sample_ax, sample_rows, weight)
-            share = opts.alert_rate or opts.min_high_share
-            if share or opts.min_medium_share:
+            if opts.alert_rate or opts.min_high_share or opts.min_medium_share:
                 if final_sample is None:
                     futures = scorer.submit(sample_x, sample_ax if opts.anomaly else None)
                     final_sample = scorer.collect(futures, len(sample_x))[0]
