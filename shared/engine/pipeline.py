@@ -60,6 +60,7 @@ from shared.engine.csvio import (
 from shared.engine.features import (
     CATEGORICAL_FEATURES,
     FEATURES,
+    SHARE_PREFIX,
     assemble,
     entity_features,
     row_features,
@@ -1089,7 +1090,7 @@ def _log_gap(seconds: np.ndarray) -> np.ndarray:
 
 def _is_share(name: str) -> bool:
     """Is this anomaly input a value's share of the file (a category's, a card's, a device's)?"""
-    return name in CATEGORICAL_FEATURES.values() or name.startswith("share:")
+    return name in CATEGORICAL_FEATURES.values() or name.startswith(SHARE_PREFIX)
 
 
 def _since_key(column: str) -> str:
@@ -1099,7 +1100,7 @@ def _since_key(column: str) -> str:
 
 def _share_key(column: str) -> str:
     """The per-row array of a non-role text column's value shares (never a model feature)."""
-    return f"share:{column}"
+    return f"{SHARE_PREFIX}{column}"
 
 
 def _spooled(path: Path) -> Iterator[pa.Table]:

@@ -12,6 +12,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from shared.engine.features import SHARE_PREFIX
+
 MAX_REASONS = 3
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 SEPARATOR = "; "
@@ -72,8 +74,8 @@ PHRASES: dict[str, Callable[[float], str]] = {
     "tx_type_freq": lambda v: f"transaction type of {v:.1%} of rows",
     "category_freq": lambda v: f"category of {v:.1%} of rows",
     "channel_freq": lambda v: f"channel of {v:.1%} of rows",
-    "share:customer": lambda v: f"card in {v:.2%} of rows",
-    "share:terminal": lambda v: f"terminal in {v:.2%} of rows",
+    f"{SHARE_PREFIX}customer": lambda v: f"card in {v:.2%} of rows",
+    f"{SHARE_PREFIX}terminal": lambda v: f"terminal in {v:.2%} of rows",
 }
 
 
@@ -82,8 +84,8 @@ def phraser(name: str) -> Callable[[float], str]:
     phrase = PHRASES.get(name)
     if phrase is not None:
         return phrase
-    if name.startswith("share:"):
-        return lambda v: f"{name[6:]} value shared by {v:.2%} of rows"
+    if name.startswith(SHARE_PREFIX):
+        return lambda v: f"{name[len(SHARE_PREFIX) :]} value shared by {v:.2%} of rows"
     if name.startswith("since:"):
         return lambda v: (
             f"{_duration(math.expm1(abs(v)))} {'after' if v >= 0 else 'before'} {name[6:]}"
