@@ -128,6 +128,38 @@ def held_out_specs(rows: int, seed: int = 7_000_000) -> list[DatasetSpec]:
     return specs
 
 
+def typology_specs(rows: int, seed: int = 7_100_000) -> list[DatasetSpec]:
+    """Two datasets of each typology family (and the evaluation-only one), named like no
+    reference dataset; benchmarks.real_data scores each with a library built without it."""
+    plan = [
+        ("card_history", "de", 0.008, "dmy"),
+        ("card_history", "en", 0.02, "iso"),
+        ("cardholder", "pt", 0.005, "iso"),
+        ("cardholder", "en", 0.012, "epoch"),
+        ("mule_chain", "es", 0.003, "iso"),
+        ("mule_chain", "de", 0.01, "epoch"),
+        ("signup", "pt", 0.02, "iso"),
+        ("signup", "en", 0.05, "epoch"),
+    ]
+    return [
+        DatasetSpec(
+            name=f"heldout_{domain}_{lang}",
+            domain=domain,
+            seed=seed + i,
+            rows=rows,
+            fraud_rate=rate,
+            days=60,
+            style="snake",
+            timestamp_format=ts,
+            id_format="prefixed",
+            roles=DOMAIN_ROLES[domain],
+            scenarios=DOMAIN_SCENARIOS[domain],
+            names=HELD_OUT_NAMES[lang],
+        )
+        for i, (domain, lang, rate, ts) in enumerate(plan)
+    ]
+
+
 def ece(p: np.ndarray, y: np.ndarray, bins: int = 10) -> float:
     edges = np.linspace(0, 1, bins + 1)
     index = np.clip(np.digitize(p, edges[1:-1]), 0, bins - 1)

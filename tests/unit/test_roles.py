@@ -17,7 +17,12 @@ from shared.training.simulator import reference_catalog, simulate, with_rows
 def test_roles_are_found_in_every_reference_schema(spec) -> None:
     frame = simulate(with_rows(spec, 2000))
     expected = {role: spec.column_names()[role] for role in (*spec.roles, R.LABEL)}
-    assert infer_roles(frame).columns == expected
+    found = infer_roles(frame).columns
+    assert {role: found.get(role) for role in expected} == expected
+    # A cardholder's gender may fill a free category or channel role, as on the real files
+    # (few text values); no other column takes a role the file does not have.
+    others = {role: name for role, name in found.items() if role not in expected}
+    assert set(others) <= {R.CATEGORY, R.CHANNEL} and set(others.values()) <= {"gender"}
 
 
 def _frame(**columns: object) -> pd.DataFrame:
