@@ -26,7 +26,7 @@ from pathlib import Path
 from scripts.build_reference_library import build_and_register
 from shared.db.migrate import upgrade
 from shared.db.session import session_scope
-from shared.library.build import library_is_built
+from shared.library.build import library_is_built, outside_catalog
 from shared.library.registry import populate
 from shared.service.auth import kept_token, write_private
 from shared.settings import REPO_ROOT, Settings, get_settings, load_settings
@@ -169,6 +169,12 @@ def _signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
 def ensure_library(settings: Settings) -> None:
     """Build the reference library on first use; always (re)register its folders."""
     count = settings.reference_library_size
+    if others := outside_catalog(settings.models_dir, count):
+        print(
+            f"library   {len(others)} model folder(s) not in the catalog are registered too "
+            f"(an older simulator's, or your own): {', '.join(others)}",
+            flush=True,
+        )
     if library_is_built(settings.models_dir, count):
         with session_scope(settings.db_url) as session:
             summary = populate(session, settings.models_dir)

@@ -36,6 +36,12 @@ def library_is_built(models_dir: Path, count: int) -> bool:
     return names <= {folder.name for folder in model_folders(models_dir)}
 
 
+def outside_catalog(models_dir: Path, count: int) -> list[str]:
+    """Model folders that no catalog dataset names (an older simulator's, or one's own)."""
+    names = {spec.name for spec in reference_catalog(count)}
+    return [folder.name for folder in model_folders(models_dir) if folder.name not in names]
+
+
 def build_library(
     models_dir: Path,
     data_dir: Path,

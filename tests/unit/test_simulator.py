@@ -8,6 +8,7 @@ import pytest
 from shared.engine import roles as R
 from shared.engine.roles import infer_roles
 from shared.engine.timeparse import parse_timestamps
+from shared.library.build import outside_catalog
 from shared.training.simulator import (
     AMOUNT_BAR,
     BASE_DOMAINS,
@@ -164,3 +165,11 @@ def test_signup_fraud_buys_right_after_sign_up_or_shares_a_device() -> None:
     assert (hours[fraud] < 1 / 30).mean() > 0.1 and (hours[~fraud] < 1 / 30).mean() == 0
     accounts = frame.groupby(names[R.TERMINAL])[names[R.CUSTOMER]].transform("nunique")
     assert (accounts[fraud] >= 4).mean() > 0.1 and (accounts[~fraud] >= 4).mean() < 0.01
+
+
+def test_model_folders_outside_the_catalog_are_named(tmp_path) -> None:
+    for name in (CATALOG[0].name, "atm_french_27", "my_own_model", "no_manifest"):
+        (tmp_path / name).mkdir()
+        if name != "no_manifest":
+            (tmp_path / name / "manifest.json").write_text("{}")
+    assert outside_catalog(tmp_path, 40) == ["atm_french_27", "my_own_model"]
