@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from shared.engine.timeparse import parse_timestamps
+
 AMOUNT = "amount"
 TIMESTAMP = "timestamp"
 CUSTOMER = "customer"
@@ -429,7 +431,7 @@ def infer_roles(frame: pd.DataFrame, label: str | None = None) -> RoleMap:
         result.reasons[name] = f"{role}: name and values fit (score {score:.1f})"
     if TIMESTAMP not in result:
         _date_parts(result, frame, infos)
-    _fallbacks(result, infos, rows)
+    _fallbacks(result, infos, rows, frame)
     return result
 
 
@@ -459,7 +461,9 @@ def _date_parts(result: RoleMap, frame: pd.DataFrame, infos: dict[str, ColumnInf
         result.reasons[name] = "timestamp: a date split over " + ", ".join(parts)
 
 
-def _fallbacks(result: RoleMap, infos: dict[str, ColumnInfo], rows: int) -> None:
+def _fallbacks(
+    result: RoleMap, infos: dict[str, ColumnInfo], rows: int, frame: pd.DataFrame
+) -> None:
     """Value-based guesses for roles the names did not reveal (files named in any language)."""
 
     def free() -> list[ColumnInfo]:
@@ -475,6 +479,8 @@ def _fallbacks(result: RoleMap, infos: dict[str, ColumnInfo], rows: int) -> None
         ]
         if len(dated) == 1:
             assign(TIMESTAMP, dated[0], "values are dates or epoch times")
+        elif latest := _latest_date(frame, [i.name for i in dated]):
+            assign(TIMESTAMP, infos[latest], "the latest of several date columns in every row")
     for role in (BALANCE_BEFORE, BALANCE_AFTER):  # a balance word whose direction we missed
         if role not in result:
             named = [i for i in free() if i.numeric_share > 0.9 and set(i.tokens) & BALANCE_WORDS]
@@ -515,6 +521,19 @@ def _fallbacks(result: RoleMap, infos: dict[str, ColumnInfo], rows: int) -> None
     for role in (CATEGORY, CHANNEL, TX_TYPE):
         if role not in result and labels:
             assign(role, labels.pop(0), "a text column with few distinct values")
+
+
+def _latest_date(frame: pd.DataFrame, names: list[str]) -> str | None:
+    """Of several date columns, the one at or after all the others in 95% of rows (a purchase
+    after its account's sign-up), if exactly one is."""
+    head = frame.head(2000)
+    times = {name: parse_timestamps(head[name].astype("string")).to_numpy() for name in names}
+    latest = [
+        name
+        for name in names
+        if all(np.mean(times[name] >= times[other]) >= 0.95 for other in names if other != name)
+    ]
+    return latest[0] if len(latest) == 1 else None
 
 
 def _id_values(info: ColumnInfo) -> bool:

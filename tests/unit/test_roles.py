@@ -214,3 +214,17 @@ def test_blank_cells_are_missing_not_text() -> None:
     info = R.describe(frame["V1"])
     assert info.numeric_share == 1.0 and not info.is_text
     assert "V1" not in infer_roles(frame).columns.values()
+
+
+def test_of_two_unnamed_date_columns_the_later_one_is_the_timestamp() -> None:
+    rng = np.random.default_rng(0)
+    bought = pd.Timestamp("2026-03-01") + pd.to_timedelta(rng.uniform(0, 30, 500), unit="D")
+    joined = bought - pd.to_timedelta(rng.uniform(0.001, 90, 500), unit="D")
+    frame = _frame(valor="amount")
+    frame["registo"] = joined.strftime("%Y-%m-%d %H:%M:%S")
+    frame["quando"] = bought.strftime("%Y-%m-%d %H:%M:%S")
+    assert infer_roles(frame).get(R.TIMESTAMP) == "quando"
+    frame["outra"] = (bought + pd.to_timedelta(rng.normal(0, 1, 500), unit="D")).strftime(
+        "%Y-%m-%d %H:%M:%S"
+    )
+    assert infer_roles(frame).get(R.TIMESTAMP) is None  # no column is the latest in every row
