@@ -17,11 +17,13 @@ import pandas as pd
 from shared.engine import roles as R
 from shared.engine.calibration import EPS, logit
 from shared.engine.roles import RoleMap, dated_share, to_number
-from shared.engine.timeparse import TimeFormat, detect_format
+from shared.engine.timeparse import TimeFormat, detect_format, parse_timestamps
 
 MAX_EXTRA_COLUMNS = 64
 ID_UNIQUE_SHARE = 0.95  # a whole-number column almost all of whose values differ is an id
 NUMERIC_SHARE = 0.95  # a column is numeric when this share of its non-empty values parses
+EPOCH_FROM = 1e9  # epoch seconds of 2001: a clock above it is made of real dates
+YEAR = 365.25 * 86400
 FALLBACK_PRIOR = 0.01  # the base rate assumed when the reference models see little of a file
 # Without labels a file's fraud rate is known only loosely: the band reaches this factor beyond
 # both what the reference models say and the fallback (see rate_band).
@@ -65,6 +67,7 @@ def extra_columns(frame: pd.DataFrame, roles: RoleMap) -> ExtraColumns:
     text: list[str] = []
     ignored: list[str] = []
     dates: dict[str, TimeFormat] = {}
+    clock = _absolute_clock(frame, roles)
     for column in frame.columns:
         if column in role_columns:
             continue
@@ -78,6 +81,9 @@ def extra_columns(frame: pd.DataFrame, roles: RoleMap) -> ExtraColumns:
         textual = parsed.notna().mean() <= 0.5  # numbers stay numbers (an epoch reads as one)
         if R.TIMESTAMP in roles and textual and dated_share(present) > NUMERIC_SHARE:
             dates[column] = detect_format(present)
+            continue
+        if clock is not None and _near_in_time(parsed, clock):
+            dates[column] = TimeFormat("number")  # another date in epoch seconds
             continue
         if parsed.notna().mean() >= NUMERIC_SHARE:
             whole = bool(np.all(np.mod(parsed.dropna(), 1) == 0))
@@ -94,6 +100,29 @@ def extra_columns(frame: pd.DataFrame, roles: RoleMap) -> ExtraColumns:
     return ExtraColumns(
         [c for c in numeric if c in keep], [c for c in text if c in keep], ignored, dates
     )
+
+
+def _absolute_clock(frame: pd.DataFrame, roles: RoleMap) -> np.ndarray | None:
+    """The rows' times in epoch seconds, when the timestamp is a single column of real dates
+    (not an offset from the file's start or hour steps)."""
+    column = roles.get(R.TIMESTAMP)
+    if column is None or roles.date_parts:
+        return None
+    clock = parse_timestamps(frame[column].astype("string"))
+    clock = clock[np.isfinite(clock)].to_numpy()
+    return clock if len(clock) and clock.min() > EPOCH_FROM else None
+
+
+def _near_in_time(parsed: pd.Series, clock: np.ndarray) -> bool:
+    """Whole numbers in epoch seconds from ten years before the file's first row to a year
+    after its last: a second date written as an epoch (a sign-up time); identifiers and IP
+    numbers spread far wider."""
+    values = parsed.dropna().to_numpy(np.float64)
+    if len(values) < NUMERIC_SHARE * len(parsed) or values.std() == 0:
+        return False
+    low, high = clock.min() - 10 * YEAR, clock.max() + YEAR
+    whole = bool(np.all(np.mod(values, 1) == 0))
+    return whole and bool(np.all((values >= low) & (values <= high)))
 
 
 def reference_confidence(

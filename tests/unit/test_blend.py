@@ -296,6 +296,25 @@ def test_another_date_becomes_the_time_from_it_to_the_row(
     assert scored["reasons"][:8].str.contains("unusual for this file: 1 s after signup_time").all()
 
 
+def test_a_sign_up_time_in_epoch_seconds_is_a_date_and_an_ip_number_is_not() -> None:
+    n = 800
+    rng = np.random.default_rng(2)
+    purchase = 1_700_000_000 + rng.integers(0, 30 * 86400, n)
+    frame = pd.DataFrame(
+        {
+            "when": purchase,
+            "joined": purchase - rng.integers(1, 90 * 86400, n),
+            "ip_number": rng.integers(16_777_216, 4_294_967_295, n),
+            "paid": np.round(rng.lognormal(3, 1, n), 2),
+        }
+    ).astype("string")
+    extra = extra_columns(frame, RoleMap({R.AMOUNT: "paid", R.TIMESTAMP: "when"}))
+    assert list(extra.dates) == ["joined"] and "ip_number" in extra.ignored
+    offsets = frame.assign(when=(purchase - purchase.min()).astype(str))  # no real dates
+    extra = extra_columns(offsets, RoleMap({R.AMOUNT: "paid", R.TIMESTAMP: "when"}))
+    assert not extra.dates
+
+
 def test_the_rate_band_spans_the_sources_and_a_factor_beyond() -> None:
     low, high = rate_band(0.02, 0.05, 0.3)
     assert low == pytest.approx(0.01 / BAND_FACTOR) and high == pytest.approx(0.05 * BAND_FACTOR)
