@@ -251,7 +251,7 @@ STYLES: dict[str, dict[str, str]] = {
         R.LABEL: "Is Fraud?",
     },
 }
-# Catalog positions that use the ledger style (one per domain), beside the rotating styles.
+# Catalog positions that use the ledger style (one per base domain), beside the rotating styles.
 LEDGER_DATASETS = {4, 14, 17, 27}
 STYLE_TIMESTAMPS = {
     "handbook": "iso",
