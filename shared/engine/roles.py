@@ -420,6 +420,7 @@ def infer_roles(frame: pd.DataFrame, label: str | None = None) -> RoleMap:
             score = name_score(info.tokens, role) * value_fit(info, role, rows)
             if score >= MIN_SCORE:
                 candidates.append((score, role, name))
+    candidates = _latest_of_tied_times(candidates, frame)
     result = RoleMap()
     if label is not None:
         result.columns[LABEL] = label
@@ -521,6 +522,21 @@ def _fallbacks(
     for role in (CATEGORY, CHANNEL, TX_TYPE):
         if role not in result and labels:
             assign(role, labels.pop(0), "a text column with few distinct values")
+
+
+def _latest_of_tied_times(
+    candidates: list[tuple[float, str, str]], frame: pd.DataFrame
+) -> list[tuple[float, str, str]]:
+    """Two time columns named alike (`account_created_time`, `transaction_time`): the later in
+    every row wins the tie, not the first in alphabetical order."""
+    times = [(score, name) for score, role, name in candidates if role == TIMESTAMP]
+    top = max((score for score, _ in times), default=0.0)
+    tied = [name for score, name in times if score == top]
+    latest = _latest_date(frame, tied) if len(tied) > 1 else None
+    return [
+        (score + 1e-6 if role == TIMESTAMP and name == latest else score, role, name)
+        for score, role, name in candidates
+    ]
 
 
 def _latest_date(frame: pd.DataFrame, names: list[str]) -> str | None:

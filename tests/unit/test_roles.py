@@ -228,3 +228,13 @@ def test_of_two_unnamed_date_columns_the_later_one_is_the_timestamp() -> None:
         "%Y-%m-%d %H:%M:%S"
     )
     assert infer_roles(frame).get(R.TIMESTAMP) is None  # no column is the latest in every row
+
+
+def test_of_two_time_columns_named_alike_the_later_one_is_the_timestamp() -> None:
+    rng = np.random.default_rng(1)
+    bought = pd.Timestamp("2026-03-01") + pd.to_timedelta(rng.uniform(0, 30, 500), unit="D")
+    joined = bought - pd.to_timedelta(rng.uniform(0.001, 90, 500), unit="D")
+    frame = _frame(amount="amount")
+    frame["transaction_time"] = bought.strftime("%Y-%m-%d %H:%M:%S")
+    frame["account_created_time"] = joined.strftime("%Y-%m-%d %H:%M:%S")
+    assert infer_roles(frame).get(R.TIMESTAMP) == "transaction_time"
