@@ -16,8 +16,9 @@ import pandas as pd
 
 from shared.engine import roles as R
 from shared.engine.calibration import EPS, logit
+from shared.engine.features import clock_of
 from shared.engine.roles import RoleMap, dated_share, to_number
-from shared.engine.timeparse import TimeFormat, detect_format, parse_timestamps
+from shared.engine.timeparse import TimeFormat, detect_format
 
 MAX_EXTRA_COLUMNS = 64
 ID_UNIQUE_SHARE = 0.95  # a whole-number column almost all of whose values differ is an id
@@ -103,14 +104,11 @@ def extra_columns(frame: pd.DataFrame, roles: RoleMap) -> ExtraColumns:
 
 
 def _absolute_clock(frame: pd.DataFrame, roles: RoleMap) -> np.ndarray | None:
-    """The rows' times in epoch seconds, when the timestamp is a single column of real dates
-    (not an offset from the file's start or hour steps)."""
-    column = roles.get(R.TIMESTAMP)
-    if column is None or roles.date_parts:
-        return None
-    clock = parse_timestamps(frame[column].astype("string"))
-    clock = clock[np.isfinite(clock)].to_numpy()
-    return clock if len(clock) and clock.min() > EPOCH_FROM else None
+    """The rows' times in epoch seconds, when they are real dates (not an offset from the
+    file's start or hour steps)."""
+    clock = clock_of(frame, roles)
+    clock = clock[np.isfinite(clock)] if clock is not None else None
+    return clock if clock is not None and len(clock) and clock.min() > EPOCH_FROM else None
 
 
 def _near_in_time(parsed: pd.Series, clock: np.ndarray) -> bool:
