@@ -377,7 +377,6 @@ class _World:
     cust_std: np.ndarray
     cust_rate: np.ndarray
     cust_balance: np.ndarray
-    cust_age_weight: np.ndarray  # cardholder: how much thieves favour the customer
     cust_attrs: dict[str, np.ndarray]  # cardholder: gender, birth year, home city population
     term_xy: np.ndarray
     term_cat: np.ndarray
@@ -411,7 +410,6 @@ def _world(spec: DatasetSpec) -> _World:
         cust_std=cust_std,
         cust_rate=rng.gamma(2.0, 1.0, n_cust),
         cust_balance=scale * 20 * rng.lognormal(0, 1, n_cust),
-        cust_age_weight=np.where(attrs["birth_year"] < 1966, 2.0, 1.0),
         cust_attrs=attrs,
         term_xy=term_xy,
         term_cat=rng.integers(0, len(CATEGORIES[spec.domain]), n_term),
@@ -613,7 +611,8 @@ def _customer_takeover(w: _World, n: int) -> dict:
 def _card_episode(w: _World, n: int) -> dict:
     """cardholder: a stolen card used for a day or two, mostly at night, online and at a few
     kinds of shop, at the thief's amounts (older cardholders are targeted more)."""
-    age_weight = w.cust_age_weight / w.cust_age_weight.sum()
+    age_weight = np.where(w.cust_attrs["birth_year"] < 1966, 2.0, 1.0)
+    age_weight /= age_weight.sum()
     per_run = w.rng.integers(2, 11, max(1, n // 5 + 1))
     cards = w.rng.choice(len(age_weight), len(per_run), p=age_weight)
     cust = np.repeat(cards, per_run)[:n]
