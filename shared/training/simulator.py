@@ -94,6 +94,7 @@ AMOUNT_SCALE = {
     "signup": 35.0,
 }
 AMOUNT_BAR = 220.0  # card_history: every amount above it is fraud
+MOBILE_TYPES = ["PAYMENT", "TRANSFER", "CASH_OUT", "CASH_IN", "DEBIT"]  # mobile-money types
 CATEGORIES = {
     "card_present": [
         "grocery",
@@ -106,7 +107,7 @@ CATEGORIES = {
         "entertainment",
     ],
     "ecommerce": ["digital", "fashion", "electronics", "home", "travel", "gaming", "books"],
-    "mobile_money": ["PAYMENT", "TRANSFER", "CASH_OUT", "CASH_IN", "DEBIT"],
+    "mobile_money": MOBILE_TYPES,
     "atm": ["withdrawal", "balance", "deposit"],
     "card_history": ["retail"],
     # cardholder: merchant categories, each with its amount factor (below)
@@ -126,7 +127,7 @@ CATEGORIES = {
         "beauty",
         "travel",
     ],
-    "mule_chain": ["PAYMENT", "TRANSFER", "CASH_OUT", "CASH_IN", "DEBIT"],
+    "mule_chain": MOBILE_TYPES,
     "signup": ["Chrome", "Safari", "Firefox", "Edge", "Opera"],  # the device's browser
 }
 CATEGORY_AMOUNT = np.array([1.0, 0.8, 1.3, 1.5, 0.8, 1.0, 0.6, 0.5, 0.6, 1.0, 0.7, 0.8, 0.5, 2.5])
@@ -645,7 +646,8 @@ def _mule_chain(w: _World, n: int) -> dict:
         np.r_[amount, amount],
     )
     rows["empties"] = np.ones(2 * pairs, bool)
-    rows["kind"] = np.r_[np.full(pairs, 1), np.full(pairs, 2)]  # TRANSFER, then CASH_OUT
+    transfer, cash_out = MOBILE_TYPES.index("TRANSFER"), MOBILE_TYPES.index("CASH_OUT")
+    rows["kind"] = np.r_[np.full(pairs, transfer), np.full(pairs, cash_out)]
     return rows
 
 
@@ -832,7 +834,7 @@ def _balances(
     """Mobile-money types and balances; fraud empties the account by transfer or cash-out."""
     w: _World = raw.attrs["world"]
     n = len(raw)
-    types = np.array(CATEGORIES["mobile_money"])
+    types = np.array(MOBILE_TYPES)
     kind = rng.choice(len(types), n, p=[0.35, 0.12, 0.3, 0.2, 0.03])
     before = w.cust_balance[raw["cust"].to_numpy()] * rng.uniform(0.3, 1.5, n)
     empties = raw["empties"].to_numpy()
