@@ -420,7 +420,7 @@ def infer_roles(frame: pd.DataFrame, label: str | None = None) -> RoleMap:
             score = name_score(info.tokens, role) * value_fit(info, role, rows)
             if score >= MIN_SCORE:
                 candidates.append((score, role, name))
-    candidates = _latest_of_tied_times(candidates, frame)
+    latest = _latest_of_tied_times(candidates, frame)
     result = RoleMap()
     if label is not None:
         result.columns[LABEL] = label
@@ -429,7 +429,10 @@ def infer_roles(frame: pd.DataFrame, label: str | None = None) -> RoleMap:
         if role in result.columns or name in result.reasons:
             continue
         result.columns[role] = name
-        result.reasons[name] = f"{role}: name and values fit (score {score:.1f})"
+        why = f"{role}: name and values fit (score {score:.1f})"
+        if role == TIMESTAMP and name == latest:
+            why += ", the latest in every row of the time columns named alike"
+        result.reasons[name] = why
     if TIMESTAMP not in result:
         _date_parts(result, frame, infos)
     _fallbacks(result, infos, rows, frame)
@@ -524,19 +527,18 @@ def _fallbacks(
             assign(role, labels.pop(0), "a text column with few distinct values")
 
 
-def _latest_of_tied_times(
-    candidates: list[tuple[float, str, str]], frame: pd.DataFrame
-) -> list[tuple[float, str, str]]:
+def _latest_of_tied_times(candidates: list[tuple[float, str, str]], frame: pd.DataFrame) -> str:
     """Two time columns named alike (`account_created_time`, `transaction_time`): the later in
-    every row wins the tie, not the first in alphabetical order."""
+    every row wins the tie (its score raised a hair, in place), not the first in alphabetical
+    order. Its name, or "" when there is no such tie."""
     times = [(score, name) for score, role, name in candidates if role == TIMESTAMP]
     top = max((score for score, _ in times), default=0.0)
     tied = [name for score, name in times if score == top]
-    latest = _latest_date(frame, tied) if len(tied) > 1 else None
-    return [
-        (score + 1e-6 if role == TIMESTAMP and name == latest else score, role, name)
-        for score, role, name in candidates
-    ]
+    latest = (_latest_date(frame, tied) if len(tied) > 1 else None) or ""
+    for i, (score, role, name) in enumerate(candidates):
+        if role == TIMESTAMP and name == latest:
+            candidates[i] = (score + 1e-6, role, name)
+    return latest
 
 
 def _latest_date(frame: pd.DataFrame, names: list[str]) -> str | None:

@@ -237,4 +237,6 @@ def test_of_two_time_columns_named_alike_the_later_one_is_the_timestamp() -> Non
     frame = _frame(amount="amount")
     frame["transaction_time"] = bought.strftime("%Y-%m-%d %H:%M:%S")
     frame["account_created_time"] = joined.strftime("%Y-%m-%d %H:%M:%S")
-    assert infer_roles(frame).get(R.TIMESTAMP) == "transaction_time"
+    roles = infer_roles(frame)
+    assert roles.get(R.TIMESTAMP) == "transaction_time"
+    assert "latest in every row" in roles.reasons["transaction_time"]
