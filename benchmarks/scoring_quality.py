@@ -97,7 +97,6 @@ HELD_OUT_NAMES = {
 
 
 def held_out_specs(rows: int, seed: int = 7_000_000) -> list[DatasetSpec]:
-    specs = []
     plan = [
         ("card_present", "de", 0.004, "dmy"),
         ("ecommerce", "pt", 0.02, "iso"),
@@ -108,24 +107,7 @@ def held_out_specs(rows: int, seed: int = 7_000_000) -> list[DatasetSpec]:
         ("mobile_money", "en", 0.03, "epoch"),
         ("atm", "pt", 0.002, "dmy"),
     ]
-    for i, (domain, lang, rate, ts) in enumerate(plan):
-        specs.append(
-            DatasetSpec(
-                name=f"heldout_{domain}_{lang}",
-                domain=domain,
-                seed=seed + i,
-                rows=rows,
-                fraud_rate=rate,
-                days=60,
-                style="snake",
-                timestamp_format=ts,
-                id_format="prefixed",
-                roles=DOMAIN_ROLES[domain],
-                scenarios=DOMAIN_SCENARIOS[domain],
-                names=HELD_OUT_NAMES[lang],
-            )
-        )
-    return specs
+    return _specs(plan, rows, seed)
 
 
 def typology_specs(rows: int, seed: int = 7_100_000) -> list[DatasetSpec]:
@@ -141,6 +123,11 @@ def typology_specs(rows: int, seed: int = 7_100_000) -> list[DatasetSpec]:
         ("signup", "pt", 0.02, "iso"),
         ("signup", "en", 0.05, "epoch"),
     ]
+    return _specs(plan, rows, seed)
+
+
+def _specs(plan: list[tuple[str, str, float, str]], rows: int, seed: int) -> list[DatasetSpec]:
+    """One held-out spec per (domain, naming language, fraud rate, timestamp format)."""
     return [
         DatasetSpec(
             name=f"heldout_{domain}_{lang}",

@@ -34,6 +34,16 @@ DOMAINS = BASE_DOMAINS + TYPOLOGY_DOMAINS + EVALUATION_DOMAINS
 TYPOLOGY_FROM = 28  # catalog positions from here on cycle over the typology families
 START = pd.Timestamp("2026-01-01").value // 10**9  # epoch seconds
 
+MONEY_ROLES = (  # both money families' files: types and balances
+    R.TX_ID,
+    R.TIMESTAMP,
+    R.CUSTOMER,
+    R.TERMINAL,
+    R.AMOUNT,
+    R.TX_TYPE,
+    R.BALANCE_BEFORE,
+    R.BALANCE_AFTER,
+)
 # Roles each domain's files carry (before some are dropped per dataset), and its fraud scenarios.
 DOMAIN_ROLES = {
     "card_present": (
@@ -47,29 +57,11 @@ DOMAIN_ROLES = {
         R.DISTANCE,
     ),
     "ecommerce": (R.TX_ID, R.TIMESTAMP, R.CUSTOMER, R.TERMINAL, R.AMOUNT, R.CATEGORY, R.CHANNEL),
-    "mobile_money": (
-        R.TX_ID,
-        R.TIMESTAMP,
-        R.CUSTOMER,
-        R.TERMINAL,
-        R.AMOUNT,
-        R.TX_TYPE,
-        R.BALANCE_BEFORE,
-        R.BALANCE_AFTER,
-    ),
+    "mobile_money": MONEY_ROLES,
     "atm": (R.TX_ID, R.TIMESTAMP, R.CUSTOMER, R.TERMINAL, R.AMOUNT, R.DISTANCE, R.CHANNEL),
     "card_history": (R.TX_ID, R.TIMESTAMP, R.CUSTOMER, R.TERMINAL, R.AMOUNT),
     "cardholder": (R.TX_ID, R.TIMESTAMP, R.CUSTOMER, R.TERMINAL, R.AMOUNT, R.CATEGORY),
-    "mule_chain": (
-        R.TX_ID,
-        R.TIMESTAMP,
-        R.CUSTOMER,
-        R.TERMINAL,
-        R.AMOUNT,
-        R.TX_TYPE,
-        R.BALANCE_BEFORE,
-        R.BALANCE_AFTER,
-    ),
+    "mule_chain": MONEY_ROLES,
     "signup": (R.TX_ID, R.TIMESTAMP, R.CUSTOMER, R.TERMINAL, R.AMOUNT, R.CHANNEL, R.CATEGORY),
 }
 OPTIONAL_ROLES = {R.TX_ID, R.CATEGORY, R.CHANNEL, R.DISTANCE}

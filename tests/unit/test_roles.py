@@ -216,10 +216,15 @@ def test_blank_cells_are_missing_not_text() -> None:
     assert "V1" not in infer_roles(frame).columns.values()
 
 
+def _bought_after_joining(rng: np.random.Generator) -> tuple[pd.DatetimeIndex, pd.DatetimeIndex]:
+    """500 purchase times, and each buyer's sign-up time up to 90 days before."""
+    bought = pd.Timestamp("2026-03-01") + pd.to_timedelta(rng.uniform(0, 30, 500), unit="D")
+    return bought, bought - pd.to_timedelta(rng.uniform(0.001, 90, 500), unit="D")
+
+
 def test_of_two_unnamed_date_columns_the_later_one_is_the_timestamp() -> None:
     rng = np.random.default_rng(0)
-    bought = pd.Timestamp("2026-03-01") + pd.to_timedelta(rng.uniform(0, 30, 500), unit="D")
-    joined = bought - pd.to_timedelta(rng.uniform(0.001, 90, 500), unit="D")
+    bought, joined = _bought_after_joining(rng)
     frame = _frame(valor="amount")
     frame["registo"] = joined.strftime("%Y-%m-%d %H:%M:%S")
     frame["quando"] = bought.strftime("%Y-%m-%d %H:%M:%S")
@@ -231,9 +236,7 @@ def test_of_two_unnamed_date_columns_the_later_one_is_the_timestamp() -> None:
 
 
 def test_of_two_time_columns_named_alike_the_later_one_is_the_timestamp() -> None:
-    rng = np.random.default_rng(1)
-    bought = pd.Timestamp("2026-03-01") + pd.to_timedelta(rng.uniform(0, 30, 500), unit="D")
-    joined = bought - pd.to_timedelta(rng.uniform(0.001, 90, 500), unit="D")
+    bought, joined = _bought_after_joining(np.random.default_rng(1))
     frame = _frame(amount="amount")
     frame["transaction_time"] = bought.strftime("%Y-%m-%d %H:%M:%S")
     frame["account_created_time"] = joined.strftime("%Y-%m-%d %H:%M:%S")
