@@ -79,7 +79,14 @@ def split(frame_t: np.ndarray | None, y: np.ndarray, seed: int) -> tuple[np.ndar
     return np.flatnonzero(~val_mask), np.flatnonzero(val_mask)
 
 
-def _fit(matrix: np.ndarray, y: np.ndarray, train: np.ndarray, val: np.ndarray, seed: int):
+def _fit(
+    matrix: np.ndarray,
+    y: np.ndarray,
+    train: np.ndarray,
+    val: np.ndarray,
+    seed: int,
+    threads: int = 0,
+):
     import xgboost as xgb
 
     dtrain = xgb.DMatrix(matrix[train], label=y[train], feature_names=list(FEATURES))
@@ -93,7 +100,7 @@ def _fit(matrix: np.ndarray, y: np.ndarray, train: np.ndarray, val: np.ndarray, 
             "max_delta_step": 1.0,
             "colsample_bytree": 0.9,
             "seed": seed,
-            "nthread": 0,
+            "nthread": threads,  # 0: every core (the model is the same for any count)
             **config,
         }
         booster = xgb.train(
@@ -123,6 +130,7 @@ def train_frame(
     label: str | None = None,
     seed: int = 0,
     extra_metadata: dict[str, Any] | None = None,
+    threads: int = 0,
 ) -> TrainResult:
     """Train, calibrate and save one reference model from a labeled DataFrame."""
     import sklearn
@@ -153,7 +161,7 @@ def train_frame(
         )
     matrix = features.to_numpy(np.float32)
     train, val = split(clock, y, seed)
-    booster, config = _fit(matrix, y, train, val, seed)
+    booster, config = _fit(matrix, y, train, val, seed, threads)
     raw_val = booster.inplace_predict(matrix[val])
     calibrator = fit_calibrator(raw_val, y[val])
     calibrated = calibrator(raw_val)
@@ -215,11 +223,14 @@ def train_csv(
     label: str | None = None,
     name: str | None = None,
     extra_metadata: dict[str, Any] | None = None,
+    threads: int = 0,
 ) -> TrainResult:
     """Train from a CSV file (see train_frame)."""
     frame = read_frame(path)
     name = name or Path(path).name.split(".")[0]
-    return train_frame(frame, name, out_dir, label=label, extra_metadata=extra_metadata)
+    return train_frame(
+        frame, name, out_dir, label=label, extra_metadata=extra_metadata, threads=threads
+    )
 
 
 def role_summary(roles: RoleMap) -> str:
