@@ -59,7 +59,8 @@ def build_library(
     keep: Callable[[DatasetSpec], bool] | None = None,
 ) -> BuildReport:
     """Simulate and train every catalog dataset (those `keep` takes) missing from models_dir,
-    several at once (see BUILD_WORKERS); results in catalog order."""
+    several at once (see BUILD_WORKERS); results in catalog order. The processes are spawned,
+    so a script that calls this runs it under `if __name__ == "__main__":`."""
     started = time.perf_counter()
     done = {folder.name for folder in model_folders(models_dir)}
     specs = [s for s in reference_catalog(count, rows_scale=rows_scale) if keep is None or keep(s)]
