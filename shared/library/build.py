@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from multiprocessing import get_context
@@ -68,31 +68,38 @@ def build_library(
     for spec in specs:
         if spec.name in done and progress:
             progress(spec)
-    cores = os.cpu_count() or 1
-    workers = min(BUILD_WORKERS, cores, len(todo))
     results = []
-    if workers <= 1:
-        for spec in todo:
-            results.append((spec, build_one(spec, models_dir, data_dir)))
-            if progress:
-                progress(spec)
-    else:
-        threads = max(1, cores // workers)
-        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-            futures = {
-                pool.submit(build_one, spec, models_dir, data_dir, threads): spec for spec in todo
-            }
-            try:
-                for future in as_completed(futures):
-                    results.append((futures[future], future.result()))
-                    if progress:
-                        progress(futures[future])
-            except BaseException:
-                pool.shutdown(cancel_futures=True)
-                raise
+    for spec, result in _built(todo, models_dir, data_dir):
+        results.append((spec, result))
+        if progress:
+            progress(spec)
     order = {spec.name: i for i, spec in enumerate(specs)}
     results.sort(key=lambda item: order[item[0].name])
     return BuildReport(results, time.perf_counter() - started)
+
+
+def _built(
+    todo: list[DatasetSpec], models_dir: Path, data_dir: Path
+) -> Iterator[tuple[DatasetSpec, TrainResult]]:
+    """Each dataset and its result as it is done: here one by one, or side by side in spawned
+    processes when there are several cores."""
+    cores = os.cpu_count() or 1
+    workers = min(BUILD_WORKERS, cores, len(todo))
+    if workers <= 1:
+        for spec in todo:
+            yield spec, build_one(spec, models_dir, data_dir)
+        return
+    threads = max(1, cores // workers)
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+        futures = {
+            pool.submit(build_one, spec, models_dir, data_dir, threads): spec for spec in todo
+        }
+        try:
+            for future in as_completed(futures):
+                yield futures[future], future.result()
+        except BaseException:  # Ctrl-C, a failed dataset: start no other
+            pool.shutdown(cancel_futures=True)
+            raise
 
 
 def build_one(spec: DatasetSpec, models_dir: Path, data_dir: Path, threads: int = 0) -> TrainResult:
