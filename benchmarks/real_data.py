@@ -52,7 +52,7 @@ from shared.engine.features import build_features, clock_of
 from shared.engine.options import JobOptions
 from shared.engine.pipeline import ModelSource, Pipeline
 from shared.engine.roles import RoleMap, infer_roles, to_number
-from shared.library.build import build_library
+from shared.library.build import build_library, outside_catalog
 from shared.library.cache import RegistrySource
 from shared.library.folder import FolderSource
 from shared.service.runner import score_options
@@ -299,6 +299,13 @@ def main(argv: list[str] | None = None) -> int:
     if not args.dir.is_dir():
         print(f"real_data: no folder {args.dir} (set FRAUDSCORE_REALDATA)", file=sys.stderr)
         return 2
+    settings = get_settings()
+    if others := outside_catalog(settings.models_dir, settings.reference_library_size):
+        print(
+            f"real_data: {len(others)} registered model folder(s) outside the catalog "
+            f"({', '.join(others)}): the figures are not those of a fresh library",
+            file=sys.stderr,
+        )
     results = [evaluate_file(*item) for item in labeled_files(args.dir)]
     show(results, "real files")
     leave_one_file_out(results)
