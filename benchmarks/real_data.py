@@ -13,12 +13,12 @@ FRAUDSCORE_REALDATA (default ../shared/realdata beside the project).
 
 Left-out families: for each domain of our simulator (card present, e-commerce, mobile money,
 ATM, and the typology families: card history, cardholder, mule chain, sign-up) a library of
-the other domains' catalog models is built (smaller, cached under var/left_out: delete it after
-changing the simulator) and scores that domain's held-out datasets, whose column names no
-reference model uses. The four base domains share one generator; the typology families have
-mechanics of their own (sign-up is in no library), yet all come from our code: this shows
-transfer across generators we wrote, not across independent sources. That is what the real
-files are for.
+the other domains' catalog models is built (smaller, cached under var/left_out and built again
+where a model's recipe changed: bump LIBRARY_VERSION after changing the simulator) and scores
+that domain's held-out datasets, whose column names no reference model uses. The four base
+domains share one generator; the typology families have mechanics of their own (sign-up is in
+no library), yet all come from our code: this shows transfer across generators we wrote, not
+across independent sources. That is what the real files are for.
 
 Anonymized files: four held-out datasets (one per domain) turned into the shape of a published
 anonymized card file: `Time` (seconds from the first row), `Amount`, the principal components

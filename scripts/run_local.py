@@ -26,10 +26,11 @@ from pathlib import Path
 from scripts.build_reference_library import build_and_register
 from shared.db.migrate import upgrade
 from shared.db.session import session_scope
-from shared.library.build import library_is_built, outside_catalog
+from shared.library.build import outside_catalog, to_build
 from shared.library.registry import populate
 from shared.service.auth import kept_token, write_private
 from shared.settings import REPO_ROOT, Settings, get_settings, load_settings
+from shared.training.simulator import reference_catalog
 
 STOP_TIMEOUT_S = 20
 READY_TIMEOUT_S = 90
@@ -167,7 +168,8 @@ def _signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
 
 
 def ensure_library(settings: Settings) -> None:
-    """Build the reference library on first use; always (re)register its folders."""
+    """Build the reference library on first use (and the models an older catalog or simulator
+    built); always (re)register its folders."""
     count = settings.reference_library_size
     if others := outside_catalog(settings.models_dir, count):
         print(
@@ -175,7 +177,9 @@ def ensure_library(settings: Settings) -> None:
             f"(an older simulator's, or your own): {', '.join(others)}",
             flush=True,
         )
-    if library_is_built(settings.models_dir, count):
+    specs = reference_catalog(count, rows_scale=settings.reference_rows_scale)
+    todo, stale = to_build(settings.models_dir, specs)
+    if not todo:
         with session_scope(settings.db_url) as session:
             summary = populate(session, settings.models_dir)
         print(
@@ -184,7 +188,10 @@ def ensure_library(settings: Settings) -> None:
             flush=True,
         )
         return
-    print(f"library   building {count} reference models (first run only)...", flush=True)
+    why = " (first run only)" if len(todo) == count else ""
+    if stale:
+        why = f", {len(stale)} of them built by an older catalog or simulator"
+    print(f"library   building {len(todo)} of {count} reference models{why}...", flush=True)
     if build_and_register(settings, count, settings.reference_rows_scale) != 0:
         raise RuntimeError("the reference library could not be registered")
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -24,6 +26,9 @@ logger = logging.getLogger(__name__)
 # datasets side by side keep both cores of a small machine busy. Capped for memory (about
 # 0.5 GB a process).
 BUILD_WORKERS = 4
+# Part of every model folder's recipe: bump it when a change to the simulator or to training
+# gives other models for unchanged catalog specs, and existing libraries are built again.
+LIBRARY_VERSION = 1
 
 
 @dataclass
@@ -39,9 +44,30 @@ def write_csv(frame, path: Path) -> None:
     pacsv.write_csv(table, path)
 
 
-def library_is_built(models_dir: Path, count: int) -> bool:
-    names = {spec.name for spec in reference_catalog(count)}
-    return names <= {folder.name for folder in model_folders(models_dir)}
+def recipe(spec: DatasetSpec) -> str:
+    """A digest of what makes a catalog dataset's model: its spec and LIBRARY_VERSION."""
+    text = json.dumps({**asdict(spec), "library_version": LIBRARY_VERSION}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _recipe_of(folder: Path) -> str | None:
+    try:
+        metadata = json.loads((folder / "metadata.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return (metadata.get("simulation") or {}).get("recipe")
+
+
+def to_build(models_dir: Path, specs: list[DatasetSpec]) -> tuple[list[DatasetSpec], list[str]]:
+    """(the specs whose model is missing or was built from another recipe, the names of the
+    latter): a folder left by an older catalog or simulator under a current name is rebuilt."""
+    folders = {folder.name: folder for folder in model_folders(models_dir)}
+    todo = [s for s in specs if s.name not in folders or _recipe_of(folders[s.name]) != recipe(s)]
+    return todo, [s.name for s in todo if s.name in folders]
+
+
+def library_is_built(models_dir: Path, count: int, rows_scale: float = 1.0) -> bool:
+    return not to_build(models_dir, reference_catalog(count, rows_scale=rows_scale))[0]
 
 
 def outside_catalog(models_dir: Path, count: int) -> list[str]:
@@ -58,15 +84,20 @@ def build_library(
     progress: Callable[[DatasetSpec], None] | None = None,
     keep: Callable[[DatasetSpec], bool] | None = None,
 ) -> BuildReport:
-    """Simulate and train every catalog dataset (those `keep` takes) missing from models_dir,
-    several at once (see BUILD_WORKERS); results in catalog order. The processes are spawned,
-    so a script that calls this runs it under `if __name__ == "__main__":`."""
+    """Simulate and train every catalog dataset (those `keep` takes) missing from models_dir or
+    built from another recipe, several at once (see BUILD_WORKERS); results in catalog order.
+    The processes are spawned, so a script that calls this runs it under
+    `if __name__ == "__main__":`."""
     started = time.perf_counter()
-    done = {folder.name for folder in model_folders(models_dir)}
     specs = [s for s in reference_catalog(count, rows_scale=rows_scale) if keep is None or keep(s)]
-    todo = [spec for spec in specs if spec.name not in done]
+    todo, stale = to_build(models_dir, specs)
+    if stale:
+        names = ", ".join(stale[:3]) + (", ..." if len(stale) > 3 else "")
+        logger.warning(
+            "%d model folder(s) built from another recipe, rebuilt: %s", len(stale), names
+        )
     for spec in specs:
-        if spec.name in done and progress:
+        if spec not in todo and progress:
             progress(spec)
     results = []
     for spec, result in _built(todo, models_dir, data_dir):
@@ -114,6 +145,7 @@ def build_one(spec: DatasetSpec, models_dir: Path, data_dir: Path, threads: int 
             "days": spec.days,
             "timestamp_format": spec.timestamp_format,
             "scenarios": list(spec.scenarios),
+            "recipe": recipe(spec),
         },
     }
     return train_csv(csv_path, models_dir, name=spec.name, extra_metadata=extra, threads=threads)
