@@ -188,10 +188,15 @@ def ensure_library(settings: Settings) -> None:
             flush=True,
         )
         return
-    why = " (first run only)" if len(todo) == count else ""
+    what = f"{count} reference models (first run only)"
     if stale:
-        why = f", {len(stale)} of them built by an older catalog or simulator"
-    print(f"library   building {len(todo)} of {count} reference models{why}...", flush=True)
+        what = (
+            f"{len(todo)} of {count} reference models, {len(stale)} of them built by an older "
+            "catalog or simulator"
+        )
+    elif len(todo) < count:
+        what = f"{len(todo)} of {count} reference models"
+    print(f"library   building {what}...", flush=True)
     if build_and_register(settings, count, settings.reference_rows_scale) != 0:
         raise RuntimeError("the reference library could not be registered")
 
