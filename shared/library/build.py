@@ -67,6 +67,7 @@ def to_build(models_dir: Path, specs: list[DatasetSpec]) -> tuple[list[DatasetSp
 
 
 def library_is_built(models_dir: Path, count: int, rows_scale: float = 1.0) -> bool:
+    """Is every catalog model in models_dir, built from its current recipe?"""
     return not to_build(models_dir, reference_catalog(count, rows_scale=rows_scale))[0]
 
 
