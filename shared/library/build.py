@@ -16,6 +16,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
+from shared.engine.bundle import METADATA_FILE
 from shared.library.registry import model_folders
 from shared.training.automl import TrainResult, train_csv
 from shared.training.simulator import DatasetSpec, reference_catalog, simulate
@@ -52,7 +53,7 @@ def recipe(spec: DatasetSpec) -> str:
 
 def _recipe_of(folder: Path) -> str | None:
     try:
-        metadata = json.loads((folder / "metadata.json").read_text())
+        metadata = json.loads((folder / METADATA_FILE).read_text())
     except (OSError, ValueError):
         return None
     return (metadata.get("simulation") or {}).get("recipe")
