@@ -19,10 +19,10 @@ from prometheus_client.core import (
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
-from api import Services, services
+from api.services import Services, services
 from shared import states as S
 from shared.db.models import Job
-from shared.engine.pipeline import TIMED_STAGES
+from shared.engine.timing import TIMED_STAGES
 from shared.service.queue import QUEUE_CONTROL, QUEUE_JOBS
 
 bp = Blueprint("metrics", __name__)

@@ -83,6 +83,8 @@ def child_floor(path: Path, out_dir: Path, models: list[str]) -> dict:
     frame = table.to_pandas()
     x = build_features(frame, infer_roles(frame.head(20000))).to_numpy(np.float32)  # untimed
     detector = AnomalyDetector().fit(x[:20000])
+    forest = detector.forest
+    assert forest is not None
     raws = []
     for bundle in bundles:
         started = time.perf_counter()
@@ -91,7 +93,7 @@ def child_floor(path: Path, out_dir: Path, models: list[str]) -> dict:
     started = time.perf_counter()
     blocks = [x[i : i + 16_384] for i in range(0, len(x), 16_384)]
     with ThreadPoolExecutor(os.cpu_count()) as pool:  # sklearn's own scoring, block by block
-        parts = pool.map(lambda b: -detector.forest.score_samples(detector._prepare(b)), blocks)
+        parts = pool.map(lambda b: -forest.score_samples(detector.prepare(b)), blocks)
         scores = np.concatenate(list(parts))
     t["anomaly"] = time.perf_counter() - started
     started = time.perf_counter()

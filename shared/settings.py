@@ -9,7 +9,8 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from shared.storage.backends import scheme_of
+from shared import defaults as D
+from shared.uris import scheme_of
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -55,16 +56,16 @@ class Settings(BaseSettings):
     reference_rows_scale: float = Field(default=1.0, gt=0, le=10)
 
     # Scoring: models per ensemble, risk bands, rows per chunk.
-    top_k: int = Field(default=3, gt=0, le=20)
-    risk_high_threshold: float = Field(default=0.5, ge=0, le=1)
-    risk_medium_threshold: float = Field(default=0.1, ge=0, le=1)
+    top_k: int = Field(default=D.TOP_K, gt=0, le=20)
+    risk_high_threshold: float = Field(default=D.HIGH_THRESHOLD, ge=0, le=1)
+    risk_medium_threshold: float = Field(default=D.MEDIUM_THRESHOLD, ge=0, le=1)
     # At least this riskiest share of rows is `high` when fewer reach RISK_HIGH_THRESHOLD
     # (0: off); a job that sets high_threshold or alert_rate decides for itself.
-    risk_min_high_share: float = Field(default=0.001, ge=0, le=0.5)
+    risk_min_high_share: float = Field(default=D.MIN_HIGH_SHARE, ge=0, le=0.5)
     # At least this riskiest share is `medium` or above when fewer reach RISK_MEDIUM_THRESHOLD
     # (0: off); a job that sets medium_threshold decides for itself.
-    risk_min_medium_share: float = Field(default=0.01, ge=0, le=0.5)
-    score_chunk_rows: int = Field(default=100_000, gt=0)
+    risk_min_medium_share: float = Field(default=D.MIN_MEDIUM_SHARE, ge=0, le=0.5)
+    score_chunk_rows: int = Field(default=D.CHUNK_ROWS, gt=0)
 
     # Web API.
     secret_key: str = ""
@@ -117,8 +118,8 @@ class Settings(BaseSettings):
             raise ValueError("STALE_AFTER_S must exceed twice HEARTBEAT_S")
         if self.job_time_limit_s <= self.job_soft_time_limit_s:
             raise ValueError("JOB_TIME_LIMIT_S must be greater than JOB_SOFT_TIME_LIMIT_S")
-        if self.risk_medium_threshold > self.risk_high_threshold:
-            raise ValueError("RISK_MEDIUM_THRESHOLD must not exceed RISK_HIGH_THRESHOLD")
+        thresholds = ("RISK_MEDIUM_THRESHOLD", "RISK_HIGH_THRESHOLD")
+        D.check_order(self.risk_medium_threshold, self.risk_high_threshold, thresholds)
         if self.fraudscore_env == "production" and not self.secret_key:
             raise ValueError("SECRET_KEY is required when FRAUDSCORE_ENV=production")
         return self

@@ -4,40 +4,24 @@ from __future__ import annotations
 
 import json
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import xgboost as xgb
 from sklearn.ensemble import IsolationForest
 
-SCORE_BLOCK = 16_384
-# An input whose values hold nothing rare (a weekday, a flag set on a third of the rows) cannot
-# make a row rare; an IsolationForest picks its inputs at random, so such inputs only dilute the
-# others. Each input is screened alone on a sub-sample of the sample and kept when the rarest
-# row's score, in a forest over that input alone, stands this far above the median row's.
-# Over seeds 0-3 on the real files (benchmarks/real_data.py) screening at 0.1 raised every
-# file's ROC-AUC (mean 0.910 -> 0.931 of supervised; card_transdata 0.823 -> 0.870, tabformer
-# 0.851 -> 0.875; the same at 0.13, lower at 0.07); the left-out families went 1.006 -> 1.003.
-# The file model still sees every input.
+SCORE_BLOCK = 16_384  # rows per block scored on one pool thread
+# Inputs are screened alone on a sub-sample and kept where the rarest row's score, in a forest
+# over that input alone, stands SCREEN_TAIL above the median row's (an input with nothing rare
+# only dilutes the others). Shares of the file are read as surprisal, -log(share). The
+# measurements behind these numbers: docs/decisions.md, anomaly detection.
 SCREEN_TAIL = 0.1
 SCREEN_ROWS = 2_000
 SCREEN_TREES = 20
 SUB_SAMPLE = 256  # the sub-sample each screening tree is grown on (as in sklearn)
-# The sub-sample each tree of the forest is grown on. Over seeds 0-3 (benchmarks/real_data.py),
-# 512 instead of sklearn's 256 raised the real files' mean ROC-AUC 0.946 -> 0.951 of
-# supervised (tabformer 0.886 -> 0.910, banksim 0.9733 -> 0.9749; card_transdata and Fraud_Data
-# 0.002 and 0.001 lower), the left-out families 0.9742 -> 0.9747 and the anonymized files
-# 0.938 -> 0.946 (mean ROC), but lowered PR-AUC on three real files (card_transdata 0.395 ->
-# 0.375) and the families (0.403 -> 0.397), which the file model's hedge at 0.35 (blend.py)
-# then won back; 1024 gave the real files 0.948, 128 gave 0.9455.
-FOREST_SUB_SAMPLE = 512
-# A value's share of the file (a category's, a card's, a device's) is read as its surprisal,
-# -log(share): a forest splits an input uniformly over its range, and shares of 0.1%, 0.5% and
-# 2% lie packed together far from a common value's 85%; in log terms the rare ones spread out.
-# Over seeds 0-3 (benchmarks/real_data.py) the anomaly score's ROC-AUC rose on banksim 0.961
-# -> 0.976 and tabformer 0.837 -> 0.886, the final score's 0.9706 -> 0.9733 and 0.871 -> 0.886
-# (real mean 0.941 -> 0.946 of supervised); the other two real files, the left-out families
-# (mean ROC 0.9739 -> 0.9741) and the anonymized files (which have no shares) did not move.
+FOREST_SUB_SAMPLE = 512  # the sub-sample each tree of the forest is grown on
+Arrays = dict[str, np.ndarray]
 
 
 def _path_adjust(n: np.ndarray) -> np.ndarray:
@@ -189,103 +173,137 @@ def _as_booster(forest: IsolationForest, inputs: int) -> xgb.Booster:
             "objective": {"name": "reg:squarederror", "reg_loss_param": {"scale_pos_weight": "1"}},
         },
     }
-    booster = xgb.Booster()
-    booster.load_model(bytearray(json.dumps(model).encode()))
-    booster.set_param({"nthread": 1})  # blocks are scored on the pipeline's threads
-    return booster
+    return load_booster(json.dumps(model).encode())
 
 
 class AnomalyDetector:
-    """Fit on a sample of the upload's features; score rows in blocks on a thread pool.
-
-    Blocks are scored on threads: XGBoost's predictor releases the GIL.
-    """
+    """IsolationForest settings; `fit` on a sample of the upload's inputs gives the frozen
+    `FittedDetector` that scores rows (blocks on a thread pool: XGBoost releases the GIL)."""
 
     def __init__(self, contamination: float = 0.01, trees: int = 100, seed: int = 0) -> None:
-        self.contamination = contamination
-        self.seed = seed
-        self.forest = IsolationForest(
-            n_estimators=trees, max_samples=FOREST_SUB_SAMPLE, random_state=seed
-        )
-        self.columns: np.ndarray = np.array([], dtype=int)
-        self.shares: np.ndarray = np.array([], dtype=bool)  # per used input: a value's share
-        self.screened_out: np.ndarray = np.array([], dtype=int)  # inputs without rare values
-        self.fill: np.ndarray = np.array([])
-        self.scale: np.ndarray = np.array([])
-        self.threshold = 1.0
-        self._booster: xgb.Booster | None = None
+        self.contamination, self.trees, self.seed = contamination, trees, seed
 
-    def fit(self, sample: np.ndarray, shares: np.ndarray | None = None) -> AnomalyDetector:
+    def fit(self, sample: np.ndarray, shares: np.ndarray | None = None) -> FittedDetector:
         """Fit on a uniform sample of the whole file, so that flags mark its share of any order,
         over the inputs that hold rare values. `shares` marks the inputs that are a value's
         share of the file (a category's, a card's): they are read as -log(share)."""
         finite = np.isfinite(sample)
-        self.columns = np.flatnonzero(finite.any(axis=0))
-        if len(self.columns) == 0:
-            return self
+        columns = np.flatnonzero(finite.any(axis=0))
+        if len(columns) == 0:
+            return FittedDetector(columns)
         marked = np.zeros(sample.shape[1], bool) if shares is None else np.asarray(shares, bool)
-        self.shares = marked[self.columns]
-        data = self._surprisal(np.where(finite, sample, np.nan)[:, self.columns], np.float64)
-        self.fill = np.nanmedian(data, axis=0)
+        marked = marked[columns]
+        data = _surprisal(np.where(finite, sample, np.nan)[:, columns], marked, np.float64)
+        fill = np.nanmedian(data, axis=0)
         rng = np.random.default_rng(self.seed)
         sub = rng.choice(len(data), min(SCREEN_ROWS, len(data)), replace=False)
-        filled = np.where(np.isnan(data[sub]), self.fill, data[sub])
+        filled = np.where(np.isnan(data[sub]), fill, data[sub])
         rare = np.array([tail(filled[:, j], self.seed) > SCREEN_TAIL for j in range(data.shape[1])])
+        screened_out = np.array([], dtype=int)
         if rare.any():  # else keep them all: nothing stands out, but the flags still need a score
-            self.screened_out = self.columns[~rare]
-            self.columns, data, self.fill = self.columns[rare], data[:, rare], self.fill[rare]
-            self.shares = self.shares[rare]
+            screened_out = columns[~rare]
+            columns, data, fill, marked = columns[rare], data[:, rare], fill[rare], marked[rare]
         q1, q3 = np.nanquantile(data, [0.25, 0.75], axis=0)
         spread = np.nanstd(data, axis=0)
-        self.scale = np.where(q3 > q1, q3 - q1, np.where(spread > 0, spread, 1.0))
-        prepared = self._prepare(sample)
-        self.forest.fit(prepared)
-        self._booster = _as_booster(self.forest, len(self.columns))
-        scores = self._forest_score(prepared)
-        self.threshold = float(np.quantile(scores, 1 - self.contamination))
-        return self
+        scale = np.where(q3 > q1, q3 - q1, np.where(spread > 0, spread, 1.0))
+        unfitted = FittedDetector(columns, marked, screened_out, fill, scale)
+        prepared = unfitted.prepare(sample)
+        forest = IsolationForest(
+            n_estimators=self.trees, max_samples=FOREST_SUB_SAMPLE, random_state=self.seed
+        ).fit(prepared)
+        norm = len(forest.estimators_) * float(_path_adjust(np.array(forest.max_samples_)))
+        booster = _as_booster(forest, len(columns))
+        fitted = replace(unfitted, booster=booster, depth_norm=norm, forest=forest)
+        threshold = float(np.quantile(fitted.forest_score(prepared), 1 - self.contamination))
+        return replace(fitted, threshold=threshold)
 
-    def _prepare(self, matrix: np.ndarray) -> np.ndarray:
-        """Robustly scaled (median and IQR), gaps filled. Heavy tails are kept as they are: fraud
-        lives there (compressing them with a signed log lowered ROC-AUC on the real files, mean
-        over four seeds 0.847 -> 0.830, most on the file whose fraud is a high amount ratio)."""
-        data = self._surprisal(matrix[:, self.columns], np.float32)
+
+@dataclass(frozen=True, eq=False)
+class FittedDetector:
+    """A fitted isolation forest (as an XGBoost model) and how it reads its inputs."""
+
+    columns: np.ndarray  # the inputs it reads
+    shares: np.ndarray = field(default_factory=lambda: np.array([], bool))  # read as -log
+    screened_out: np.ndarray = field(default_factory=lambda: np.array([], int))
+    fill: np.ndarray = field(default_factory=lambda: np.array([]))
+    scale: np.ndarray = field(default_factory=lambda: np.array([]))
+    threshold: float = 1.0
+    booster: xgb.Booster | None = None
+    depth_norm: float = 1.0  # trees x c(sub-sample size)
+    forest: IsolationForest | None = None  # sklearn's original, for checks (not saved)
+
+    def prepare(self, matrix: np.ndarray) -> np.ndarray:
+        """Robustly scaled (median and IQR), gaps filled. Heavy tails are kept as they are:
+        fraud lives there (docs/decisions.md)."""
+        data = _surprisal(matrix[:, self.columns], self.shares, np.float32)
         data -= self.fill.astype(np.float32)
         data *= (1 / self.scale).astype(np.float32)
         return np.nan_to_num(data, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
-
-    def _surprisal(self, data: np.ndarray, dtype: type) -> np.ndarray:
-        """The used inputs as the forest reads them: shares as -log(share), the rest as given
-        (`data` is a fresh array: it is changed in place where its type allows)."""
-        data = data.astype(dtype, copy=False)
-        if self.shares.any():
-            share = data[:, self.shares]
-            data[:, self.shares] = -np.log(np.maximum(share, np.finfo(dtype).tiny))
-        return data
 
     def deviation(self, matrix: np.ndarray) -> np.ndarray:
         """Each input's scaled distance from the file's median (0 for unused inputs)."""
         out = np.zeros(matrix.shape, dtype=np.float32)
         if len(self.columns):
-            out[:, self.columns] = self._prepare(matrix)
+            out[:, self.columns] = self.prepare(matrix)
         return out
 
     def score(self, matrix: np.ndarray, pool: ThreadPoolExecutor | None = None) -> np.ndarray:
         """Anomaly score in (0, 1): higher is stranger (IsolationForest's 2^(-depth/c))."""
-        if len(self.columns) == 0 or len(matrix) == 0:
+        if self.booster is None or len(matrix) == 0:
             return np.zeros(len(matrix))
         blocks = [matrix[i : i + SCORE_BLOCK] for i in range(0, len(matrix), SCORE_BLOCK)]
-        run = lambda block: self._forest_score(self._prepare(block))  # noqa: E731
+        run = lambda block: self.forest_score(self.prepare(block))  # noqa: E731
         parts = list(pool.map(run, blocks)) if pool else [run(b) for b in blocks]
         return np.concatenate(parts)
 
-    def _forest_score(self, prepared: np.ndarray) -> np.ndarray:
+    def forest_score(self, prepared: np.ndarray) -> np.ndarray:
         """The forest's 2^(-mean depth / c(sub-sample size)), as sklearn's score_samples
         (negated) gives it, from the summed path lengths the forest's XGBoost copy predicts."""
-        assert self._booster is not None
-        depth = self._booster.inplace_predict(prepared, predict_type="margin")
-        c = _path_adjust(np.array(self.forest.max_samples_))
-        return 2 ** (-np.asarray(depth, np.float64) / (len(self.forest.estimators_) * c))
+        assert self.booster is not None
+        depth = self.booster.inplace_predict(prepared, predict_type="margin")
+        return 2 ** (-np.asarray(depth, np.float64) / self.depth_norm)
 
     def flags(self, scores: np.ndarray) -> np.ndarray:
         return scores >= self.threshold
+
+    def state(self, prefix: str, arrays: Arrays, blobs: dict[str, bytes]) -> dict[str, Any]:
+        """The detector as JSON (arrays and the booster added to `arrays` and `blobs`)."""
+        for name in ("columns", "shares", "screened_out", "fill", "scale"):
+            arrays[f"{prefix}.{name}"] = getattr(self, name)
+        if self.booster is not None:
+            blobs[f"{prefix}.ubj"] = bytes(self.booster.save_raw("ubj"))
+        return {"threshold": self.threshold, "depth_norm": self.depth_norm}
+
+    @classmethod
+    def from_state(
+        cls, meta: dict[str, Any], prefix: str, arrays: Arrays, blobs: dict[str, bytes]
+    ) -> FittedDetector:
+        raw = blobs.get(f"{prefix}.ubj")
+        return cls(
+            arrays[f"{prefix}.columns"],
+            arrays[f"{prefix}.shares"],
+            arrays[f"{prefix}.screened_out"],
+            arrays[f"{prefix}.fill"],
+            arrays[f"{prefix}.scale"],
+            threshold=meta["threshold"],
+            booster=load_booster(raw) if raw is not None else None,
+            depth_norm=meta["depth_norm"],
+        )
+
+
+def load_booster(raw: bytes) -> xgb.Booster:
+    """An XGBoost model from its own format, predicting on one thread (blocks run on a pool)."""
+    booster = xgb.Booster()
+    booster.load_model(bytearray(raw))
+    booster.set_param({"nthread": 1})
+    return booster
+
+
+def _surprisal(data: np.ndarray, shares: np.ndarray, dtype: type) -> np.ndarray:
+    """The used inputs as the forest reads them: shares as -log(share), the rest as given
+    (`data` is a fresh array: it is changed in place where its type allows)."""
+    data = data.astype(dtype, copy=False)
+    if shares.any():
+        share = data[:, shares]
+        data[:, shares] = -np.log(np.maximum(share, np.finfo(dtype).tiny))
+    return data

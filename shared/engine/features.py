@@ -240,6 +240,31 @@ def row_features(
     return f
 
 
+def _history_jobs(
+    cust: np.ndarray | None,
+    term: np.ndarray | None,
+    clock: np.ndarray | None,
+    amount: np.ndarray,
+    has_time: bool,
+) -> dict[str, dict[str, Any]]:
+    """What to count for each entity kind: per card, per terminal."""
+    jobs: dict[str, dict[str, Any]] = {}
+    if cust is not None:
+        jobs["cust"] = {"codes": cust, "t": clock, "amount": amount}
+        if has_time:
+            small = np.where(amount < 5, 1.0, 0.0)
+            jobs["cust"]["windows"] = {"1h": HOUR, "24h": DAY, "7d": WEEK}
+            jobs["cust"]["sums"] = {"amount_7d": (amount, "7d"), "small_1h": (small, "1h")}
+        if term is not None:
+            jobs["cust"]["first_of"] = term
+    if term is not None:
+        jobs["term"] = {"codes": term}
+        if has_time:
+            jobs["term"]["windows"] = {"24h": DAY, "7d": WEEK}
+            jobs["term"]["sums"] = {"amount_7d": (amount, "7d")}
+    return jobs
+
+
 def entity_features(
     cust: np.ndarray | None,
     term: np.ndarray | None,
@@ -260,20 +285,7 @@ def entity_features(
         clock = t
     else:
         seconds, clock = np.arange(n, dtype=np.int64), None
-    jobs: dict[str, dict] = {}
-    if cust is not None:
-        jobs["cust"] = {"codes": cust, "t": clock, "amount": amount}
-        if has_time:
-            small = np.where(amount < 5, 1.0, 0.0)
-            jobs["cust"]["windows"] = {"1h": HOUR, "24h": DAY, "7d": WEEK}
-            jobs["cust"]["sums"] = {"amount_7d": (amount, "7d"), "small_1h": (small, "1h")}
-        if term is not None:
-            jobs["cust"]["first_of"] = term
-    if term is not None:
-        jobs["term"] = {"codes": term}
-        if has_time:
-            jobs["term"]["windows"] = {"24h": DAY, "7d": WEEK}
-            jobs["term"]["sums"] = {"amount_7d": (amount, "7d")}
+    jobs = _history_jobs(cust, term, clock, amount, has_time)
     # The sorts release the GIL: the entities' histories run side by side.
     with ThreadPoolExecutor(max_workers=len(jobs) or 1) as pool:
         futures = {

@@ -27,7 +27,7 @@ class ModelInfo:
     metrics: dict[str, Any]
 
 
-@dataclass
+@dataclass(frozen=True)
 class Match:
     name: str
     similarity: float
@@ -37,9 +37,8 @@ class Match:
     quality: float
     mapping: dict[str, str] = field(default_factory=dict)
     missing_roles: list[str] = field(default_factory=list)
-    weight: float = 0.0
 
-    def explain(self) -> dict[str, Any]:
+    def explain(self, weight: float) -> dict[str, Any]:
         return {
             "name": self.name,
             "similarity": round(self.similarity, 4),
@@ -47,7 +46,7 @@ class Match:
             "role_overlap": round(self.jaccard, 4),
             "distribution_similarity": round(self.distribution, 4),
             "validation_quality": round(self.quality, 4),
-            "weight": round(self.weight, 4),
+            "weight": round(weight, 4),
             "column_mapping": self.mapping,
             "model_inputs_missing": self.missing_roles,
         }
@@ -115,12 +114,3 @@ def match_models(
         )
     matches.sort(key=lambda m: (-m.similarity, -m.quality, m.name))
     return matches
-
-
-def ensemble_weights(chosen: list[Match]) -> list[Match]:
-    """Weights proportional to similarity x validation quality, summing to 1."""
-    raw = [max(m.similarity * m.quality, 1e-9) for m in chosen]
-    total = sum(raw)
-    for match, value in zip(chosen, raw, strict=True):
-        match.weight = value / total
-    return chosen

@@ -1,15 +1,21 @@
-"""The options a caller may set on a scoring job: one schema for the API, its OpenAPI
-document, the CLI and the pipeline."""
+"""Options: `JobOptions`, what a caller may set on a job (one schema for the API, its OpenAPI
+document and the CLI), and `ScoreOptions`, what the engine runs with (the job's options over
+the service's settings)."""
 
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from shared import defaults as D
+from shared.engine.weighting import REFERENCE_TRUST
 from shared.errors import InputError
 
 Share = Annotated[float, Field(ge=0, le=1)]
+THRESHOLD_NAMES = ("medium_threshold", "high_threshold")
 
 
 class JobOptions(BaseModel):
@@ -65,8 +71,7 @@ class JobOptions(BaseModel):
     @model_validator(mode="after")
     def _ordered(self) -> JobOptions:
         high = 1.0 if self.high_threshold is None else self.high_threshold
-        if (self.medium_threshold or 0.0) > high:
-            raise ValueError("medium_threshold must not exceed high_threshold")
+        D.check_order(self.medium_threshold or 0.0, high, THRESHOLD_NAMES)
         return self
 
     def stored(self) -> dict[str, Any]:
@@ -84,3 +89,44 @@ def parse_options(raw: dict[str, Any]) -> JobOptions:
             raise InputError(item["msg"].removeprefix("Value error, ")) from None
         name = str(item["loc"][0])
         raise InputError(f"invalid option {name}={raw.get(name)!r}: {item['msg']}") from None
+
+
+@dataclass(frozen=True)
+class ScoreOptions:
+    """How the engine scores one file."""
+
+    top_k: int = D.TOP_K
+    keep_columns: bool = False
+    chunk_rows: int = D.CHUNK_ROWS
+    sample_rows: int = D.SAMPLE_ROWS
+    high_threshold: float = D.HIGH_THRESHOLD
+    medium_threshold: float = D.MEDIUM_THRESHOLD
+    anomaly: bool = True
+    calibrate: bool = True  # False: raw model probabilities (for measuring calibration)
+    pooling: str = "logit"  # the models' log-odds ("logit") or probabilities ("linear") averaged
+    threads: int = field(default_factory=lambda: os.cpu_count() or 1)
+    only_model: str | None = None  # score with this reference model alone (by name)
+    blend: bool = True  # blend the ensemble with the file's anomaly rank (False: ensemble alone)
+    adapt: bool = True  # then rank by a model of the file itself (shared/engine/adapt.py)
+    alert_rate: float | None = None  # this riskiest share of rows is `high`, whatever else
+    min_high_share: float = D.MIN_HIGH_SHARE  # see shared/defaults.py
+    min_medium_share: float = D.MIN_MEDIUM_SHARE
+    reference_trust: float = REFERENCE_TRUST
+    reasons: bool = True  # a `reasons` column and the summary's riskiest rows
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.pooling not in ("logit", "linear"):
+            raise InputError("pooling must be 'logit' or 'linear'")
+        try:
+            D.check_order(self.medium_threshold, self.high_threshold, THRESHOLD_NAMES)
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
+        if self.alert_rate is not None and not 0 < self.alert_rate <= 0.5:
+            raise InputError("alert_rate must be in (0, 0.5]")
+        if not 0 <= self.min_high_share <= 0.5:
+            raise InputError("min_high_share must be in [0, 0.5]")
+        if not 0 <= self.min_medium_share <= 0.5:
+            raise InputError("min_medium_share must be in [0, 0.5]")
+        if self.top_k < 1 or self.chunk_rows < 1 or self.sample_rows < 1:
+            raise InputError("top_k, chunk_rows and sample_rows must be positive")

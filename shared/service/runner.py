@@ -30,8 +30,8 @@ from sqlalchemy.exc import OperationalError as DatabaseError
 from shared import states as S
 from shared.db.models import Job, utcnow
 from shared.db.session import rows_changed, session_scope
-from shared.engine.options import JobOptions
-from shared.engine.pipeline import Cancelled, Pipeline, ScoreOptions, ScoreResult
+from shared.engine.options import JobOptions, ScoreOptions
+from shared.engine.pipeline import Cancelled, Pipeline, ScoreResult
 from shared.errors import InputError
 from shared.library.cache import ModelStore, RegistrySource
 from shared.logs import job_context, set_stage

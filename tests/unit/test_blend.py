@@ -11,19 +11,12 @@ from sklearn.ensemble import IsolationForest
 
 from shared.engine import roles as R
 from shared.engine.anomaly import SCREEN_TAIL, AnomalyDetector, tail
-from shared.engine.blend import (
-    ANOMALY_HEDGE,
-    BAND_FACTOR,
-    MAX_EXTRA_COLUMNS,
-    TIE_SPREAD,
-    Blender,
-    ExtraColumns,
-    extra_columns,
-    rate_band,
-    reference_confidence,
-)
+from shared.engine.blend import BAND_FACTOR, TIE_SPREAD, Blend, rate_band
+from shared.engine.columns import MAX_EXTRA_COLUMNS, ExtraColumns, extra_columns
+from shared.engine.matching import Match
 from shared.engine.pipeline import Pipeline, ScoreOptions
 from shared.engine.roles import RoleMap
+from shared.engine.weighting import ANOMALY_HEDGE, weigh
 from shared.library.folder import FolderSource
 
 
@@ -76,7 +69,7 @@ def test_the_forest_scores_as_sklearns_score_samples() -> None:
     rng = np.random.default_rng(8)
     x = np.column_stack([rng.lognormal(size=4_000), rng.normal(size=4_000), rng.random(4_000)])
     detector = AnomalyDetector().fit(x)
-    prepared = detector._prepare(x)
+    prepared = detector.prepare(x)
     expected = -detector.forest.score_samples(prepared)
     assert np.allclose(detector.score(x), expected, rtol=0, atol=1e-6)
     assert np.array_equal(np.argsort(detector.score(x)[:50]), np.argsort(expected[:50]))
@@ -101,7 +94,7 @@ def test_a_value_on_a_split_goes_the_way_sklearn_sends_it() -> None:
             rows.append(row)
     prepared = np.array(rows, np.float32)
     expected = -detector.forest.score_samples(prepared)
-    assert np.allclose(detector._forest_score(prepared), expected, rtol=0, atol=1e-6)
+    assert np.allclose(detector.forest_score(prepared), expected, rtol=0, atol=1e-6)
 
 
 def test_inputs_without_rare_values_are_left_out_of_the_forest() -> None:
@@ -128,17 +121,35 @@ def test_reference_weight_falls_with_the_share_of_columns_the_models_cannot_see(
     roles = RoleMap({R.AMOUNT: "amount", R.TIMESTAMP: "time", R.CUSTOMER: "card"})
     none = ExtraColumns([], [], [])
     wide = ExtraColumns([f"V{i}" for i in range(28)], [], [])
-    assert reference_confidence(0.8, roles, none, trust=1.0) == pytest.approx(0.8)
-    assert reference_confidence(0.8, roles, wide, trust=1.0) == pytest.approx(0.8 * 3 / 31)
-    assert reference_confidence(0.2, roles, none, 1.0) < reference_confidence(0.8, roles, none, 1.0)
+
+    def reference(similarity: float, extra: ExtraColumns) -> float:
+        best = Match("m", similarity, 1.0, 1.0, 1.0, 0.9)
+        return weigh([best], roles, extra, trust=1.0).reference
+
+    assert reference(0.8, none) == pytest.approx(0.8)
+    assert reference(0.8, wide) == pytest.approx(0.8 * 3 / 31)
+    assert reference(0.2, none) < reference(0.8, none)
+    assert weigh([], roles, none).reference == 0.0
+
+
+def test_the_blend_explanation_states_the_numbers_it_uses() -> None:
+    roles = RoleMap({R.AMOUNT: "amount", R.TIMESTAMP: "time", R.CUSTOMER: "card"})
+    wide = ExtraColumns(["V1", "V2", "V3"], [], [])
+    weights = weigh([Match("m", 0.8, 1.0, 1.0, 1.0, 0.9)], roles, wide, trust=0.25)
+    text = weights.explain(True, 0.03, 0.5)
+    assert weights.reference == pytest.approx(0.25 * 0.8 * 0.5)
+    assert text["reference_weight"] == round(weights.reference, 4)
+    assert "0.100 = trust 0.25 x best similarity 0.800" in text["reason"]
+    assert "reference models read 0.500" in text["reason"]
+    assert f"({1 - ANOMALY_HEDGE:.0%} of the rank" in text["file_model_reason"]
 
 
 def test_a_file_models_rank_is_hedged_with_the_anomaly_rank() -> None:
     rng = np.random.default_rng(5)
     ensemble, anomaly = rng.beta(1, 60, 20_000), rng.uniform(0, 1, 20_000)
     model = rng.uniform(0, 1, 20_000)  # the file model's out-of-fold scores
-    blender = Blender(0.1, float(ensemble.mean())).fit(ensemble, anomaly)
-    blender.adapt(model, anomaly)
+    blender = Blend.fit(0.1, float(ensemble.mean()), ensemble, anomaly)
+    blender = blender.with_file_model(model, anomaly)
     p = blender.adapted(model, anomaly)
 
     def rank(v: np.ndarray) -> np.ndarray:
@@ -163,9 +174,9 @@ def test_blend_follows_its_weight_and_keeps_the_mean_at_the_estimated_rate() -> 
     rng = np.random.default_rng(2)
     ensemble = rng.beta(1, 60, 20_000)
     anomaly = rng.uniform(0, 1, 20_000)
-    trusted = Blender(1.0, float(ensemble.mean())).fit(ensemble, anomaly)
+    trusted = Blend.fit(1.0, float(ensemble.mean()), ensemble, anomaly)
     assert np.corrcoef(trusted(ensemble, anomaly), ensemble)[0, 1] > 0.95
-    untrusted = Blender(0.0, float(ensemble.mean())).fit(ensemble, anomaly)
+    untrusted = Blend.fit(0.0, float(ensemble.mean()), ensemble, anomaly)
     p = untrusted(ensemble, anomaly)
     assert np.corrcoef(np.argsort(np.argsort(p)), np.argsort(np.argsort(anomaly)))[0, 1] > 0.99
     # With no trust the base rate falls back to the conservative prior.
@@ -215,7 +226,7 @@ def test_a_coarse_ensemble_does_not_tie_the_rows_the_ranking_tells_apart(levels)
     n = 4_000
     ensemble = rng.choice(levels, n)
     anomaly = rng.normal(size=n)
-    blender = Blender(0.0, float(ensemble.mean())).fit(ensemble, anomaly)
+    blender = Blend.fit(0.0, float(ensemble.mean()), ensemble, anomaly)
     p = blender(ensemble, anomaly)
     assert len(np.unique(p)) == n
     assert np.array_equal(np.argsort(p), np.argsort(anomaly))
@@ -247,7 +258,7 @@ def test_rows_between_and_beyond_the_sample_keep_their_order() -> None:
     past the sample's riskiest too (they head the riskiest-rows table)."""
     rng = np.random.default_rng(9)
     ensemble, anomaly = rng.beta(0.5, 30, 1_000), rng.normal(size=1_000)
-    blender = Blender(0.0, float(ensemble.mean())).fit(ensemble, anomaly)
+    blender = Blend.fit(0.0, float(ensemble.mean()), ensemble, anomaly)
     rows = np.sort(rng.normal(size=50_000) * 1.5)  # wider than the sample at both ends
     p = blender(np.full(len(rows), float(np.median(ensemble))), rows)
     assert np.all(np.diff(p[len(p) // 2 :]) > 0)  # the riskier half (the bottom meets EPS)
@@ -259,7 +270,7 @@ def test_rows_keep_their_pairs_of_scores_in_rank_and_in_the_mean() -> None:
     signal = rng.uniform(0, 1, 5_000)
     ensemble, anomaly = 0.001 + signal**6 / 2, signal + 0.3  # both rank the rows alike
     for weight in (0.0, 0.3, 1.0):
-        blender = Blender(weight, float(ensemble.mean())).fit(ensemble, anomaly)
+        blender = Blend.fit(weight, float(ensemble.mean()), ensemble, anomaly)
         p = blender(ensemble, anomaly)
         assert np.corrcoef(np.argsort(np.argsort(p)), np.argsort(np.argsort(signal)))[0, 1] > 0.999
         assert p.mean() == pytest.approx(blender.prior, rel=0.05)  # fitted on the same pairs

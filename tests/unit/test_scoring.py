@@ -12,12 +12,13 @@ import pytest
 
 from shared.engine import roles as R
 from shared.engine.anomaly import AnomalyDetector
-from shared.engine.blend import ExtraColumns
 from shared.engine.csvio import sniff
 from shared.engine.features import FEATURES, build_features
+from shared.engine.fileindex import spooled
 from shared.engine.options import JobOptions
 from shared.engine.pipeline import OUTPUT_COLUMNS, Cancelled, Pipeline, ScoreOptions
 from shared.engine.roles import infer_roles
+from shared.engine.scoring import inputs
 from shared.errors import InputError
 from shared.library.build import write_csv
 from shared.library.folder import FolderSource
@@ -103,19 +104,14 @@ def test_history_features_are_exact_across_chunk_boundaries(
     whole = pd.read_csv(upload)
     expected = build_features(whole, infer_roles(whole)).to_numpy(np.float32)
     pipeline = Pipeline(FolderSource(small_library), ScoreOptions(chunk_rows=500))
-    fmt = sniff(upload)
-    roles, time_format, _ = pipeline._profile(fmt)
-    from shared.engine.pipeline import _Plan, _spooled
-
-    none = ExtraColumns([], [], [])
-    out_columns, columns = pipeline._columns(fmt, roles, none)
-    plan = _Plan(fmt, roles, time_format, none, columns, out_columns)
-    index = pipeline._index(plan, tmp_path / "spool.arrow")
+    layout = pipeline.profile(sniff(upload))
+    index = pipeline.index(layout, tmp_path / "spool.arrow")
 
     parts, offset = [], 0
-    for table in _spooled(tmp_path / "spool.arrow"):
+    for table in spooled(tmp_path / "spool.arrow"):
         assert table.num_rows == min(500, SPEC.rows - offset)
-        parts.append(pipeline._matrix(table, slice(offset, offset + table.num_rows), roles, index))
+        carry = index.carry(slice(offset, offset + table.num_rows))
+        parts.append(inputs(layout, table, carry, anomaly=False)[0])
         offset += table.num_rows
     got = np.concatenate(parts)
     np.testing.assert_allclose(got, expected, rtol=1e-5, equal_nan=True)

@@ -1,0 +1,116 @@
+"""fit: from a uniform sample of the file and its matched models to the frozen FittedPlan
+(weights, anomaly detector, blend, file model, risk thresholds)."""
+
+from __future__ import annotations
+
+from concurrent.futures import Executor
+from dataclasses import dataclass, replace
+
+import numpy as np
+import pyarrow as pa
+
+from shared.engine.adapt import FileModel
+from shared.engine.anomaly import AnomalyDetector
+from shared.engine.blend import Blend
+from shared.engine.bundle import ModelBundle
+from shared.engine.fileindex import Carry
+from shared.engine.matching import Match
+from shared.engine.options import ScoreOptions
+from shared.engine.plan import FittedPlan, Layout, Thresholds
+from shared.engine.scoring import anomaly_names, is_share, probabilities
+from shared.engine.timing import Timer
+from shared.engine.weighting import weigh
+
+
+@dataclass(frozen=True, eq=False)
+class Sample:
+    """A seeded uniform sample of the file's rows (sorted row numbers), with their carry and
+    their inputs (the reference features; the anomaly inputs, where anomaly detection runs)."""
+
+    table: pa.Table
+    rows: np.ndarray
+    carry: Carry
+    x: np.ndarray
+    ax: np.ndarray | None
+
+
+@dataclass(frozen=True, eq=False)
+class Matched:
+    """The reference models chosen for the file, best first, and their loaded bundles."""
+
+    matches: tuple[Match, ...] = ()
+    bundles: tuple[ModelBundle, ...] = ()
+
+
+def fit(
+    layout: Layout,
+    sample: Sample,
+    matched: Matched,
+    options: ScoreOptions,
+    executor: Executor,
+    timer: Timer,
+) -> FittedPlan:
+    """The plan that scores every row of the file, fitted on its sample."""
+    weights = weigh(list(matched.matches), layout.roles, layout.extra, options.reference_trust)
+    rates = [float(b.metadata["metrics"]["fraud_rate"]) for b in matched.bundles]
+    base_rate = float(sum(w * r for w, r in zip(weights.models, rates, strict=True)))
+    thresholds = Thresholds(options.medium_threshold, options.high_threshold)
+    plan = FittedPlan(
+        layout, options, matched.matches, matched.bundles, weights, base_rate, thresholds=thresholds
+    )
+    x, ax = sample.x, sample.ax
+    final: np.ndarray | None = None  # the final probabilities on the sample
+    if ax is not None:
+        names = anomaly_names(set(sample.carry.per_row), sample.carry.t is not None, layout)
+        with timer("anomaly"):
+            detector = AnomalyDetector().fit(ax, np.array([is_share(n) for n in names], bool))
+        plan = replace(plan, anomaly_names=tuple(names), detector=detector)
+        if options.blend:
+            plan, final = _fit_blend(plan, x, ax, sample.rows, executor, timer)
+    if options.alert_rate or options.min_high_share or options.min_medium_share:
+        if final is None:
+            final = probabilities(plan, x, ax, 0, executor, timer)[0]
+        plan = replace(plan, thresholds=risk_thresholds(final, options))
+    return plan
+
+
+def _fit_blend(
+    plan: FittedPlan,
+    x: np.ndarray,
+    ax: np.ndarray,
+    rows: np.ndarray,
+    executor: Executor,
+    timer: Timer,
+) -> tuple[FittedPlan, np.ndarray]:
+    """The plan with its blend (and file model) fitted on the sample, and the sample's final
+    probabilities."""
+    ensemble, anomaly, _ = probabilities(plan, x, ax, 0, executor, timer)
+    with timer("calibration"):
+        blend = Blend.fit(plan.weights.reference, float(np.mean(ensemble)), ensemble, anomaly)
+        sample_p = blend(ensemble, anomaly)
+    opts = plan.options
+    if not (opts.adapt and FileModel.usable(len(x))):
+        return replace(plan, blend=blend), sample_p
+    with timer("file_model"):
+        model = FileModel.fit(rows, ax, sample_p, opts.threads, opts.seed)
+        blend = blend.with_file_model(model.oof, anomaly)
+    return replace(plan, blend=blend, file_model=model), blend.adapted(model.oof, anomaly)
+
+
+def risk_thresholds(sample_p: np.ndarray, opts: ScoreOptions) -> Thresholds:
+    """Thresholds from the sample's final probabilities: the alert budget's, or the riskiest
+    shares that are at least `high` and at least `medium` when fewer rows reach them."""
+    medium, high = opts.medium_threshold, opts.high_threshold
+    high_from = medium_from = "threshold"
+    share = opts.alert_rate or opts.min_high_share
+    if share:
+        budget = float(np.quantile(sample_p, 1 - share))
+        if opts.alert_rate is not None:
+            medium, high, high_from = min(medium, budget), budget, "alert budget"
+        elif budget < high:  # fewer rows than that reach the threshold
+            medium, high, high_from = min(medium, budget), budget, "riskiest share"
+    if opts.min_medium_share:
+        quantile = float(np.quantile(sample_p, 1 - opts.min_medium_share))
+        if quantile < medium:  # fewer rows than that reach medium
+            medium, medium_from = min(quantile, high), "riskiest share"
+    return Thresholds(medium, high, high_from, medium_from)

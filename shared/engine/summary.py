@@ -1,0 +1,185 @@
+"""What a job reports beside its predictions: the counts, the riskiest rows, how it scored
+(`methods_used`) and what the analyst should know (warnings), as typed objects built from the
+plan and the blocks' tallies."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from shared.engine import roles as R
+from shared.engine.adapt import NEGATIVE_SHARE, POSITIVE_SHARE
+from shared.engine.blend import rate_band
+from shared.engine.plan import FittedPlan
+from shared.engine.weighting import FALLBACK_PRIOR
+
+RISK_LEVELS = ("low", "medium", "high")
+HISTOGRAM_BINS = 10  # fraud_probability counts in [0, 0.1), [0.1, 0.2) ... [0.9, 1]
+RISKIEST_ROWS = 50  # the summary's table of the riskiest rows
+PROBABILITY_DECIMALS = 8  # at 6, rows below 0.0001 tied by the thousand
+LOW_SIMILARITY = 0.5  # below it, the summary warns that the best match is poor
+
+
+@dataclass(frozen=True)
+class RiskyRow:
+    """One row of the summary's table of the riskiest rows."""
+
+    row_number: int
+    id: str | None
+    customer: str | None
+    amount: float | None
+    time: str | None
+    fraud_probability: float
+    risk_level: str
+    is_anomaly: bool
+    reasons: str
+
+
+@dataclass
+class Tallies:
+    """Counts over the scored blocks, added block by block."""
+
+    levels: list[int] = field(default_factory=lambda: [0, 0, 0])
+    anomalies: int = 0
+    p_sum: float = 0.0
+    bins: list[int] = field(default_factory=lambda: [0] * HISTOGRAM_BINS)
+    riskiest: list[RiskyRow] = field(default_factory=list)
+
+    def add(
+        self, p: np.ndarray, levels: np.ndarray, flags: np.ndarray, riskiest: list[RiskyRow]
+    ) -> None:
+        """A block's scored rows (those with a usable amount) and its riskiest candidates."""
+        for level, count in enumerate(np.bincount(levels, minlength=3).tolist()):
+            self.levels[level] += count
+        self.anomalies += int(flags.sum())
+        self.p_sum += float(p.sum())
+        counts = np.histogram(p, bins=HISTOGRAM_BINS, range=(0.0, 1.0))[0]
+        self.bins = [a + int(b) for a, b in zip(self.bins, counts, strict=True)]
+        self.riskiest.extend(riskiest)
+        self.riskiest.sort(key=lambda r: (-r.fraud_probability, r.row_number))
+        del self.riskiest[RISKIEST_ROWS:]
+
+
+@dataclass(frozen=True)
+class Summary:
+    """The job's `stats` and `methods_used`."""
+
+    stats: dict[str, Any]
+    methods_used: dict[str, Any]
+
+
+def summarise(plan: FittedPlan, tallies: Tallies, rows: int, failed: int, negative: int) -> Summary:
+    """The summary of a file of `rows` rows, `failed` of them not scored, `negative` of them
+    with a negative amount."""
+    return Summary(_stats(plan, tallies, rows, failed), _methods(plan, negative))
+
+
+def _stats(plan: FittedPlan, tallies: Tallies, rows: int, failed: int) -> dict[str, Any]:
+    estimate = tallies.p_sum / max(1, rows - failed)
+    blend = plan.blend
+    band = (
+        rate_band(estimate, blend.reference_rate, blend.weight)
+        if blend is not None
+        else rate_band(estimate, estimate, 1.0)
+    )
+    low, medium, high = tallies.levels
+    stats: dict[str, Any] = {
+        "total_transactions": rows,
+        "high_risk": high,
+        "medium_risk": medium,
+        "low_risk": low,
+        "anomalies_detected": tallies.anomalies,
+        "rows_failed": failed,
+        "probability_histogram": list(tallies.bins),
+        "expected_frauds": round(tallies.p_sum, 2),
+        "estimated_fraud_rate": round(estimate, 6),
+        "fraud_rate_band": [round(v, 6) for v in band],
+    }
+    if plan.options.reasons:
+        stats["riskiest_rows"] = [asdict(r) for r in tallies.riskiest]
+    return stats
+
+
+def warnings(plan: FittedPlan, negative: int) -> list[str]:
+    """What the analyst should know before trusting the numbers."""
+    roles, extra, matches = plan.layout.roles, plan.layout.extra, plan.matches
+    model_columns = [c for r, c in roles.columns.items() if r != R.LABEL]
+    out = []
+    if plan.blend is not None and matches and len(extra.used) > len(model_columns):
+        total = len(model_columns) + len(extra.used)
+        out.append(
+            f"No reference model uses {len(extra.used)} of the file's {total} usable columns; "
+            f"scores lean on anomaly detection (reference weight {plan.blend.weight:.2f})."
+        )
+    if not matches:
+        why = "this file has no amount column" if R.AMOUNT not in roles else "none fits"
+        out.append(
+            f"No reference model is used ({why}): rows are ranked by the file's own evidence "
+            "(anomaly detection and a model of the file), and probabilities stay near the "
+            f"assumed base rate of {FALLBACK_PRIOR:.0%}."
+        )
+    elif matches[0].similarity < LOW_SIMILARITY:
+        out.append(
+            f"The closest reference model matches this file poorly (similarity "
+            f"{matches[0].similarity:.2f}); treat probabilities as a ranking."
+        )
+    if negative:
+        out.append(
+            f"{negative} rows have a negative amount (refunds or reversals?); they are scored "
+            "as given."
+        )
+    return out
+
+
+def _calibration(plan: FittedPlan) -> str:
+    kinds = sorted({b.calibrator.kind for b in plan.bundles})
+    text = f"per-model {'/'.join(kinds)}"
+    if plan.blend is not None:
+        text += " + blended rank mapped to the ensemble's distribution"
+    return text
+
+
+def _methods(plan: FittedPlan, negative: int) -> dict[str, Any]:
+    opts, roles, extra, matches = plan.options, plan.layout.roles, plan.layout.extra, plan.matches
+    best = matches[0] if matches else None
+    weights, thresholds = plan.weights, plan.thresholds
+    blend = None
+    if plan.blend is not None:
+        blend = weights.explain(plan.file_model is not None, POSITIVE_SHARE, NEGATIVE_SHARE)
+    estimated = plan.blend.prior if plan.blend is not None else plan.base_rate
+    screened = plan.detector.screened_out.tolist() if plan.detector is not None else []
+    return {
+        "risk_thresholds": {
+            "medium": round(thresholds.medium, 6),
+            "high": round(thresholds.high, 6),
+            "alert_rate": opts.alert_rate,
+            "min_high_share": opts.min_high_share,
+            "high_from": thresholds.high_from,
+            "min_medium_share": opts.min_medium_share,
+            "medium_from": thresholds.medium_from,
+        },
+        "blend": blend,
+        "warnings": warnings(plan, negative),
+        "columns": {
+            "reference_models": sorted(c for r, c in roles.columns.items() if r != R.LABEL),
+            "anomaly_only": extra.used,
+            "ignored": extra.ignored,
+        },
+        "ensemble": f"weighted_average ({opts.pooling} pooling)",
+        "top_k_models": len(matches),
+        "models": [
+            {"name": m.name, "similarity": round(m.similarity, 4), "weight": round(w, 4)}
+            for m, w in zip(matches, weights.models, strict=True)
+        ],
+        "anomaly_detection": "isolation_forest" if opts.anomaly else "off",
+        "anomaly_inputs_without_rare_values": [plan.anomaly_names[i] for i in screened],
+        "calibration": _calibration(plan),
+        "best_model": best.name if best else None,
+        "similarity_score": round(best.similarity, 4) if best else 0.0,
+        "roles": dict(roles.columns),
+        **({"timestamp_columns": list(roles.date_parts)} if roles.date_parts else {}),
+        "base_rate": {"reference": round(plan.base_rate, 6), "estimated": round(estimated, 6)},
+        "matching": [m.explain(w) for m, w in zip(matches, weights.models, strict=True)],
+    }
