@@ -3,34 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
-from celery import Celery
-from flask import Flask, Response, current_app
+from flask import Flask, Response
 
+from api.compat import bp as compat_bp
+from api.errors import register as register_error_handlers
+from api.health import bp as health_bp
+from api.jobs import bp as jobs_bp
+from api.metrics import bp as metrics_bp
+from api.openapi import bp as openapi_bp
+from api.pages import bp as pages_bp
+from api.services import Services
 from api.uploads import FORM_OVERHEAD
-from shared.db.session import sessionmaker_for
 from shared.logs import configure_logging
 from shared.service.queue import create_celery
 from shared.settings import Settings, get_settings, load_settings
-from shared.storage import ObjectStore, open_store
-
-
-@dataclass
-class Services:
-    """What request handlers use: settings, DB sessions, object store, Celery client."""
-
-    settings: Settings
-    celery: Celery
-    store: ObjectStore
-
-    def session(self) -> Any:
-        return sessionmaker_for(self.settings.db_url)()
-
-
-def services() -> Services:
-    return current_app.extensions["fraudscore"]
+from shared.storage import open_store
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
@@ -83,22 +72,9 @@ def register_extensions(app: Flask, settings: Settings) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from api.compat import bp as compat_bp
-    from api.health import bp as health_bp
-    from api.jobs import bp as jobs_bp
-    from api.metrics import bp as metrics_bp
-    from api.openapi import bp as openapi_bp
-    from api.pages import bp as pages_bp
-
     app.register_blueprint(health_bp)
     app.register_blueprint(jobs_bp)
     app.register_blueprint(compat_bp)
     app.register_blueprint(pages_bp)
     app.register_blueprint(openapi_bp)
     app.register_blueprint(metrics_bp)
-
-
-def register_error_handlers(app: Flask) -> None:
-    from api.errors import register
-
-    register(app)

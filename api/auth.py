@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import g, request
 
-from api import services
+from api.services import services
 from shared.errors import Unauthorized
 from shared.service.auth import owner_for
 

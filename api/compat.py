@@ -6,9 +6,9 @@ from flask import Blueprint, Response, g, request
 from sqlalchemy import select
 from werkzeug.wrappers import Response as BaseResponse
 
-from api import services
 from api.auth import require_token
 from api.jobs import create_job, download, own_input, receive_upload
+from api.services import services
 from shared.db.models import Job
 from shared.errors import InputError
 from shared.service.keys import upload_prefix

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request
 
-from api import services
 from api.auth import request_owner
+from api.services import services
 from shared.service.health import run_checks
 
 bp = Blueprint("health", __name__)

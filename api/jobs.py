@@ -13,8 +13,8 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from werkzeug.wrappers import Response as BaseResponse
 
-from api import services
 from api.auth import require_token
+from api.services import services
 from api.uploads import FORM_OVERHEAD, stream_multipart
 from api.views import job_view
 from shared import states as S

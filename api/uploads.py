@@ -75,6 +75,27 @@ class _StoreWriter:
         return self.size
 
 
+def _read_more(decoder: MultipartDecoder, body: IO[bytes], read: int, limit: int) -> int:
+    """Feed the decoder the body's next piece; the bytes read so far."""
+    piece = body.read(PIECE)
+    read += len(piece)
+    if read > limit + FORM_OVERHEAD:
+        raise TooLarge(f"uploads are limited to {limit} bytes")
+    decoder.receive_data(piece or None)
+    return read
+
+
+def _abandon(
+    store: ObjectStore, writer: _StoreWriter | None, upload: dict[str, Any] | None
+) -> None:
+    """Stop a failed upload's writer and remove what it stored: no partial upload is left."""
+    if writer is not None:
+        with contextlib.suppress(BaseException):
+            writer.close()
+    if upload is not None:
+        store.delete(upload["key"])
+
+
 def stream_multipart(
     body: IO[bytes],
     boundary: bytes,
@@ -95,11 +116,7 @@ def stream_multipart(
         while True:
             event = decoder.next_event()
             if isinstance(event, NeedData):
-                piece = body.read(PIECE)
-                read += len(piece)
-                if read > limit + FORM_OVERHEAD:
-                    raise TooLarge(f"uploads are limited to {limit} bytes")
-                decoder.receive_data(piece or None)
+                read = _read_more(decoder, body, read, limit)
             elif isinstance(event, File) and event.name == "file" and upload is not None:
                 raise InputError("send one file per request: the form has a second `file` part")
             elif isinstance(event, File) and event.name == "file":
@@ -130,11 +147,7 @@ def stream_multipart(
             elif isinstance(event, Epilogue):
                 break
     except BaseException:
-        if writer is not None:
-            with contextlib.suppress(BaseException):
-                writer.close()
-        if upload is not None:
-            store.delete(upload["key"])  # no partial upload is left behind
+        _abandon(store, writer, upload)
         raise
     if upload is not None and "size" not in upload:
         store.delete(upload["key"])
