@@ -19,6 +19,7 @@ import argparse
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -171,8 +172,8 @@ def blends(p: np.ndarray, anomaly: np.ndarray, y: np.ndarray) -> dict[str, float
 
 
 def score(
-    source: RegistrySource, frame: pd.DataFrame, tmp: Path, **options
-) -> tuple[pd.DataFrame, dict]:
+    source: RegistrySource, frame: pd.DataFrame, tmp: Path, **options: Any
+) -> tuple[pd.DataFrame, dict[str, Any]]:
     src, out = tmp / "input.csv", tmp / "out.csv"
     write_csv(frame, src)
     result = Pipeline(source, ScoreOptions(**options)).run(src, out, tmp / "errors.csv")

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 from multiprocessing import get_context
 from pathlib import Path
 
+import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
@@ -38,7 +39,7 @@ class BuildReport:
     seconds: float
 
 
-def write_csv(frame, path: Path) -> None:
+def write_csv(frame: pd.DataFrame, path: Path) -> None:
     """Fast CSV output through pyarrow (pandas' writer is ~8x slower)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     table = pa.Table.from_pandas(frame, preserve_index=False)

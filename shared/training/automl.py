@@ -86,7 +86,7 @@ def _fit(
     val: np.ndarray,
     seed: int,
     threads: int = 0,
-):
+) -> tuple[Any, dict[str, Any]]:
     import xgboost as xgb
 
     dtrain = xgb.DMatrix(matrix[train], label=y[train], feature_names=list(FEATURES))
@@ -133,28 +133,11 @@ def train_frame(
     threads: int = 0,
 ) -> TrainResult:
     """Train, calibrate and save one reference model from a labeled DataFrame."""
-    import sklearn
-    import xgboost as xgb
-
     started = time.perf_counter()
-    if frame.empty:
-        raise TrainingError("the file has no rows")
-    roles = infer_roles(frame, label=label)
-    if R.LABEL not in roles:
-        raise TrainingError(
-            "no label column found; pass --label COLUMN (columns: "
-            + ", ".join(map(str, frame.columns))
-            + ")"
-        )
-    y = parse_label(frame[roles.get(R.LABEL)])
-    if len(np.unique(y)) < 2:
-        raise TrainingError(f"label column {roles.get(R.LABEL)!r} has one class only")
-    if y.sum() < 4:
-        raise TrainingError(f"only {int(y.sum())} positive rows; at least 4 are needed")
+    roles, y = _labelled(frame, label)
     clock = clock_of(frame, roles)
     features = build_features(frame, roles, clock)
-    usable = [c for c in FEATURES if features[c].nunique(dropna=True) > 1]
-    if not usable:
+    if not any(features[c].nunique(dropna=True) > 1 for c in FEATURES):
         raise TrainingError(
             "no usable feature: no column was recognised as an amount, timestamp, id, "
             "balance, distance or category (found: " + ", ".join(map(str, frame.columns)) + ")"
@@ -164,22 +147,10 @@ def train_frame(
     booster, config = _fit(matrix, y, train, val, seed, threads)
     raw_val = booster.inplace_predict(matrix[val])
     calibrator = fit_calibrator(raw_val, y[val])
-    calibrated = calibrator(raw_val)
+    metrics = _metrics(y, (train, val), raw_val, calibrator(raw_val), booster)
+    metrics["train_seconds"] = round(time.perf_counter() - started, 2)
     gains = booster.get_score(importance_type="total_gain")
     total_gain = sum(gains.values()) or 1.0
-    metrics = {
-        "roc_auc": float(roc_auc_score(y[val], calibrated)),
-        "pr_auc": float(average_precision_score(y[val], calibrated)),
-        "brier": float(brier_score_loss(y[val], calibrated)),
-        "brier_uncalibrated": float(brier_score_loss(y[val], raw_val)),
-        "fraud_rate": float(y.mean()),
-        "rows": len(y),
-        "train_rows": len(train),
-        "validation_rows": len(val),
-        "validation_positives": int(y[val].sum()),
-        "trees": int(booster.num_boosted_rounds()),
-        "train_seconds": round(time.perf_counter() - started, 2),
-    }
     feature_spec = {
         "feature_version": FEATURE_VERSION,
         "features": list(FEATURES),
@@ -202,19 +173,68 @@ def train_frame(
             "label": roles.get(R.LABEL),
         },
         "calibrator": calibrator.kind,
-        "library_versions": {
-            "xgboost": xgb.__version__,
-            "scikit-learn": sklearn.__version__,
-            "pandas": pd.__version__,
-            "numpy": np.__version__,
-            "python": platform.python_version(),
-        },
+        "library_versions": _library_versions(),
         **(extra_metadata or {}),
     }
     folder = Path(out_dir) / name
     save_bundle(folder, booster, feature_spec, calibrator, metadata)
     logger.info("trained %s: roc_auc=%.3f pr_auc=%.3f", name, metrics["roc_auc"], metrics["pr_auc"])
     return TrainResult(name=name, folder=folder, metrics=metrics, roles=roles.to_json())
+
+
+def _labelled(frame: pd.DataFrame, label: str | None) -> tuple[RoleMap, np.ndarray]:
+    """The frame's roles and its 0/1 labels, or TrainingError saying what is missing."""
+    if frame.empty:
+        raise TrainingError("the file has no rows")
+    roles = infer_roles(frame, label=label)
+    if R.LABEL not in roles:
+        raise TrainingError(
+            "no label column found; pass --label COLUMN (columns: "
+            + ", ".join(map(str, frame.columns))
+            + ")"
+        )
+    y = parse_label(frame[roles.get(R.LABEL)])
+    if len(np.unique(y)) < 2:
+        raise TrainingError(f"label column {roles.get(R.LABEL)!r} has one class only")
+    if y.sum() < 4:
+        raise TrainingError(f"only {int(y.sum())} positive rows; at least 4 are needed")
+    return roles, y
+
+
+def _metrics(
+    y: np.ndarray,
+    split: tuple[np.ndarray, np.ndarray],
+    raw_val: np.ndarray,
+    calibrated: np.ndarray,
+    booster: Any,
+) -> dict[str, Any]:
+    """Validation metrics of the calibrated model (and the raw one's Brier score)."""
+    train, val = split
+    return {
+        "roc_auc": float(roc_auc_score(y[val], calibrated)),
+        "pr_auc": float(average_precision_score(y[val], calibrated)),
+        "brier": float(brier_score_loss(y[val], calibrated)),
+        "brier_uncalibrated": float(brier_score_loss(y[val], raw_val)),
+        "fraud_rate": float(y.mean()),
+        "rows": len(y),
+        "train_rows": len(train),
+        "validation_rows": len(val),
+        "validation_positives": int(y[val].sum()),
+        "trees": int(booster.num_boosted_rounds()),
+    }
+
+
+def _library_versions() -> dict[str, str]:
+    import sklearn
+    import xgboost as xgb
+
+    return {
+        "xgboost": xgb.__version__,
+        "scikit-learn": sklearn.__version__,
+        "pandas": pd.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+    }
 
 
 def train_csv(

@@ -37,6 +37,8 @@ LAYERS = {
     "shared.settings": {"db", "service", "library", "training", "engine"},
     "shared.states": {*SUBPACKAGES, "settings", "logs"},
     "shared.errors": {*SUBPACKAGES, "settings", "logs", "states"},
+    "shared.defaults": {*SUBPACKAGES, "settings", "logs", "states", "errors", "uris"},
+    "shared.uris": {*SUBPACKAGES, "settings", "logs", "states", "errors", "defaults"},
 }
 
 
@@ -129,8 +131,79 @@ def test_the_layer_rule_catches_a_broken_import(tmp_path: Path) -> None:
 
 def test_shared_is_sub_packages_not_flat_modules() -> None:
     flat = sorted(p.stem for p in (ROOT / "shared").glob("*.py") if p.stem != "__init__")
-    assert flat == ["errors", "logs", "settings", "states"]
+    assert flat == ["defaults", "errors", "logs", "settings", "states", "uris"]
     assert all((ROOT / "shared" / name / "__init__.py").exists() for name in SUBPACKAGES)
+
+
+def module_imports(path: Path) -> set[str]:
+    """The modules of ours a file imports, at its top or inside a function (not the imports
+    made for type checking only)."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    typing_only = {
+        id(n)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+        for n in ast.walk(node)
+    }
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return {name for name in found if name.split(".")[0] in {"api", "worker", "shared"}}
+
+
+def test_no_module_imports_itself_through_others() -> None:
+    """No import circles in api/, worker/ and shared/ (an import inside a function counts)."""
+    files = {
+        ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): path
+        for package in ("api", "worker", "shared")
+        for path in (ROOT / package).rglob("*.py")
+        if "migrations" not in path.parts
+    }
+    graph = {name: module_imports(path) & set(files) - {name} for name, path in files.items()}
+    cycles = []
+    for start in sorted(graph):
+        stack, seen = [(start, [start])], set()
+        while stack:
+            node, trail = stack.pop()
+            for after in sorted(graph[node]):
+                if after == start:
+                    cycles.append(" -> ".join([*trail, start]))
+                elif after not in seen and after > start:  # each circle once, from its least
+                    seen.add(after)
+                    stack.append((after, [*trail, after]))
+    assert cycles == []
+
+
+MAX_FUNCTION_LINES = 60
+
+
+def test_no_function_is_longer_than_sixty_lines() -> None:
+    long = []
+    for package in ("api", "worker", "shared"):
+        for path in (ROOT / package).rglob("*.py"):
+            if "migrations" in path.parts:
+                continue
+            for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+                if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                    lines = (node.end_lineno or node.lineno) - node.lineno + 1
+                    if lines > MAX_FUNCTION_LINES:
+                        long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} {lines}")
+    assert long == []
+
+
+def test_compose_refuses_to_start_without_its_secrets() -> None:
+    import yaml
+
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    assert compose["x-app"]["environment"]["SECRET_KEY"].startswith("${SECRET_KEY:?")
+    flower = compose["services"]["flower"]["environment"]["FLOWER_BASIC_AUTH"]
+    assert flower.startswith("${FLOWER_BASIC_AUTH:?")
 
 
 def test_no_code_edits_sys_path() -> None:
