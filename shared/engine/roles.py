@@ -394,6 +394,8 @@ def value_fit(info: ColumnInfo, role: str, rows: int) -> float:
     if role in ID_ROLES:
         if info.binary or info.unique < 3:
             return 0.0
+        if info.numeric_share > 0.95 and info.integer_share < 0.99:
+            return 0.0  # a decimal column (a balance, an amount, a coordinate) is no id
         if role == TX_ID:
             return 1.0 if info.unique_share > 0.95 else 0.2
         return 1.0 if info.unique_share < 0.95 or info.unique > 1000 else 0.6

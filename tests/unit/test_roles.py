@@ -205,6 +205,31 @@ def test_an_attribute_of_an_entity_is_not_taken_for_its_id() -> None:
     assert infer_roles(frame).get(R.CUSTOMER) == "customer_id"
 
 
+def test_a_decimal_column_is_never_taken_for_an_id() -> None:
+    """PaySim's shape: the receiver's balances beside the sender's; `newbalanceDest` (a decimal
+    with `dest` in its name) had been taken as the terminal."""
+    rng = np.random.default_rng(3)
+    n = 3000
+    frame = pd.DataFrame(
+        {
+            "step": rng.integers(1, 700, n),
+            "type": rng.choice(["PAYMENT", "TRANSFER", "CASH_OUT"], n),
+            "amount": rng.lognormal(8, 1, n).round(2),
+            "nameOrig": [f"C{i}" for i in rng.integers(10**8, 10**9, n)],
+            "oldbalanceOrg": rng.lognormal(9, 1, n).round(2),
+            "newbalanceOrig": rng.lognormal(9, 1, n).round(2),
+            "nameDest": [f"M{i}" for i in rng.integers(1000, 1400, n)],
+            "oldbalanceDest": rng.lognormal(10, 1, n).round(2),
+            "newbalanceDest": rng.lognormal(10, 1, n).round(2),
+        }
+    )
+    roles = infer_roles(frame)
+    assert roles.get(R.TERMINAL) == "nameDest" and roles.get(R.CUSTOMER) == "nameOrig"
+    decimals = {"oldbalanceDest", "newbalanceDest", "amount", "oldbalanceOrg", "newbalanceOrig"}
+    assert not {roles.get(r) for r in (R.CUSTOMER, R.TERMINAL, R.TX_ID)} & decimals
+    assert infer_roles(frame.drop(columns=["nameDest"])).get(R.TERMINAL) is None
+
+
 def test_blank_cells_are_missing_not_text() -> None:
     """A sparse numeric column read as text ("" for a gap) stays numeric: no text role."""
     rng = np.random.default_rng(4)
