@@ -180,8 +180,11 @@ class AnomalyDetector:
     """IsolationForest settings; `fit` on a sample of the upload's inputs gives the frozen
     `FittedDetector` that scores rows (blocks on a thread pool: XGBoost releases the GIL)."""
 
-    def __init__(self, contamination: float = 0.01, trees: int = 100, seed: int = 0) -> None:
+    def __init__(
+        self, contamination: float = 0.01, trees: int = 100, seed: int = 0, threads: int = 1
+    ) -> None:
         self.contamination, self.trees, self.seed = contamination, trees, seed
+        self.threads = threads  # trees grown side by side (each tree's seed is drawn first)
 
     def fit(self, sample: np.ndarray, shares: np.ndarray | None = None) -> FittedDetector:
         """Fit on a uniform sample of the whole file, so that flags mark its share of any order,
@@ -209,7 +212,10 @@ class AnomalyDetector:
         unfitted = FittedDetector(columns, marked, screened_out, fill, scale)
         prepared = unfitted.prepare(sample)
         forest = IsolationForest(
-            n_estimators=self.trees, max_samples=FOREST_SUB_SAMPLE, random_state=self.seed
+            n_estimators=self.trees,
+            max_samples=FOREST_SUB_SAMPLE,
+            random_state=self.seed,
+            n_jobs=self.threads,
         ).fit(prepared)
         norm = len(forest.estimators_) * float(_path_adjust(np.array(forest.max_samples_)))
         booster = _as_booster(forest, len(columns))
