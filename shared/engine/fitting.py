@@ -17,9 +17,12 @@ from shared.engine.fileindex import Carry
 from shared.engine.matching import Match
 from shared.engine.options import ScoreOptions
 from shared.engine.plan import FittedPlan, Layout, Thresholds
+from shared.engine.reasons import Explainer
 from shared.engine.scoring import anomaly_names, is_share, probabilities
 from shared.engine.timing import Timer
 from shared.engine.weighting import weigh
+
+RISKY_ROWS = 50  # at least this many of the sample's riskiest rows set the usual contributions
 
 
 @dataclass(frozen=True, eq=False)
@@ -63,15 +66,44 @@ def fit(
     if ax is not None:
         names = anomaly_names(set(sample.carry.per_row), sample.carry.t is not None, layout)
         with timer("anomaly"):
-            detector = AnomalyDetector().fit(ax, np.array([is_share(n) for n in names], bool))
+            shares = np.array([is_share(n) for n in names], bool)
+            detector = AnomalyDetector(threads=options.threads).fit(ax, shares)
         plan = replace(plan, anomaly_names=tuple(names), detector=detector)
         if options.blend:
             plan, final = _fit_blend(plan, x, ax, sample.rows, executor, timer)
-    if options.alert_rate or options.min_high_share or options.min_medium_share:
-        if final is None:
-            final = probabilities(plan, x, ax, 0, executor, timer)[0]
+    thresholds_from_sample = (
+        options.alert_rate or options.min_high_share or options.min_medium_share
+    )
+    if final is None and (thresholds_from_sample or options.reasons):
+        final = probabilities(plan, x, ax, 0, executor, timer)[0]
+    if thresholds_from_sample:
+        assert final is not None
         plan = replace(plan, thresholds=risk_thresholds(final, options))
+    if options.reasons:
+        assert final is not None
+        with timer("reasons"):
+            plan = _fit_reasons(plan, sample, final)
     return plan
+
+
+def _fit_reasons(plan: FittedPlan, sample: Sample, final: np.ndarray) -> FittedPlan:
+    """The explainers of the reference features and of the anomaly inputs, fitted on the
+    sample and its riskiest rows (those at `medium` or above, at least RISKY_ROWS of them)."""
+    risky = np.flatnonzero(final >= plan.thresholds.medium)
+    if len(risky) < RISKY_ROWS:
+        risky = np.argsort(-final, kind="stable")[:RISKY_ROWS]
+    roles = plan.layout.roles
+    model_reasons = file_reasons = None
+    if plan.bundles:
+        names = list(plan.bundles[0].features)
+        weighted = zip(plan.weights.models, plan.bundles, strict=True)
+        contributions = sum(w * b.contributions(sample.x[risky]) for w, b in weighted)
+        model_reasons = Explainer.fit(names, sample.x, np.asarray(contributions), roles.columns)
+    if sample.ax is not None:
+        names = list(plan.anomaly_names)
+        own = plan.file_model.contributions(sample.ax[risky]) if plan.file_model else None
+        file_reasons = Explainer.fit(names, sample.ax, own, roles.columns)
+    return replace(plan, model_reasons=model_reasons, file_reasons=file_reasons)
 
 
 def _fit_blend(

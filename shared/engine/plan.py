@@ -29,6 +29,7 @@ from shared.engine.columns import ExtraColumns
 from shared.engine.csvio import CsvFormat
 from shared.engine.matching import Match, ModelInfo
 from shared.engine.options import ScoreOptions
+from shared.engine.reasons import Explainer
 from shared.engine.roles import RoleMap
 from shared.engine.timeparse import TimeFormat
 from shared.engine.weighting import Weights
@@ -123,6 +124,8 @@ class FittedPlan:
     blend: Blend | None = None
     file_model: FileModel | None = None
     thresholds: Thresholds = field(default_factory=lambda: Thresholds(0.0, 1.0))
+    model_reasons: Explainer | None = None  # over the reference models' features
+    file_reasons: Explainer | None = None  # over the anomaly inputs (file model, detector)
 
     def save(self, path: Path) -> None:
         """Write the plan to one zip file (whole, then renamed into place)."""
@@ -157,6 +160,12 @@ class FittedPlan:
                 self.file_model.state("file_model", arrays, blobs) if self.file_model else None
             ),
             "thresholds": asdict(self.thresholds),
+            "model_reasons": (
+                self.model_reasons.state("model_reasons", arrays) if self.model_reasons else None
+            ),
+            "file_reasons": (
+                self.file_reasons.state("file_reasons", arrays) if self.file_reasons else None
+            ),
         }
 
     @classmethod
@@ -206,6 +215,8 @@ class FittedPlan:
                 else None
             ),
             thresholds=Thresholds(**meta["thresholds"]),
+            model_reasons=_explainer(meta, "model_reasons", arrays),
+            file_reasons=_explainer(meta, "file_reasons", arrays),
         )
 
 
@@ -215,6 +226,10 @@ def _verified(source: ModelSource, name: str, checksums: dict[str, str]) -> Mode
     if bundle.checksums != checksums:
         raise PlanError(f"reference model {name} changed since the plan was fitted")
     return bundle
+
+
+def _explainer(meta: dict[str, Any], name: str, arrays: dict[str, np.ndarray]) -> Explainer | None:
+    return Explainer.from_state(meta[name], name, arrays) if meta[name] is not None else None
 
 
 def _time_format(meta: dict[str, Any]) -> TimeFormat:

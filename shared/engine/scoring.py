@@ -23,7 +23,7 @@ from shared.engine.features import (
 )
 from shared.engine.fileindex import ID_SHARE_ROLES, Carry, share_key
 from shared.engine.plan import FittedPlan, Layout
-from shared.engine.reasons import from_contributions, join, unusual
+from shared.engine.reasons import Phrase, join
 from shared.engine.summary import PROBABILITY_DECIMALS, RISK_LEVELS, RISKIEST_ROWS, RiskyRow
 from shared.engine.timeparse import apply_format
 from shared.engine.timing import Timer
@@ -218,23 +218,22 @@ def _reasons(
 def explain_rows(
     plan: FittedPlan, x: np.ndarray, ax: np.ndarray | None, flags: np.ndarray
 ) -> list[str]:
-    """Reasons for some rows: the contributions of the model that ranked them (the file
-    model, else the reference models weighted), and the anomaly's strangest input."""
+    """Reasons for some rows: the facts of the model that ranked them (the file model, else
+    the reference models weighted), and for flagged rows the anomaly's strangest input."""
     if len(x) == 0:
         return []
-    names = list(plan.anomaly_names)
-    if plan.file_model is not None and ax is not None:
-        model = from_contributions(plan.file_model.contributions(ax), ax, names)
-    elif not plan.bundles:
-        model = [[] for _ in range(len(x))]
-    else:
+    model: list[list[Phrase]] = [[] for _ in range(len(x))]
+    if plan.file_model is not None and ax is not None and plan.file_reasons is not None:
+        model = plan.file_reasons.phrases(plan.file_model.contributions(ax), ax)
+    elif plan.bundles and plan.model_reasons is not None:
         weighted = zip(plan.weights.models, plan.bundles, strict=True)
         total = sum(w * b.contributions(x) for w, b in weighted)
-        model = from_contributions(np.asarray(total), x, list(plan.bundles[0].features))
-    anomaly: list[str | None] | None = None
-    if ax is not None and plan.detector is not None and flags.any():
+        model = plan.model_reasons.phrases(np.asarray(total), x)
+    anomaly: list[Phrase | None] | None = None
+    reasons = plan.file_reasons
+    if ax is not None and plan.detector is not None and reasons is not None and flags.any():
         flagged = np.flatnonzero(flags)
-        strange = unusual(plan.detector.deviation(ax[flagged]), ax[flagged], names)
+        strange = reasons.unusual(plan.detector.deviation(ax[flagged]), ax[flagged])
         anomaly = [None] * len(x)
         for i, phrase in zip(flagged, strange, strict=True):
             anomaly[i] = phrase

@@ -261,7 +261,7 @@ def test_a_failed_job_is_a_failed_celery_task_named_by_its_job_id_and_the_users_
 ) -> None:
     from celery.result import AsyncResult
 
-    from api import services
+    from api.services import services
 
     notes = tmp_path / "notes.txt"
     notes.write_text("this is not a table of transactions\n")

@@ -8,41 +8,96 @@ import numpy as np
 import pandas as pd
 
 from shared.engine.pipeline import Pipeline, ScoreOptions
-from shared.engine.reasons import describe, from_contributions, join, unusual
+from shared.engine.reasons import NOTHING_STANDS_OUT, Explainer, join
 from shared.library.build import write_csv
 from shared.library.folder import FolderSource
 from shared.training.simulator import example_spec, simulate, with_rows
 
 
-def test_phrases_read_as_words() -> None:
-    assert describe("cust_amount_ratio_prior", 75.0) == "amount 75x this card's earlier average"
-    assert describe("cust_new_terminal", 1.0) == "first use of this terminal by this card"
-    assert describe("cust_count_1h", 5.0) == "5 earlier transactions on this card in the last hour"
-    assert describe("balance_error", -120.5) == "balance does not add up (off by 120.50)"
-    assert describe("cust_log_secs_since_prev", np.log1p(7200)) == (
+def _explainer(names: list[str], sample: np.ndarray, usual: np.ndarray | None = None) -> Explainer:
+    risky = None if usual is None else np.tile(usual, (4, 1))
+    return Explainer.fit(names, sample, risky)
+
+
+def test_phrases_read_as_words_with_numbers_as_people_write_them() -> None:
+    rng = np.random.default_rng(0)
+    names = ["cust_amount_ratio_prior", "cust_new_terminal", "cust_count_1h", "balance_error"]
+    names += ["cust_log_secs_since_prev", "share:browser", "amount", "city_pop", "zip", "V14"]
+    sample = np.column_stack(
+        [
+            rng.lognormal(0, 0.3, 2000),
+            rng.random(2000) < 0.1,
+            rng.poisson(1, 2000),
+            np.zeros(2000),
+            rng.uniform(8, 12, 2000),
+            rng.uniform(0.1, 0.5, 2000),
+            rng.lognormal(4, 1, 2000),
+            rng.lognormal(11, 1, 2000),
+            rng.integers(10_000, 99_999, 2000),
+            rng.normal(0, 1, 2000),
+        ]
+    )
+    e = _explainer(names, sample)
+
+    def say(name: str, value: float) -> str | None:
+        phrase = e.say(names.index(name), value)
+        return phrase[1] if phrase else None
+
+    assert say("cust_amount_ratio_prior", 75.0) == "amount 75x this card's earlier average"
+    assert say("cust_new_terminal", 1.0) == "first use of this terminal by this card"
+    assert say("cust_count_1h", 5.0) == "5 earlier transactions on this card in the last hour"
+    assert say("balance_error", -120.5) == "balance does not add up (off by 120.50)"
+    assert say("cust_log_secs_since_prev", np.log1p(7200)) == (
         "2 hours after this card's previous transaction"
     )
-    assert describe("share:browser", 0.25) == "browser value shared by 25.00% of rows"
-    assert describe("V14", -3.25) == "V14 = -3.25"
-    assert describe("amount", float("nan")) is None
+    assert say("share:browser", 0.25) == "a browser value shared by 25% of the rows"
+    assert say("amount", 25_000.0) == ("amount 25,000.00 (fewer than 1 row in 1,000 is this high)")
+    assert say("city_pop", 2_500_000.0) == (
+        "city_pop far above this file's usual range at 2,500,000 "
+        "(fewer than 1 row in 1,000 is this high)"
+    )
+    assert say("zip", 1001.0) == (
+        "zip far below this file's usual range at 1001 (fewer than 1 row in 1,000 is this low)"
+    )
+    assert say("V14", -1.5) is not None and "e-" not in str(say("V14", -2.9))
+    assert say("amount", float("nan")) is None
 
 
-def test_the_largest_positive_contributions_come_first() -> None:
-    names = ["amount", "cust_new_terminal", "cust_count_1h"]
-    contribs = np.array([[0.5, 2.0, -1.0, 0.1], [-0.2, -0.1, -0.3, 0.0]])
-    values = np.array([[3000.0, 1.0, 9.0], [20.0, 0.0, 0.0]])
-    phrases = from_contributions(contribs, values, names)
-    assert phrases == [["first use of this terminal by this card", "amount 3,000.00"], []]
-    strange = unusual(np.array([[0.1, 0.0, 4.0], [0.0, 0.0, 0.0]]), values, names)
+def test_values_that_argue_for_safety_or_say_nothing_are_not_said() -> None:
+    names = ["cust_new_terminal", "is_night", "balance_error", "amount", "V1"]
+    sample = np.random.default_rng(1).normal(size=(1000, 5))
+    e = _explainer(names, sample)
+    for name in ("cust_new_terminal", "is_night", "balance_error"):
+        assert e.say(names.index(name), 0.0) is None  # a terminal used before, daytime, ...
+    assert e.say(names.index("amount"), 0.0) is None  # an ordinary amount is no reason
+    assert e.say(names.index("V1"), 0.1) is None  # inside the column's usual range
+
+
+def test_a_fact_is_said_once_and_one_that_leads_every_risky_row_only_where_it_stands_out() -> None:
+    names = ["cust_amount_ratio_7d", "cust_amount_ratio_prior", "cust_new_terminal", "hour"]
+    sample = np.random.default_rng(2).uniform(0, 5, (1000, 4))
+    # Among the risky rows, `hour` contributes 1.0 as a rule; the others nothing.
+    e = _explainer(names, sample, usual=np.array([0.0, 0.0, 0.0, 1.0, 0.0]))
+    contribs = np.array([[2.0, 1.9, 0.5, 0.9, 0.0], [0.0, 0.0, 0.0, 1.6, 0.0]])
+    values = np.array([[6.9, 6.7, 1.0, 23.0], [1.0, 1.0, 0.0, 3.0]])
+    phrases = [[text for _, text in row] for row in e.phrases(contribs, values)]
+    # The two ratios say the same thing; the usual hour is not given for the first row.
+    assert phrases[0] == [
+        "amount 6.9x this card's 7-day average",
+        "first use of this terminal by this card",
+    ]
+    assert phrases[1] == ["at 03:00-03:59"]  # its hour passes the usual contribution
+    strange = e.unusual(np.array([[0.1, 4.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]]), values)
     assert strange == [
-        "unusual for this file: 9 earlier transactions on this card in the last hour",
+        ("card ratio", "unusual for this file: amount 6.7x this card's earlier average"),
         None,
     ]
-    assert join(phrases, strange) == [
-        "unusual for this file: 9 earlier transactions on this card in the last hour; "
-        "first use of this terminal by this card; amount 3,000.00",
-        "",
+    assert join(e.phrases(contribs, values), strange) == [
+        "unusual for this file: amount 6.7x this card's earlier average; "
+        "first use of this terminal by this card",
+        "at 03:00-03:59",
     ]
+    assert join([[]], [None]) == [NOTHING_STANDS_OUT]
 
 
 def _planted(path: Path) -> tuple[int, str]:
@@ -80,6 +135,7 @@ def test_a_planted_spike_is_explained_by_its_amount_ratio(
     assert "x this card's" in spike["reasons"], spike["reasons"]
     phrases = [p.removeprefix("unusual for this file: ") for p in spike["reasons"].split("; ")]
     assert len(phrases) == len(set(phrases))  # no fact said twice
+    assert sum("x this card's" in p for p in phrases) == 1  # nor two ratios of one fact
     low = out[(out["risk_level"] == "low") & (out["is_anomaly"] == 0)]
     assert (low["reasons"] == "").all()  # only rows worth a look are explained
     riskiest = result.stats["riskiest_rows"]
