@@ -2,7 +2,8 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
-PIP := $(PY) -m pip install --quiet
+# -qq: pip's errors only (its warnings and setuptools' editable-install notice are not ours).
+PIP := $(PY) -m pip install -qq
 RUN_STAMP := $(VENV)/.run-installed
 DEV_STAMP := $(VENV)/.dev-installed
 REQ := requirements
@@ -12,10 +13,10 @@ LOCK := $(VENV)/bin/uv pip compile --quiet --generate-hashes --python-version 3.
 .PHONY: run test test-unit lint typecheck format lock migrate clean
 
 run: $(RUN_STAMP)
-	$(PY) scripts/run_local.py
+	@$(PY) scripts/run_local.py
 
 test: $(DEV_STAMP)
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest --cov --cov-report=term $(PYTEST_ARGS)
 
 # Unit tests only: no PostgreSQL, Redis, S3 endpoint or worker needed.
 test-unit: $(DEV_STAMP)
@@ -40,19 +41,22 @@ migrate: $(RUN_STAMP)
 	$(PY) scripts/migrate.py
 
 $(VENV)/bin/python:
-	$(PYTHON) -m venv $(VENV)
-	$(PIP) --upgrade pip
+	@echo "install   creating $(VENV) with $$($(PYTHON) --version)"
+	@$(PYTHON) -m venv $(VENV)
+	@$(PIP) --upgrade pip
 
 # Locked packages (hash-checked), then this project editable on top, without resolving again.
 $(RUN_STAMP): $(VENV)/bin/python $(REQ)/local.txt pyproject.toml
-	$(PIP) --require-hashes -r $(REQ)/local.txt
-	$(PIP) --no-deps --no-build-isolation -e .
-	touch $@
+	@echo "install   $(REQ)/local.txt into $(VENV) (hash-checked; a minute the first time)"
+	@$(PIP) --require-hashes -r $(REQ)/local.txt
+	@$(PIP) --no-deps --no-build-isolation -e .
+	@touch $@
 
 $(DEV_STAMP): $(VENV)/bin/python $(REQ)/dev.txt pyproject.toml
-	$(PIP) --require-hashes -r $(REQ)/dev.txt
-	$(PIP) --no-deps --no-build-isolation -e .
-	touch $@ $(RUN_STAMP)
+	@echo "install   $(REQ)/dev.txt into $(VENV) (hash-checked)"
+	@$(PIP) --require-hashes -r $(REQ)/dev.txt
+	@$(PIP) --no-deps --no-build-isolation -e .
+	@touch $@ $(RUN_STAMP)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache .mypy_cache

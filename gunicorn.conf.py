@@ -13,6 +13,9 @@ bind = f"{_settings.api_host}:{_settings.api_port}"
 worker_class = "uvicorn_worker.UvicornWorker"
 workers = 2
 timeout = 300
+# Nothing here uses gunicorn's control socket; its default path in the home folder is shared
+# by every checkout on the machine (a second `make run` elsewhere took it over).
+control_socket_disable = True
 
 
 def on_starting(server: object) -> None:

@@ -14,9 +14,12 @@ from shared.library.registry import populate
 from shared.settings import Settings, get_settings
 
 
-def build_and_register(settings: Settings, count: int, rows_scale: float) -> int:
-    """Build what is missing (with a progress bar), register everything; exit status."""
-    with tqdm(total=count, desc="reference library", unit="model") as bar:
+def build_and_register(
+    settings: Settings, count: int, rows_scale: float, verbose: bool = True
+) -> int:
+    """Build what is missing (with a progress bar), register everything; exit status. Not
+    `verbose`: one line for what was built and registered instead of the tables."""
+    with tqdm(total=count, desc="library  ", unit="model", leave=verbose) as bar:
         report = build_library(
             settings.models_dir,
             settings.var_dir / "reference_data",
@@ -24,17 +27,25 @@ def build_and_register(settings: Settings, count: int, rows_scale: float) -> int
             rows_scale=rows_scale,
             progress=lambda spec: bar.update(1),
         )
-    for spec, result in report.results:
+    for spec, result in report.results if verbose else []:
         m = result.metrics
         print(
             f"  {spec.name:28s} {spec.domain:13s} rows={m['rows']:6d} fraud={m['fraud_rate']:.4f}"
             f" roc_auc={m['roc_auc']:.3f} pr_auc={m['pr_auc']:.3f}"
         )
-    print(f"built {len(report.results)} models in {report.seconds:.1f} s")
     upgrade(settings.db_url)
     with session_scope(settings.db_url) as session:
         summary = populate(session, settings.models_dir)
-    print(summary.render())
+    if verbose:
+        print(f"built {len(report.results)} models in {report.seconds:.1f} s")
+        print(summary.render())
+    else:
+        print(
+            f"library   built {len(report.results)} models in {report.seconds:.0f} s; "
+            f"registered {len(summary.added)} new, {len(summary.updated)} updated"
+            + (f", {len(summary.failed)} failed" if summary.failed else ""),
+            flush=True,
+        )
     return 1 if summary.failed else 0
 
 

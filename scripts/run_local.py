@@ -1,9 +1,9 @@
 """Run API, worker and Flower: on embedded defaults, or on the services the environment names.
 
 Used by `make run`. Starts a private, persistent redis-server when no broker is configured,
-migrates the database, starts each part in its own process group, prints the URLs, restarts a
-part that dies (up to MAX_RESTARTS in RESTART_WINDOW_S), and on Ctrl-C stops everything it
-started.
+migrates the database, starts each part in its own process group (its output in
+var/log/NAME.log: the terminal shows our own lines only), prints the URLs, restarts a part that
+dies (up to MAX_RESTARTS in RESTART_WINDOW_S), and on Ctrl-C stops everything it started.
 """
 
 from __future__ import annotations
@@ -116,6 +116,20 @@ def commands() -> dict[str, list[str]]:
     }
 
 
+def start_part(name: str, env: dict[str, str], log_dir: Path) -> subprocess.Popen[bytes]:
+    """One part (API, worker, Flower) in its own process group, its output appended to its
+    log."""
+    with (log_dir / f"{name}.log").open("ab") as log:
+        return subprocess.Popen(
+            commands()[name],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
 def wait_worker(settings: Settings, worker: subprocess.Popen[bytes]) -> None:
     """Wait until the worker answers a broadcast ping (or dies, or time runs out)."""
     from shared.service.queue import create_celery
@@ -197,8 +211,31 @@ def ensure_library(settings: Settings) -> None:
     elif len(todo) < count:
         what = f"{len(todo)} of {count} reference models"
     print(f"library   building {what}...", flush=True)
-    if build_and_register(settings, count, settings.reference_rows_scale) != 0:
+    if build_and_register(settings, count, settings.reference_rows_scale, verbose=False) != 0:
         raise RuntimeError("the reference library could not be registered")
+
+
+def banner(settings: Settings, ready: dict[str, object], token: str, flower_auth: str) -> list[str]:
+    """What `make run` prints once everything answers."""
+    base = f"http://{settings.api_host}:{settings.api_port}"
+    checks = ready["checks"]
+    assert isinstance(checks, dict)
+    parts = ", ".join(f"{name} {check['detail']}" for name, check in checks.items())
+    user, password = flower_auth.split(":", 1)
+    flower = f"http://{settings.api_host}:{settings.flower_port}"
+    client = (
+        f"FRAUDSCORE_TOKEN={token} .venv/bin/python scripts/fraudscore_client.py --url {base} "
+        "submit examples/transactions_sample.csv --wait"
+    )
+    return [
+        f"\nfraudscore is up ({parts})",
+        f"  API     {base}  (health: {base}/readyz)",
+        f"  Upload  {base}/upload  (paste the token below)",
+        f"  Flower  {flower}  (user {user}, password {password})",
+        f"  Token   {token}  (owner 'dev'; kept in {settings.var_dir / 'dev_token'})",
+        f"  Client  {client}",
+        "Press Ctrl-C to stop.",
+    ]
 
 
 class _Stop(Exception):
@@ -234,8 +271,10 @@ def main() -> int:
         ensure_library(settings)
         with session_scope(settings.db_url) as session:
             token = kept_token(session, var_dir / "dev_token", "dev")
-        for name, args in commands().items():
-            procs[name] = subprocess.Popen(args, cwd=REPO_ROOT, env=env, start_new_session=True)
+        log_dir = var_dir / "log"
+        for name in commands():
+            print(f"starting  {name} (log: {log_dir / name}.log)", flush=True)
+            procs[name] = start_part(name, env, log_dir)
             if name == "worker":  # Flower and the API start once it answers: a quiet start
                 broker = (
                     load_settings(redis_url=env["REDIS_URL"]) if "REDIS_URL" in env else settings
@@ -243,22 +282,7 @@ def main() -> int:
                 wait_worker(broker, procs[name])
         base = f"http://{settings.api_host}:{settings.api_port}"
         ready = wait_ready(f"{base}/readyz", procs)
-        print(f"\nfraudscore is up: {json.dumps(ready['checks'])}", flush=True)
-        print(f"  API     {base}  (health: {base}/readyz)", flush=True)
-        user, password = flower_auth.split(":", 1)
-        print(
-            f"  Flower  http://{settings.api_host}:{settings.flower_port}  "
-            f"(user {user}, password {password})",
-            flush=True,
-        )
-        print(f"  Upload  {base}/upload", flush=True)
-        print(f"  Token   {token}  (owner 'dev'; kept in {var_dir / 'dev_token'})", flush=True)
-        example = "-F file=@examples/transactions_sample.csv"
-        print(
-            f"  Try     curl -H 'Authorization: Bearer {token}' {example} {base}/api/v1/jobs",
-            flush=True,
-        )
-        print("Press Ctrl-C to stop.", flush=True)
+        print("\n".join(banner(settings, ready, token, flower_auth)), flush=True)
         restarts: list[float] = []
         while True:
             time.sleep(0.5)
@@ -274,15 +298,18 @@ def main() -> int:
                 if len(restarts) > MAX_RESTARTS:
                     print(f"fraudscore: {name} keeps exiting; stopping", file=sys.stderr)
                     return 1
-                print(f"fraudscore: {name} exited ({proc.returncode}); restarting", flush=True)
+                print(
+                    f"fraudscore: {name} exited ({proc.returncode}); restarting "
+                    f"(log: {log_dir / name}.log)",
+                    flush=True,
+                )
                 _signal_group(proc, signal.SIGKILL)  # what it left behind (pool processes)
-                args = commands()[name]
-                procs[name] = subprocess.Popen(args, cwd=REPO_ROOT, env=env, start_new_session=True)
+                procs[name] = start_part(name, env, log_dir)
     except _Stop as why:
         print(f"\nfraudscore: {why}, stopping...", flush=True)
         return 0
     except RuntimeError as exc:
-        print(f"fraudscore: {exc}", file=sys.stderr)
+        print(f"fraudscore: {exc} (logs: {var_dir / 'log'})", file=sys.stderr)
         return 1
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -1,6 +1,9 @@
 """Score an unlabeled CSV offline, with exactly the code path the workers run.
 
-python scripts/score_csv.py INPUT.csv --output OUT.csv [--errors ERR.csv] [--top-k 3]
+python scripts/score_csv.py INPUT.csv --output OUT.csv [--errors ERR.csv] [--json]
+
+Prints a short summary; `--json` prints the job's whole summary (stats and methods_used) as
+JSON instead, `--summary FILE` writes it to FILE.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from tqdm import tqdm
 
@@ -37,14 +41,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chunk-rows", type=int, default=settings.score_chunk_rows)
     parser.add_argument("--no-anomaly", action="store_true", help="skip anomaly detection")
     parser.add_argument("--timings", action="store_true", help="print stage timings on stderr")
+    parser.add_argument("--json", action="store_true", help="print the whole summary as JSON")
+    parser.add_argument("--summary", type=Path, help="write the whole summary as JSON to FILE")
     args = parser.parse_args(argv)
 
-    bar = tqdm(total=0, unit="row", desc="reading", file=sys.stderr, leave=False)
+    bar = tqdm(total=None, unit="row", desc="reading", file=sys.stderr, leave=False)
 
     def progress(stage: str, done: int, total: int) -> None:
-        bar.set_description(stage)
-        if total and bar.total != total:
-            bar.total = total
+        if stage != bar.desc:  # a new stage: its own count (rows read, rows scored)
+            bar.reset(total=total or None)
+            bar.set_description(stage)
         bar.n = done
         bar.refresh()
 
@@ -73,8 +79,41 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{stage:40s} {seconds:8.3f} s", file=sys.stderr)
     for warning in result.methods_used["warnings"]:
         print(f"score_csv: warning: {warning}", file=sys.stderr)
-    print(json.dumps(result.summary(), indent=2))
+    if args.summary is not None:
+        args.summary.write_text(json.dumps(result.summary(), indent=2) + "\n")
+    if args.json:
+        print(json.dumps(result.summary(), indent=2))
+    else:
+        print("\n".join(describe(result.stats, result.methods_used, args.output)))
     return 0
+
+
+def describe(stats: dict[str, Any], methods: dict[str, Any], output: Path) -> list[str]:
+    """A few lines an analyst reads first: the counts, the rate, the models, the top rows."""
+    rows = stats["total_transactions"]
+
+    def share(n: int) -> str:
+        return f"{n:,} ({n / max(rows, 1):.1%})"
+
+    low, high = stats["fraud_rate_band"]
+    lines = [
+        f"Scored {rows:,} rows into {output}"
+        + (
+            f"; {stats['rows_failed']:,} not scored (see the errors file)"
+            if stats["rows_failed"]
+            else ""
+        ),
+        f"  high {share(stats['high_risk'])}, medium {share(stats['medium_risk'])}, "
+        f"low {share(stats['low_risk'])}; anomalies {share(stats['anomalies_detected'])}",
+        f"  estimated fraud rate {stats['estimated_fraud_rate']:.2%} "
+        f"(plausible {low:.2%} to {high:.2%}; without labels a rough guide)",
+    ]
+    models = ", ".join(f"{m['name']} (similarity {m['similarity']:.2f})" for m in methods["models"])
+    lines.append(f"  reference models: {models or 'none (the file is ranked by its own evidence)'}")
+    for row in stats.get("riskiest_rows", [])[:3]:
+        why = f": {row['reasons']}" if row["reasons"] else ""
+        lines.append(f"  row {row['row_number']:,}  p={row['fraud_probability']:.3f}{why}")
+    return lines
 
 
 if __name__ == "__main__":

@@ -177,8 +177,14 @@ def test_make_run_serves_the_system_and_ctrl_c_stops_it(tmp_path: Path) -> None:
     start = first[: first.index("Press Ctrl-C to stop.")]
     for noise in ("WARNING", "Warning", "ERROR", "no worker answered", "Inspect method"):
         assert noise not in start, f"{noise!r} on a clean start:\n{start[-3000:]}"
+    # Our own lines only, one screen: no Celery banner, task list or server logs.
+    for noise in ("celery@", "Registered tasks", "[INFO]", " INFO ", "gunicorn.ctl"):
+        assert noise not in start, f"{noise!r} on the terminal:\n{start[-3000:]}"
+    assert len(start.splitlines()) <= 24, start
+    assert f"--url {api} submit examples/transactions_sample.csv" in start
     assert "building 2 reference models (first run only)" in first
-    assert "added:   2" in first
+    assert "registered 2 new" in first
+    assert "Registered tasks" in (var_dir / "log" / "flower.log").read_text()  # kept there
     models = sorted(p.name for p in (var_dir / "automl_models").iterdir())
     assert len(models) == 2
     stamp = (var_dir / "automl_models" / models[0] / "model.ubj").stat().st_mtime_ns

@@ -38,18 +38,14 @@ def test_the_cli_scores_a_file_and_prints_the_summary(
     src = tmp_path / "upload.csv"
     write_csv(simulate(with_rows(example_spec(), 2000), labeled=False), src)
     out, errors = tmp_path / "out.csv", tmp_path / "errors.csv"
-    run = score_cli(
-        str(src),
-        "--output",
-        str(out),
-        "--errors",
-        str(errors),
-        "--top-k",
-        "2",
-        cache=tmp_path / "cache",
-    )
+    summary_file = tmp_path / "summary.json"
+    args = ["--output", str(out), "--errors", str(errors), "--top-k", "2"]
+    run = score_cli(str(src), *args, "--summary", str(summary_file), cache=tmp_path / "cache")
     assert run.returncode == 0, run.stderr
-    summary = json.loads(run.stdout)
+    lines = run.stdout.splitlines()
+    assert lines[0] == f"Scored 2,000 rows into {out}" and len(lines) <= 8
+    assert lines[1].startswith("  high ") and "anomalies" in lines[1]
+    summary = json.loads(summary_file.read_text())
     assert summary["stats"]["total_transactions"] == 2000
     assert summary["methods_used"]["top_k_models"] == 2
     assert len(pd.read_csv(out)) == 2000 and errors.exists()
@@ -86,3 +82,5 @@ def test_the_cli_output_is_identical_across_runs_and_chunk_sizes(
         assert run.returncode == 0, run.stderr
         outputs.append(out.read_bytes())
     assert outputs[0] == outputs[1] == outputs[2]
+    run = score_cli(str(src), "--output", str(tmp_path / "o.csv"), "--json", cache=tmp_path / "c")
+    assert json.loads(run.stdout)["stats"]["total_transactions"] == 1500
