@@ -15,6 +15,7 @@ import math
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -220,23 +221,40 @@ class Explainer:
         labels = tuple(label_of(name, role_columns or {}) for name in names)
         return cls(tuple(names), labels, quantiles, usual)
 
-    def rarity(self, i: int, value: float) -> Rarity | None:
-        """The share of the file's rows as high (or as low) as `value` on input i."""
-        q = self.quantiles[i]
-        if not np.isfinite(q[0]):
-            return None
-        n = len(q)
-        high = (n - np.searchsorted(q, value, side="left")) / n
-        low = np.searchsorted(q, value, side="right") / n
-        return (float(high), "high") if high <= low else (float(low), "low")
+    @cached_property
+    def _phrasers(self) -> list[tuple[str, Say]]:
+        return [_phraser(name, label) for name, label in zip(self.names, self.labels, strict=True)]
 
-    def say(self, i: int, value: float) -> Phrase | None:
-        """Input i's value in words, with its family; None where nothing is worth saying."""
+    def rarities(self, inputs: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """For each (input, value) pair: the share of the file's rows as high (or as low) as
+        the value, and whether it is the high side (NaN where the input has no values)."""
+        share = np.full(inputs.shape, np.nan)
+        high_side = np.zeros(inputs.shape, bool)
+        n = self.quantiles.shape[1]
+        for i in np.unique(inputs):
+            q, where = self.quantiles[i], inputs == i
+            if not np.isfinite(q[0]):
+                continue
+            v = values[where]
+            high = (n - np.searchsorted(q, v, side="left")) / n
+            low = np.searchsorted(q, v, side="right") / n
+            share[where], high_side[where] = np.minimum(high, low), high <= low
+        return share, high_side
+
+    def say(self, i: int, value: float, share: float = np.nan, high: bool = True) -> Phrase | None:
+        """Input i's value in words, with its family (`share` of rows as far out, on the high
+        side or not); None where nothing is worth saying."""
         if not math.isfinite(value):
             return None
-        family, say = _phraser(self.names[i], self.labels[i])
-        text = say(value, self.rarity(i, value))
+        family, say = self._phrasers[i]
+        rarity = (share, "high" if high else "low") if math.isfinite(share) else None
+        text = say(value, rarity)
         return (family, text) if text else None
+
+    def say_one(self, i: int, value: float) -> Phrase | None:
+        """say, with the value's rarity looked up."""
+        share, high = self.rarities(np.array([i]), np.array([value], np.float64))
+        return self.say(i, value, float(share[0]), bool(high[0]))
 
     def phrases(
         self, contribs: np.ndarray, values: np.ndarray, top: int = MAX_REASONS
@@ -248,9 +266,12 @@ class Explainer:
         if not len(contribs) or not len(self.names):
             return [[] for _ in range(len(contribs))]
         positive = np.where(contribs > 0, contribs, -np.inf)
-        passing = self._said(positive - self.usual, values, top)
-        largest = self._said(positive, values, 1)
-        return [said or first for said, first in zip(passing, largest, strict=True)]
+        out = self._said(positive - self.usual, values, top)
+        bare = [i for i, said in enumerate(out) if not said]
+        if bare:
+            for i, first in zip(bare, self._said(positive[bare], values[bare], 1), strict=True):
+                out[i] = first
+        return out
 
     def _said(self, score: np.ndarray, values: np.ndarray, top: int) -> list[list[Phrase]]:
         """Per row, up to `top` facts of the inputs with a positive `score`, highest first."""
@@ -258,15 +279,25 @@ class Explainer:
         best = np.argpartition(-score, k - 1, axis=1)[:, :k]
         order = np.argsort(-np.take_along_axis(score, best, axis=1), axis=1, kind="stable")
         best = np.take_along_axis(best, order, axis=1)
-        rows_score = np.take_along_axis(score, best, axis=1).tolist()
-        rows_values = np.take_along_axis(values, best, axis=1).tolist()
+        at_best = np.take_along_axis(values, best, axis=1).astype(np.float64)
+        share, high = self.rarities(best, at_best)
+        rows = zip(
+            best.tolist(),
+            np.take_along_axis(score, best, axis=1).tolist(),
+            at_best.tolist(),
+            share.tolist(),
+            high.tolist(),
+            strict=True,
+        )
         out = []
-        for chosen, scores, row_values in zip(best.tolist(), rows_score, rows_values, strict=True):
+        for chosen, scores, row_values, row_share, row_high in rows:
             said: list[Phrase] = []
-            for i, margin, value in zip(chosen, scores, row_values, strict=True):
+            for i, margin, value, rare, up in zip(
+                chosen, scores, row_values, row_share, row_high, strict=True
+            ):
                 if margin <= 0 or len(said) == top:
                     break
-                phrase = self.say(i, value)
+                phrase = self.say(i, value, rare, up)
                 if phrase and phrase[0] not in {f for f, _ in said}:
                     said.append(phrase)
             out.append(said)
@@ -281,10 +312,17 @@ class Explainer:
         where = np.argmax(far, axis=1)
         rows = np.arange(len(far))
         out: list[Phrase | None] = []
-        for i, distance, value in zip(
-            where.tolist(), far[rows, where].tolist(), values[rows, where].tolist(), strict=True
+        at = values[rows, where].astype(np.float64)
+        share, high = self.rarities(where, at)
+        for i, distance, value, rare, up in zip(
+            where.tolist(),
+            far[rows, where].tolist(),
+            at.tolist(),
+            share.tolist(),
+            high.tolist(),
+            strict=True,
         ):
-            phrase = self.say(i, value) if distance > 0 else None
+            phrase = self.say(i, value, rare, up) if distance > 0 else None
             out.append((phrase[0], UNUSUAL + phrase[1]) if phrase else None)
         return out
 
