@@ -18,9 +18,26 @@ const fraudscore = (() => {
   const escape = (value) => String(value ?? "").replace(/[&<>"']/g,
     (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
   const percent = (part, whole) => (whole ? (100 * part) / whole : 0);
-  const pct = (part, whole) => {
-    const p = percent(part, whole);
-    return p === 0 ? "0%" : p < 0.1 ? "<0.1%" : `${p.toFixed(p < 10 ? 1 : 0)}%`;
+  // A share as a percentage people read: 100%, 12%, 2.7%, 0.52%, 0.013%; never 1.0e+2%.
+  const percentText = (fraction) => {
+    const p = 100 * fraction;
+    if (p === 0) return "0%";
+    if (p >= 10) return `${p.toFixed(0)}%`;
+    if (p >= 1) return `${p.toFixed(1)}%`;
+    return p >= 0.01 ? `${+p.toPrecision(2)}%` : "<0.01%";
+  };
+  const pct = (part, whole) => percentText(whole ? part / whole : 0);
+  // A sentence: a capital first letter, a full stop at the end.
+  const sentence = (text) => {
+    const s = String(text ?? "").trim();
+    return s ? s[0].toUpperCase() + s.slice(1) + (/[.!?]$/.test(s) ? "" : ".") : "";
+  };
+  // A file's time as a date where it is epoch seconds or milliseconds, else as written.
+  const timeText = (value) => {
+    const text = String(value ?? "");
+    if (!/^\d{9,13}(\.\d+)?$/.test(text)) return text;
+    const n = Number(text), ms = n >= 1e12 ? n : n * 1000;
+    return new Date(ms).toISOString().replace("T", " ").slice(0, 19) + " UTC";
   };
   const number = (value) => (value === null || value === undefined ? "" : Number(value).toLocaleString("en"));
   function age(iso) {
@@ -72,7 +89,7 @@ const fraudscore = (() => {
   // Rows per probability bin on a log scale, so the few risky rows are drawn, with axis titles.
   function histogram(svg, counts) {
     const width = Number(svg.getAttribute("width")), height = Number(svg.getAttribute("height"));
-    const left = 46, bottom = 46, top = 10, plot = height - bottom - top;
+    const left = 64, bottom = 46, top = 10, plot = height - bottom - top;
     const step = (width - left - 10) / counts.length;
     const max = Math.log10(1 + Math.max(1, ...counts));
     const total = counts.reduce((a, b) => a + b, 0);
@@ -90,7 +107,7 @@ const fraudscore = (() => {
     }).join("");
     svg.innerHTML = ticks.join("") + bars +
       `<text x="${left + (width - left) / 2}" y="${height - 6}" text-anchor="middle" font-size="12">fraud probability (bin start)</text>` +
-      `<text transform="translate(12 ${top + plot / 2}) rotate(-90)" text-anchor="middle" font-size="12">rows (log scale)</text>`;
+      `<text transform="translate(14 ${top + plot / 2}) rotate(-90)" text-anchor="middle" font-size="12">rows (log scale)</text>`;
   }
 
   async function save(path, name) {
@@ -103,27 +120,46 @@ const fraudscore = (() => {
     link.remove();
   }
 
-  // How each risk level was drawn: from its threshold, an alert budget, or a riskiest share.
-  function levels(thresholds) {
+  // How each risk level was drawn, with the share of rows the bars show: from its threshold,
+  // an alert budget, or a riskiest share when fewer rows reached the threshold.
+  function levels(thresholds, stats) {
     if (!thresholds) return "";
-    const share = (v) => `${+(100 * v).toPrecision(2)}%`;
-    const level = (name, from, cut, minimum) => {
-      const at = `probability ${+cut.toPrecision(3)} and above`;
-      if (from === "alert budget") return `${name}: the riskiest ${share(thresholds.alert_rate)} of rows, the alert budget (${at})`;
-      if (from === "riskiest share") return `${name}: the riskiest ${share(minimum)} of rows, since fewer reached the threshold (${at})`;
-      return `${name}: ${at}`;
+    const scored = stats.high_risk + stats.medium_risk + stats.low_risk;
+    const level = (name, rows, from, cut, minimum) => {
+      const head = `${name}: ${pct(rows, scored)} of the rows, probability ${+cut.toPrecision(3)} and above`;
+      if (from === "alert budget") return `${head}, the alert budget of the riskiest ${percentText(thresholds.alert_rate)}.`;
+      if (from === "riskiest share") return `${head}: fewer rows reached the usual threshold, so at least the riskiest ${percentText(minimum)} are here.`;
+      return `${head}.`;
     };
     return [
-      level("High", thresholds.high_from, thresholds.high, thresholds.min_high_share),
-      level("Medium or above", thresholds.medium_from, thresholds.medium, thresholds.min_medium_share),
-    ].join(". ") + ".";
+      level("High", stats.high_risk, thresholds.high_from, thresholds.high, thresholds.min_high_share),
+      level("Medium or above", stats.high_risk + stats.medium_risk, thresholds.medium_from, thresholds.medium, thresholds.min_medium_share),
+    ].join(" ");
+  }
+
+  // The riskiest rows, without the columns this file has nothing for (no id, no card...).
+  function riskiestTable(table, rows) {
+    const columns = [
+      ["row", (r) => r.row_number, true],
+      ["id", (r) => escape(r.id), rows.some((r) => r.id)],
+      ["card", (r) => escape(r.customer), rows.some((r) => r.customer)],
+      ["amount", (r) => number(r.amount), rows.some((r) => r.amount !== null && r.amount !== undefined)],
+      ["time", (r) => escape(timeText(r.time)), rows.some((r) => r.time)],
+      ["probability", (r) => r.fraud_probability.toFixed(3), true],
+      ["risk", (r) => `${escape(r.risk_level)}${r.is_anomaly ? " · anomaly" : ""}`, true],
+      ["reasons", (r) => escape(r.reasons), true],
+    ].filter(([, , shown]) => shown);
+    table.querySelector("thead").innerHTML = `<tr>${columns.map(([name]) => `<th>${name}</th>`).join("")}</tr>`;
+    table.querySelector("tbody").innerHTML = rows.map((r) =>
+      `<tr class="risk-${escape(r.risk_level)}">${columns.map(([, cell]) => `<td>${cell(r)}</td>`).join("")}</tr>`).join("") ||
+      `<tr><td colspan="${columns.length}">Reasons were turned off for this job.</td></tr>`;
   }
 
   function showDone(job) {
     const stats = job.stats, methods = job.methods_used || {};
     const total = stats.total_transactions;
     $("done").hidden = false;
-    $("warnings").innerHTML = (methods.warnings || []).map((w) => `<li>${escape(w)}</li>`).join("");
+    $("warnings").innerHTML = (methods.warnings || []).map((w) => `<li>${escape(sentence(w))}</li>`).join("");
     const lines = [
       ["rows scored", total, null],
       ["high risk", stats.high_risk, total],
@@ -137,24 +173,19 @@ const fraudscore = (() => {
       .map(([label, value, whole]) => `<tr><td>${label}</td><td>${number(value)}</td><td>${whole === null ? "" : pct(value, whole)}</td></tr>`).join("");
     const band = stats.fraud_rate_band;
     if (band) {
-      const share = (v) => `${(100 * v).toPrecision(2)}%`;
       $("stats").insertAdjacentHTML("beforeend",
-        `<tr><td>estimated fraud rate (plausible range, without labels)</td><td>${share(stats.estimated_fraud_rate)}</td>` +
-        `<td>${share(band[0])} to ${share(band[1])}</td></tr>`);
+        `<tr><td>estimated fraud rate (plausible range, without labels)</td><td>${percentText(stats.estimated_fraud_rate)}</td>` +
+        `<td>${percentText(band[0])} to ${percentText(band[1])}</td></tr>`);
     }
     riskChart($("risk-chart"), ["high", "medium", "low"],
       [stats.high_risk, stats.medium_risk, stats.low_risk], ["#b3261e", "#e6a23c", "#3a9d5d"]);
-    $("levels").textContent = levels(methods.risk_thresholds);
+    $("levels").textContent = levels(methods.risk_thresholds, stats);
     histogram($("histogram"), stats.probability_histogram || []);
-    $("riskiest").querySelector("tbody").innerHTML = (stats.riskiest_rows || []).map((r) =>
-      `<tr class="risk-${escape(r.risk_level)}"><td>${r.row_number}</td><td>${escape(r.id)}</td><td>${escape(r.customer)}</td>` +
-      `<td>${number(r.amount)}</td><td>${escape(r.time)}</td><td>${r.fraud_probability.toFixed(3)}</td>` +
-      `<td>${escape(r.risk_level)}${r.is_anomaly ? " · anomaly" : ""}</td><td>${escape(r.reasons)}</td></tr>`).join("") ||
-      `<tr><td colspan="8">Reasons were turned off for this job.</td></tr>`;
+    riskiestTable($("riskiest"), stats.riskiest_rows || []);
     const blend = methods.blend;
     $("blend").textContent = blend
-      ? `Reference models weigh ${(100 * blend.reference_weight).toFixed(0)}%, the file's own anomaly ranking ${(100 * blend.anomaly_weight).toFixed(0)}% (${blend.reason}).` +
-        (blend.file_model ? ` ${blend.file_model_reason}.` : "")
+      ? `Reference models weigh ${percentText(blend.reference_weight)}, the file's own anomaly ranking ${percentText(blend.anomaly_weight)} (${blend.reason}).` +
+        (blend.file_model ? ` ${sentence(blend.file_model_reason)}` : "")
       : "";
     $("models").querySelector("tbody").innerHTML = (methods.models || [])
       .map((m) => `<tr><td>${escape(m.name)}</td><td>${m.similarity}</td><td>${m.weight}</td></tr>`).join("");
@@ -218,7 +249,7 @@ const fraudscore = (() => {
     $("token").addEventListener("change", load);
     load();
   }
-  return { uploadPage, jobPage, jobsPage };
+  return { uploadPage, jobPage, jobsPage, histogram };  // histogram: drawn by the tests too
 })();
 
 // Each page names itself on <body> (no inline script: the Content-Security-Policy forbids it).

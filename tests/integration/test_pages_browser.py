@@ -96,8 +96,10 @@ def test_upload_a_file_watch_it_finish_and_download_the_result(
     assert len(bars) == 3 and float(bars[0].get_attribute("width")) >= 3  # 0.5% still drawn
     assert "0.5% (10 rows)" in browser.find_element(By.ID, "risk-chart").text
     levels = browser.find_element(By.ID, "levels").text
-    assert levels.startswith("High: the riskiest 0.5% of rows, the alert budget (probability ")
+    assert levels.startswith("High: 0.5% of the rows, probability ")  # the bar's own share
+    assert levels.split(". ")[0].endswith("the alert budget of the riskiest 0.5%")
     assert "Medium or above: " in levels
+    _assert_readable(browser)
     histogram = browser.find_element(By.ID, "histogram")
     assert len(histogram.find_elements(By.CSS_SELECTOR, "rect")) == 10
     assert "rows (log scale)" in histogram.text and "fraud probability" in histogram.text
@@ -132,6 +134,80 @@ def test_upload_a_file_watch_it_finish_and_download_the_result(
     WebDriverWait(browser, 10).until(ec.url_contains(f"/jobs/{job_id}"))
     console = [entry["message"] for entry in browser.get_log("browser")]
     assert not [m for m in console if "Content Security Policy" in m], console
+
+
+OVERLAPS = """const svg = document.getElementById("histogram");
+    const texts = [...svg.querySelectorAll("text")];
+    const y = texts.find((t) => t.textContent === "rows (log scale)").getBoundingClientRect();
+    return texts.filter((t) => t.getAttribute("text-anchor") === "end").some((t) => {
+      const b = t.getBoundingClientRect();
+      return b.left < y.right && y.left < b.right && b.top < y.bottom && y.top < b.bottom;
+    });"""
+MILLION_ROWS = [900_000, 60_000, 20_000, 9_000, 5_000, 3_000, 1_500, 900, 400, 200]
+
+
+def _assert_readable(browser) -> None:  # type: ignore[no-untyped-def]
+    """Percentages without e-notation, sentences as sentences, the y label clear of its ticks
+    (for this file's histogram and for a million rows' ticks)."""
+    from selenium.webdriver.common.by import By
+
+    text = browser.find_element(By.ID, "done").text
+    assert not re.search(r"\de[+-]\d", text), text
+    for item in browser.find_elements(By.CSS_SELECTOR, "#warnings li"):
+        assert item.text[:1].isupper() and item.text.endswith("."), item.text
+    blend = browser.find_element(By.ID, "blend").text
+    assert all(s[:1].isupper() for s in blend.split(". ") if s), blend
+    assert not browser.execute_script(OVERLAPS)
+    counts = browser.execute_script(
+        "const svg = document.getElementById('histogram'), old = svg.innerHTML;"
+        f"fraudscore.histogram(svg, {MILLION_ROWS});"
+        "const ticks = [...svg.querySelectorAll('text')].map((t) => t.textContent);"
+        f"const overlap = (() => {{ {OVERLAPS} }})(); svg.innerHTML = old;"
+        "return [ticks, overlap];"
+    )
+    assert "100,000" in counts[0] and not counts[1]
+
+
+def test_a_file_without_ids_shows_no_empty_columns_and_epoch_times_as_dates(
+    live_api: str,
+    browser,
+    worker: str,
+    registered_library: Path,
+    db: Session,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
+    import numpy as np
+    import pandas as pd
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    rng = np.random.default_rng(4)
+    n = 3000
+    frame = pd.DataFrame(
+        {
+            "when": 1_700_000_000 + np.sort(rng.integers(0, 30 * 86400, n)),
+            "paid": rng.lognormal(3, 1, n).round(2),
+            "V1": rng.normal(0, 1, n).round(4),
+        }
+    )
+    upload = tmp_path / "no_ids.csv"
+    frame.to_csv(upload, index=False)
+    token = create_token(db, "pat")
+    browser.get(f"{live_api}/upload")
+    browser.find_element(By.ID, "token").send_keys(token)
+    browser.find_element(By.ID, "file").send_keys(str(upload))
+    browser.find_element(By.ID, "submit").click()
+    WebDriverWait(browser, 30).until(ec.url_contains("/jobs/"))
+    WebDriverWait(browser, 90).until(ec.visibility_of_element_located((By.ID, "done")))
+    header = [th.text for th in browser.find_elements(By.CSS_SELECTOR, "#riskiest thead th")]
+    assert header == ["row", "amount", "time", "probability", "risk", "reasons"]
+    first = browser.find_elements(By.CSS_SELECTOR, "#riskiest tbody tr")[0]
+    time_cell = first.find_elements(By.TAG_NAME, "td")[2].text
+    assert re.fullmatch(r"2023-1[12]-\d\d \d\d:\d\d:\d\d UTC", time_cell), time_cell
+    _assert_readable(browser)
+    browser.set_window_size(1100, 3600)
+    browser.save_screenshot(str(SCREENSHOTS / "job-no-ids.png"))
 
 
 def test_a_wrong_token_is_reported_on_the_page(live_api: str, browser, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
