@@ -1,1 +1,1 @@
-"""Benchmarks that print the figures quoted in the README; run as `python -m benchmarks.NAME`."""
+"""Benchmarks that print the figures of docs/benchmarks.md: `python -m benchmarks.NAME`."""

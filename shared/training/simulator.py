@@ -326,7 +326,7 @@ def reference_catalog(
 
 
 def example_spec() -> DatasetSpec:
-    """The README's example upload: a seed and column names no reference dataset uses."""
+    """The example upload (examples/): a seed and column names no reference dataset uses."""
     names = {
         R.TX_ID: "ref_operacion",
         R.TIMESTAMP: "fecha_hora",
