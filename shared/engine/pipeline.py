@@ -223,7 +223,7 @@ class Pipeline:
         self, plan: FittedPlan, spool: Path, index: FileIndex, output_path: Path, pool: Executor
     ) -> Tallies:
         """Pass 2: score the spooled chunks (two at a time, so one is featurised while the pool
-        scores the other) and append each to the output in order."""
+        scores the other) and append each to the output in order; progress counts rows done."""
         tallies = Tallies()
         tmp = output_path.with_name(output_path.name + ".part")
         writer: _Writer = _Writer(tmp)
@@ -232,7 +232,6 @@ class Pipeline:
                 pending: deque[tuple[pa.Table, Future[Scored]]] = deque()
                 offset = 0
                 for table in self._timed(spooled(spool)):
-                    self.progress("scoring", offset, index.rows)
                     carry = index.carry(slice(offset, offset + table.num_rows))
                     pending.append(
                         (table, blocks.submit(score, plan, table, carry, pool, self.time))
@@ -240,8 +239,10 @@ class Pipeline:
                     offset += table.num_rows
                     if len(pending) == BLOCKS_IN_FLIGHT:
                         self._write(plan, *pending.popleft(), writer, tallies)
+                        self.progress("scoring", writer.rows, index.rows)
                 while pending:
                     self._write(plan, *pending.popleft(), writer, tallies)
+                    self.progress("scoring", writer.rows, index.rows)
             self.progress("writing", offset, index.rows)
             with self.time("write"):
                 writer.close(plan)
@@ -273,7 +274,7 @@ class Pipeline:
     ) -> None:
         scored = future.result()
         with self.time("write"):
-            writer.write(output_table(plan, table, scored))
+            writer.write(output_table(plan, table, scored), table.num_rows)
             keep = scored.keep
             tallies.add(scored.p[keep], scored.levels[keep], scored.flags[keep], scored.riskiest)
 
@@ -284,17 +285,19 @@ class _Writer:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.writer: pacsv.CSVWriter | None = None
+        self.rows = 0  # input rows done (written, or listed as errors)
 
-    def write(self, table: pa.Table) -> None:
+    def write(self, table: pa.Table, rows: int) -> None:
         if self.writer is None:
             self.writer = pacsv.CSVWriter(str(self.path), table.schema)
         self.writer.write_table(table)
+        self.rows += rows
 
     def close(self, plan: FittedPlan) -> None:
         """Finish the file (a header alone for a file with no rows)."""
         if self.writer is None:
             columns = {c: pa.array([], pa.string()) for c in plan.layout.out_columns}
-            self.write(output_table(plan, pa.table(columns), _nothing(plan)))
+            self.write(output_table(plan, pa.table(columns), _nothing(plan)), 0)
         assert self.writer is not None
         self.writer.close()
         self.writer = None

@@ -224,6 +224,13 @@ def test_progress_reports_each_stage(small_library: Path, upload: Path, tmp_path
     stages = [s for s, _, _ in seen]
     assert stages.index("matching") < stages.index("scoring") < stages.index("writing")
     assert ("writing", SPEC.rows, SPEC.rows) in seen
+    # Rows read, then rows scored and written, chunk by chunk (not 0% then done).
+    assert [d for s, d, _ in seen if s == "reading" and d] == [1000, 2000, 3000]
+    assert [(d, t) for s, d, t in seen if s == "scoring"] == [
+        (1000, 3000),
+        (2000, 3000),
+        (3000, 3000),
+    ]
 
 
 def test_usage_is_recorded_for_the_chosen_models(
