@@ -18,7 +18,12 @@ from shared.engine.matching import Match
 from shared.engine.options import ScoreOptions
 from shared.engine.plan import FittedPlan, Layout, Thresholds
 from shared.engine.reasons import Explainer
-from shared.engine.scoring import anomaly_names, is_share, probabilities
+from shared.engine.scoring import (
+    anomaly_names,
+    ensemble_contributions,
+    is_share,
+    probabilities,
+)
 from shared.engine.timing import Timer
 from shared.engine.weighting import weigh
 
@@ -96,9 +101,8 @@ def _fit_reasons(plan: FittedPlan, sample: Sample, final: np.ndarray) -> FittedP
     model_reasons = file_reasons = None
     if plan.bundles:
         names = list(plan.bundles[0].features)
-        weighted = zip(plan.weights.models, plan.bundles, strict=True)
-        contributions = sum(w * b.contributions(sample.x[risky]) for w, b in weighted)
-        model_reasons = Explainer.fit(names, sample.x, np.asarray(contributions), roles.columns)
+        contributions = ensemble_contributions(plan, sample.x[risky])
+        model_reasons = Explainer.fit(names, sample.x, contributions, roles.columns)
     if sample.ax is not None:
         names = list(plan.anomaly_names)
         own = plan.file_model.contributions(sample.ax[risky]) if plan.file_model else None

@@ -101,7 +101,7 @@ PHRASES: dict[str, tuple[str, Say]] = {
     "amount": ("amount", lambda v, r: _rare("amount", _money(v), r, "high")),
     "log_amount": ("amount", lambda v, r: _rare("amount", _money(math.expm1(v)), r, "high")),
     "amount_is_round": ("round", lambda v, r: "a round amount" if v else None),
-    "amount_cents": ("round", lambda v, r: None),
+    "amount_cents": ("round", lambda v, r: None),  # cents give an analyst nothing to act on
     "hour": ("time", lambda v, r: f"at {int(v):02d}:00-{int(v):02d}:59"),
     "weekday": ("weekday", lambda v, r: "on a " + WEEKDAYS[int(v) % 7]),
     "is_night": ("time", lambda v, r: "at night" if v else None),

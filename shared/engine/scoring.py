@@ -215,6 +215,13 @@ def _reasons(
     return cells, riskiest
 
 
+def ensemble_contributions(plan: FittedPlan, x: np.ndarray) -> np.ndarray:
+    """Each feature's contribution to the reference models' raw log-odds, weighted as the
+    ensemble weighs them (the bias last)."""
+    weighted = zip(plan.weights.models, plan.bundles, strict=True)
+    return np.asarray(sum(w * b.contributions(x) for w, b in weighted))
+
+
 def explain_rows(
     plan: FittedPlan, x: np.ndarray, ax: np.ndarray | None, flags: np.ndarray
 ) -> list[str]:
@@ -226,9 +233,7 @@ def explain_rows(
     if plan.file_model is not None and ax is not None and plan.file_reasons is not None:
         model = plan.file_reasons.phrases(plan.file_model.contributions(ax), ax)
     elif plan.bundles and plan.model_reasons is not None:
-        weighted = zip(plan.weights.models, plan.bundles, strict=True)
-        total = sum(w * b.contributions(x) for w, b in weighted)
-        model = plan.model_reasons.phrases(np.asarray(total), x)
+        model = plan.model_reasons.phrases(ensemble_contributions(plan, x), x)
     anomaly: list[Phrase | None] | None = None
     reasons = plan.file_reasons
     if ax is not None and plan.detector is not None and reasons is not None and flags.any():
