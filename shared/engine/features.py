@@ -91,6 +91,8 @@ NEEDS: dict[str, tuple[str, ...]] = {
 # Anomaly inputs that are a non-role column's (or a card's, a terminal's) value shares are
 # named by this prefix and the column or role: `share:device_id`.
 SHARE_PREFIX = "share:"
+# An other date column's anomaly input (the time from it to the row): `since:signup_time`.
+SINCE_PREFIX = "since:"
 CATEGORICAL_FEATURES = {
     R.TX_TYPE: "tx_type_freq",
     R.CATEGORY: "category_freq",

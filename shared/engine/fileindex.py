@@ -52,9 +52,9 @@ class FileIndex:
 
     def carry(self, rows: slice | np.ndarray) -> Carry:
         """The arrays of some rows: a block (a slice) or the sample (sorted row numbers)."""
-        first = rows.start if isinstance(rows, slice) else 0
+        first = (rows.start or 0) if isinstance(rows, slice) else 0
         return Carry(
-            first or 0,
+            first,
             self.amount[rows],
             self.bad_amount[rows],
             self.t[rows] if self.t is not None else None,

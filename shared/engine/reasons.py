@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from shared.engine.features import CATEGORICAL_FEATURES, SHARE_PREFIX
+from shared.engine.features import CATEGORICAL_FEATURES, SHARE_PREFIX, SINCE_PREFIX
 
 MAX_REASONS = 3
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
@@ -171,7 +171,7 @@ def _phraser(name: str, label: str) -> tuple[str, Say]:
         return PHRASES[name]
     if name in SHARES or name.startswith(SHARE_PREFIX):
         return name, lambda v, r: f"a {label} value shared by {_pct(v)} of the rows"
-    if name.startswith("since:"):
+    if name.startswith(SINCE_PREFIX):
         return (
             name,
             lambda v, r: (
@@ -250,11 +250,6 @@ class Explainer:
         rarity = (share, "high" if high else "low") if math.isfinite(share) else None
         text = say(value, rarity)
         return (family, text) if text else None
-
-    def say_one(self, i: int, value: float) -> Phrase | None:
-        """say, with the value's rarity looked up."""
-        share, high = self.rarities(np.array([i]), np.array([value], np.float64))
-        return self.say(i, value, float(share[0]), bool(high[0]))
 
     def phrases(
         self, contribs: np.ndarray, values: np.ndarray, top: int = MAX_REASONS
@@ -343,7 +338,7 @@ def label_of(name: str, role_columns: dict[str, str]) -> str:
     role = {feature: role for role, feature in CATEGORICAL_FEATURES.items()}.get(name)
     if role is not None:
         return role_columns.get(role, name)
-    for prefix in (SHARE_PREFIX, "since:"):
+    for prefix in (SHARE_PREFIX, SINCE_PREFIX):
         if name.startswith(prefix):
             return name[len(prefix) :]
     return name

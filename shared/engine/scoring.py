@@ -18,6 +18,7 @@ from shared.engine.features import (
     CATEGORICAL_FEATURES,
     FEATURES,
     SHARE_PREFIX,
+    SINCE_PREFIX,
     assemble,
     row_features,
 )
@@ -27,7 +28,7 @@ from shared.engine.reasons import Phrase, join
 from shared.engine.summary import PROBABILITY_DECIMALS, RISK_LEVELS, RISKIEST_ROWS, RiskyRow
 from shared.engine.timeparse import apply_format
 from shared.engine.timing import Timer
-from shared.engine.weighting import FALLBACK_PRIOR, pool
+from shared.engine.weighting import FALLBACK_PRIOR, pooled
 
 # Left out of anomaly detection: running counts since the file's first row (they grow with a
 # row's position) and the way an amount is written (docs/decisions.md).
@@ -106,7 +107,7 @@ def anomaly_names(per_row: set[str], timed: bool, layout: Layout) -> list[str]:
     names = [FEATURES[i] for i in ANOMALY_FEATURES]
     names += [share_key(r) for r in ID_SHARE_ROLES if share_key(r) in per_row]
     names += extra.numeric + [share_key(c) for c in extra.text]
-    return names + ([f"since:{c}" for c in extra.dates] if timed else [])
+    return names + ([f"{SINCE_PREFIX}{c}" for c in extra.dates] if timed else [])
 
 
 def is_share(name: str) -> bool:
@@ -167,7 +168,7 @@ def ensemble(plan: FittedPlan, x: np.ndarray, executor: Executor, timer: Timer) 
         with timer("calibration"):
             calibrated.append(bundle.calibrator(raw) if plan.options.calibrate else raw)
     with timer("calibration"):
-        return pool(calibrated, plan.weights.models, plan.options.pooling == "logit")
+        return pooled(calibrated, plan.weights.models, plan.options.pooling == "logit")
 
 
 def _own(

@@ -90,7 +90,9 @@ def weigh(
     return Weights(model_weights(chosen), trust, chosen[0].similarity, share)
 
 
-def pool(probabilities: list[np.ndarray], weights: tuple[float, ...], in_logit: bool) -> np.ndarray:
+def pooled(
+    probabilities: list[np.ndarray], weights: tuple[float, ...], in_logit: bool
+) -> np.ndarray:
     """The reference models' calibrated probabilities pooled by weight, as log-odds or as
     probabilities."""
     out = np.zeros(len(probabilities[0]))

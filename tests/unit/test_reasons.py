@@ -14,6 +14,12 @@ from shared.library.folder import FolderSource
 from shared.training.simulator import example_spec, simulate, with_rows
 
 
+def _say(e: Explainer, i: int, value: float) -> tuple[str, str] | None:
+    """Input i's value in words, its rarity looked up as the scoring does."""
+    share, high = e.rarities(np.array([i]), np.array([value], np.float64))
+    return e.say(i, value, float(share[0]), bool(high[0]))
+
+
 def _explainer(names: list[str], sample: np.ndarray, usual: np.ndarray | None = None) -> Explainer:
     risky = None if usual is None else np.tile(usual, (4, 1))
     return Explainer.fit(names, sample, risky)
@@ -40,7 +46,7 @@ def test_phrases_read_as_words_with_numbers_as_people_write_them() -> None:
     e = _explainer(names, sample)
 
     def say(name: str, value: float) -> str | None:
-        phrase = e.say_one(names.index(name), value)
+        phrase = _say(e, names.index(name), value)
         return phrase[1] if phrase else None
 
     assert say("cust_amount_ratio_prior", 75.0) == "amount 75x this card's earlier average"
@@ -68,9 +74,9 @@ def test_values_that_argue_for_safety_or_say_nothing_are_not_said() -> None:
     sample = np.random.default_rng(1).normal(size=(1000, 5))
     e = _explainer(names, sample)
     for name in ("cust_new_terminal", "is_night", "balance_error"):
-        assert e.say_one(names.index(name), 0.0) is None  # a terminal used before, daytime, ...
-    assert e.say_one(names.index("amount"), 0.0) is None  # an ordinary amount is no reason
-    assert e.say_one(names.index("V1"), 0.1) is None  # inside the column's usual range
+        assert _say(e, names.index(name), 0.0) is None  # a terminal used before, daytime, ...
+    assert _say(e, names.index("amount"), 0.0) is None  # an ordinary amount is no reason
+    assert _say(e, names.index("V1"), 0.1) is None  # inside the column's usual range
 
 
 def test_a_fact_is_said_once_and_one_that_leads_every_risky_row_only_where_it_stands_out() -> None:
