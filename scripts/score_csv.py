@@ -105,9 +105,16 @@ def describe(stats: dict[str, Any], methods: dict[str, Any], output: Path) -> li
         ),
         f"  high {share(stats['high_risk'])}, medium {share(stats['medium_risk'])}, "
         f"low {share(stats['low_risk'])}; anomalies {share(stats['anomalies_detected'])}",
-        f"  estimated fraud rate {stats['estimated_fraud_rate']:.2%} "
-        f"(plausible {low:.2%} to {high:.2%}; without labels a rough guide)",
     ]
+    level = stats.get("fraud_rate_level", "estimated")
+    rate = f"  fraud rate {stats['estimated_fraud_rate']:.2%}"
+    if level == "estimated":
+        rate += f" (plausible {low:.2%} to {high:.2%}; without labels a rough guide)"
+    else:
+        rate += f" (level from the {level})" if level == "team labels" else " (as stated)"
+    lines.append(rate)
+    if team := methods.get("team_model"):
+        lines.append(f"  team model: {team['name']} leads")
     models = ", ".join(f"{m['name']} (similarity {m['similarity']:.2f})" for m in methods["models"])
     lines.append(f"  reference models: {models or 'none (the file is ranked by its own evidence)'}")
     for row in stats.get("riskiest_rows", [])[:3]:

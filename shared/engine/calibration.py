@@ -111,8 +111,70 @@ def _two_folds(y: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray] | None
     return np.flatnonzero(first), np.flatnonzero(~first)
 
 
+class Stack(Calibrator):
+    """A team model's probability from its raw score and the file's own evidence (the label-free
+    score's rank in the file, in [0, 1]): p = sigmoid(bias + team x logit(raw) + evidence x
+    logit(rank)), both weights >= 0, fitted on the team's labels out of time. The weights are
+    what each source proved on those labels; alone (no rank), the evidence is taken at the
+    median."""
+
+    kind = "stack"
+
+    def __init__(self, bias: float, team: float, evidence: float) -> None:
+        self.bias, self.team, self.evidence = float(bias), float(team), float(evidence)
+
+    def __call__(self, raw: np.ndarray, rank: np.ndarray | None = None) -> np.ndarray:
+        z = self.bias + self.team * logit(np.asarray(raw, np.float64))
+        if rank is not None:
+            z = z + self.evidence * logit(rank)
+        return 1.0 / (1.0 + np.exp(-z))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "bias": self.bias, "team": self.team, "evidence": self.evidence}
+
+    def at_rate(self, raw: np.ndarray, rank: np.ndarray, rate: float) -> Stack:
+        """The same weights, the bias moved so that these rows' mean probability is `rate`."""
+        return Stack(self.bias + level_shift(self(raw, rank), rate), self.team, self.evidence)
+
+    @classmethod
+    def fit(cls, raw: np.ndarray, rank: np.ndarray, y: np.ndarray, l2: float = 1.0) -> Stack:
+        """Non-negative weights by penalised maximum likelihood (L-BFGS-B)."""
+        from scipy.optimize import minimize
+
+        x = np.column_stack([logit(raw), logit(rank)])
+        y = np.asarray(y, np.float64)
+
+        def loss(w: np.ndarray) -> tuple[float, np.ndarray]:
+            z = w[0] + x @ w[1:]
+            p = 1.0 / (1.0 + np.exp(-z))
+            nll = np.sum(np.logaddexp(0.0, z) - y * z) + 0.5 * l2 * np.sum(w[1:] ** 2)
+            gradient = np.concatenate([[np.sum(p - y)], x.T @ (p - y) + l2 * w[1:]])
+            return float(nll), gradient
+
+        prior = float(np.clip(y.mean(), EPS, 1 - EPS))
+        start = np.array([np.log(prior / (1 - prior)), 0.0, 0.0])
+        bounds = [(None, None), (0.0, None), (0.0, None)]
+        found = minimize(loss, start, jac=True, method="L-BFGS-B", bounds=bounds)
+        return cls(*found.x)
+
+
+def level_shift(p: np.ndarray, rate: float) -> float:
+    """The shift in log-odds that makes the mean of `p` equal `rate` (by bisection)."""
+    z = logit(p)
+    low, high = -30.0, 30.0
+    for _ in range(60):
+        middle = (low + high) / 2
+        if np.mean(1 / (1 + np.exp(-(z + middle)))) < rate:
+            low = middle
+        else:
+            high = middle
+    return (low + high) / 2
+
+
 def calibrator_from_json(data: dict[str, Any]) -> Calibrator:
     kind = data.get("kind")
+    if kind == "stack":
+        return Stack(data["bias"], data["team"], data["evidence"])
     if kind == "platt":
         return Platt(data["a"], data["b"])
     if kind == "isotonic":

@@ -13,6 +13,7 @@ from shared.engine.adapt import FileModel
 from shared.engine.anomaly import AnomalyDetector
 from shared.engine.blend import Blend
 from shared.engine.bundle import ModelBundle
+from shared.engine.calibration import level_shift, logit
 from shared.engine.fileindex import Carry
 from shared.engine.matching import Match
 from shared.engine.options import ScoreOptions
@@ -24,6 +25,7 @@ from shared.engine.scoring import (
     is_share,
     probabilities,
 )
+from shared.engine.team import TeamLead, input_names
 from shared.engine.timing import Timer
 from shared.engine.weighting import weigh
 
@@ -48,6 +50,8 @@ class Matched:
 
     matches: tuple[Match, ...] = ()
     bundles: tuple[ModelBundle, ...] = ()
+    team: ModelBundle | None = None  # the team's own model, where one fits the file
+    team_coverage: float = 0.0
 
 
 def fit(
@@ -79,8 +83,13 @@ def fit(
     thresholds_from_sample = (
         options.alert_rate or options.min_high_share or options.min_medium_share
     )
-    if final is None and (thresholds_from_sample or options.reasons):
+    leveled = matched.team is not None or options.expected_fraud_rate is not None
+    if final is None and (thresholds_from_sample or options.reasons or leveled):
         final = probabilities(plan, x, ax, 0, executor, timer)[0]
+    if leveled:
+        assert final is not None
+        with timer("team_model"):
+            plan, final = _fit_level(plan, matched, sample, final)
     if thresholds_from_sample:
         assert final is not None
         plan = replace(plan, thresholds=risk_thresholds(final, options))
@@ -89,6 +98,24 @@ def fit(
         with timer("reasons"):
             plan = _fit_reasons(plan, sample, final)
     return plan
+
+
+def _fit_level(
+    plan: FittedPlan, matched: Matched, sample: Sample, final: np.ndarray
+) -> tuple[FittedPlan, np.ndarray]:
+    """The plan led by the team's model where one matched (its probabilities set the level),
+    and shifted to the stated fraud rate where one was given; the sample's probabilities."""
+    if matched.team is not None and sample.ax is not None:
+        names = input_names(plan.anomaly_names, plan.layout.roles)
+        team = TeamLead.fit(matched.team, matched.team_coverage, names, final)
+        plan = replace(plan, team=team, level_from="team labels")
+        final = team(sample.ax, final)
+    rate = plan.options.expected_fraud_rate
+    if rate is not None:
+        shift = level_shift(final, rate)
+        plan = replace(plan, level_shift=shift, level_from="stated")
+        final = 1 / (1 + np.exp(-(logit(final) + shift)))
+    return plan, final
 
 
 def _fit_reasons(plan: FittedPlan, sample: Sample, final: np.ndarray) -> FittedPlan:
@@ -105,7 +132,11 @@ def _fit_reasons(plan: FittedPlan, sample: Sample, final: np.ndarray) -> FittedP
         model_reasons = Explainer.fit(names, sample.x, contributions, roles.columns)
     if sample.ax is not None:
         names = list(plan.anomaly_names)
-        own = plan.file_model.contributions(sample.ax[risky]) if plan.file_model else None
+        own = None
+        if plan.team is not None:
+            own = plan.team.contributions(sample.ax[risky])
+        elif plan.file_model is not None:
+            own = plan.file_model.contributions(sample.ax[risky])
         file_reasons = Explainer.fit(names, sample.ax, own, roles.columns)
     return replace(plan, model_reasons=model_reasons, file_reasons=file_reasons)
 

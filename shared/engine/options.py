@@ -52,6 +52,12 @@ class JobOptions(BaseModel):
     model_name: Annotated[str, Field(max_length=200)] | None = Field(
         default=None, description="score with this one reference model only"
     )
+    expected_fraud_rate: Annotated[float, Field(gt=0, lt=0.5)] | None = Field(
+        default=None,
+        description="the share of fraud the team expects in this file: probabilities are "
+        "shifted so that their mean is this rate (unset: the team model's level where one "
+        "leads, else the owner's default, else estimated)",
+    )
 
     @field_validator("*", mode="before")
     @classmethod
@@ -113,6 +119,7 @@ class ScoreOptions:
     min_medium_share: float = D.MIN_MEDIUM_SHARE
     reference_trust: float = REFERENCE_TRUST
     reasons: bool = True  # a `reasons` column and the summary's riskiest rows
+    expected_fraud_rate: float | None = None  # the stated rate the probabilities' mean is set to
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -128,5 +135,7 @@ class ScoreOptions:
             raise InputError("min_high_share must be in [0, 0.5]")
         if not 0 <= self.min_medium_share <= 0.5:
             raise InputError("min_medium_share must be in [0, 0.5]")
+        if self.expected_fraud_rate is not None and not 0 < self.expected_fraud_rate < 0.5:
+            raise InputError("expected_fraud_rate must be in (0, 0.5)")
         if self.top_k < 1 or self.chunk_rows < 1 or self.sample_rows < 1:
             raise InputError("top_k, chunk_rows and sample_rows must be positive")

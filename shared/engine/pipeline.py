@@ -45,8 +45,9 @@ from shared.engine.matching import match_models, sample_quantiles
 from shared.engine.options import ScoreOptions
 from shared.engine.plan import FittedPlan, Layout, ModelSource
 from shared.engine.roles import RoleMap, infer_roles
-from shared.engine.scoring import Scored, inputs, score
+from shared.engine.scoring import Scored, anomaly_names, inputs, score
 from shared.engine.summary import PROBABILITY_DECIMALS, RISK_LEVELS, Tallies, summarise
+from shared.engine.team import best_team, input_names, is_team
 from shared.engine.timeparse import TimeFormat, detect_format
 from shared.engine.timing import Timer
 from shared.errors import InputError
@@ -119,20 +120,22 @@ class Pipeline:
         failed = write_errors(index, layout.roles, errors_path)
         negative = int(np.sum(index.amount[~index.bad_amount] < 0))
         summary = summarise(plan, tallies, index.rows, failed, negative)
-        self.source.record_usage([m.name for m in plan.matches])
+        used = [m.name for m in plan.matches] + ([plan.team.bundle.name] if plan.team else [])
+        self.source.record_usage(used)
         return ScoreResult(summary.stats, summary.methods_used, dict(self.time.seconds), plan)
 
     # --- stages ------------------------------------------------------------------------------
 
-    def profile(self, fmt: CsvFormat) -> Layout:
-        """Roles, time format and the other usable columns, from the file's first rows."""
+    def profile(self, fmt: CsvFormat, label: str | None = None) -> Layout:
+        """Roles, time format and the other usable columns, from the file's first rows (a
+        labeled file's `label` column read as the label, never as an input)."""
         with self.time("read"):
             first = head(fmt, self.options.sample_rows)
         if first.num_rows == 0:
             raise InputError(_no_rows(fmt.path.name))
         with self.time("features"):
             frame = to_pandas_text(first)
-            roles = infer_roles(frame)
+            roles = infer_roles(frame, label=label)
             time_format = _time_format(frame, roles)
             extra = ExtraColumns([], [], [])
             if self.options.anomaly:
@@ -145,7 +148,9 @@ class Pipeline:
             )
         id_columns = [roles.columns[r] for r in ID_ROLES if r in roles]
         out_columns = list(fmt.columns) if self.options.keep_columns else id_columns
-        needed = {c for r, c in roles.columns.items() if r != R.LABEL} | set(roles.date_parts)
+        needed = {c for r, c in roles.columns.items() if r != R.LABEL or label} | set(
+            roles.date_parts
+        )
         needed |= set(out_columns) | set(extra.used)
         columns = sorted(needed, key=fmt.columns.index)
         return Layout(fmt, roles, time_format, extra, columns, out_columns)
@@ -200,7 +205,9 @@ class Pipeline:
         """The top-k reference models that can read this file, and their bundles."""
         opts, roles = self.options, layout.roles
         scored = {r: c for r, c in roles.columns.items() if r not in (R.LABEL, R.TX_ID)}
-        ranked = match_models(self.source.models(), scored, sample_quantiles(sample.x))
+        infos = self.source.models()
+        references = [info for info in infos if not is_team(info)]
+        ranked = match_models(references, scored, sample_quantiles(sample.x))
         # Every reference model learnt from amounts: without them, the file's own evidence.
         usable = [m for m in ranked if m.coverage > 0 and R.AMOUNT in roles]
         if opts.only_model:
@@ -211,13 +218,21 @@ class Pipeline:
                     "cannot use this file's columns"
                 )
         chosen = usable[: opts.top_k]
+        team = None
+        if sample.ax is not None:
+            names = anomaly_names(set(sample.carry.per_row), sample.carry.t is not None, layout)
+            columns = set(layout.fmt.columns)
+            team = best_team(infos, set(input_names(names, roles)), columns)
         if not chosen and not (opts.anomaly and opts.blend):
             need = "" if R.AMOUNT in roles else ", all of which need an amount column"
             recognised = ", ".join(f"{c} as {r}" for r, c in scored.items())
             raise InputError(
                 f"no reference model can use this file's columns{need} (recognised: {recognised})"
             )
-        return Matched(tuple(chosen), tuple(self.source.load(m.name) for m in chosen))
+        bundles = tuple(self.source.load(m.name) for m in chosen)
+        if team is None:
+            return Matched(tuple(chosen), bundles)
+        return Matched(tuple(chosen), bundles, self.source.load(team[0].name), team[1])
 
     def score(
         self, plan: FittedPlan, spool: Path, index: FileIndex, output_path: Path, pool: Executor

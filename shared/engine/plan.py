@@ -31,11 +31,12 @@ from shared.engine.matching import Match, ModelInfo
 from shared.engine.options import ScoreOptions
 from shared.engine.reasons import Explainer
 from shared.engine.roles import RoleMap
+from shared.engine.team import TeamLead
 from shared.engine.timeparse import TimeFormat
 from shared.engine.weighting import Weights
 from shared.errors import InputError
 
-PLAN_VERSION = 1
+PLAN_VERSION = 2
 PLAN_JSON = "plan.json"
 
 
@@ -126,6 +127,11 @@ class FittedPlan:
     thresholds: Thresholds = field(default_factory=lambda: Thresholds(0.0, 1.0))
     model_reasons: Explainer | None = None  # over the reference models' features
     file_reasons: Explainer | None = None  # over the anomaly inputs (file model, detector)
+    team: TeamLead | None = None  # the team's own model, where one matched: it leads
+    # The probability level: a shift in log-odds (to a stated rate), and where it came from
+    # ("estimated" from the references and the file, "team labels", "stated").
+    level_shift: float = 0.0
+    level_from: str = "estimated"
 
     def save(self, path: Path) -> None:
         """Write the plan to one zip file (whole, then renamed into place)."""
@@ -166,6 +172,8 @@ class FittedPlan:
             "file_reasons": (
                 self.file_reasons.state("file_reasons", arrays) if self.file_reasons else None
             ),
+            "team": self.team.state("team", arrays) if self.team else None,
+            "level": {"shift": self.level_shift, "from": self.level_from},
         }
 
     @classmethod
@@ -194,6 +202,7 @@ class FittedPlan:
         csv_path: Path,
     ) -> FittedPlan:
         detector, blend, file_model = meta["detector"], meta["blend"], meta["file_model"]
+        team = meta["team"]
         weights = {**meta["weights"], "models": tuple(meta["weights"]["models"])}
         return cls(
             layout=Layout.from_state(meta["layout"], csv_path),
@@ -217,14 +226,23 @@ class FittedPlan:
             thresholds=Thresholds(**meta["thresholds"]),
             model_reasons=_explainer(meta, "model_reasons", arrays),
             file_reasons=_explainer(meta, "file_reasons", arrays),
+            team=(
+                TeamLead.from_state(
+                    team, "team", arrays, _verified(source, team["name"], team["sha256"])
+                )
+                if team is not None
+                else None
+            ),
+            level_shift=meta["level"]["shift"],
+            level_from=meta["level"]["from"],
         )
 
 
 def _verified(source: ModelSource, name: str, checksums: dict[str, str]) -> ModelBundle:
-    """The reference model the plan was fitted with, unchanged since."""
+    """The model the plan was fitted with, unchanged since."""
     bundle = source.load(name)
     if bundle.checksums != checksums:
-        raise PlanError(f"reference model {name} changed since the plan was fitted")
+        raise PlanError(f"model {name} changed since the plan was fitted")
     return bundle
 
 

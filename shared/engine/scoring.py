@@ -13,6 +13,7 @@ import pyarrow as pa
 
 from shared.engine import roles as R
 from shared.engine.anomaly import SCORE_BLOCK
+from shared.engine.calibration import logit
 from shared.engine.csvio import to_float
 from shared.engine.features import (
     CATEGORICAL_FEATURES,
@@ -116,6 +117,25 @@ def is_share(name: str) -> bool:
 
 
 def probabilities(
+    plan: FittedPlan,
+    x: np.ndarray,
+    ax: np.ndarray | None,
+    first_row: int,
+    executor: Executor,
+    timer: Timer,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(probability, anomaly score, anomaly flag) per row: the label-free probability, then the
+    team model's where one leads, at the plan's level."""
+    p, scores, flags = label_free(plan, x, ax, first_row, executor, timer)
+    if plan.team is not None and ax is not None:
+        with timer("team_model"):
+            p = plan.team(ax, p)
+    if plan.level_shift:
+        p = 1 / (1 + np.exp(-(logit(p) + plan.level_shift)))
+    return p, scores, flags
+
+
+def label_free(
     plan: FittedPlan,
     x: np.ndarray,
     ax: np.ndarray | None,
@@ -231,7 +251,9 @@ def explain_rows(
     if len(x) == 0:
         return []
     model: list[list[Phrase]] = [[] for _ in range(len(x))]
-    if plan.file_model is not None and ax is not None and plan.file_reasons is not None:
+    if plan.team is not None and ax is not None and plan.file_reasons is not None:
+        model = plan.file_reasons.phrases(plan.team.contributions(ax), ax)
+    elif plan.file_model is not None and ax is not None and plan.file_reasons is not None:
         model = plan.file_reasons.phrases(plan.file_model.contributions(ax), ax)
     elif plan.bundles and plan.model_reasons is not None:
         model = plan.model_reasons.phrases(ensemble_contributions(plan, x), x)

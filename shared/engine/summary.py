@@ -13,7 +13,7 @@ from shared.engine import roles as R
 from shared.engine.adapt import NEGATIVE_SHARE, POSITIVE_SHARE
 from shared.engine.blend import rate_band
 from shared.engine.plan import FittedPlan
-from shared.engine.weighting import FALLBACK_PRIOR
+from shared.engine.weighting import FALLBACK_PRIOR, explain_team
 
 RISK_LEVELS = ("low", "medium", "high")
 HISTOGRAM_BINS = 10  # fraud_probability counts in [0, 0.1), [0.1, 0.2) ... [0.9, 1]
@@ -96,6 +96,7 @@ def _stats(plan: FittedPlan, tallies: Tallies, rows: int, failed: int) -> dict[s
         "expected_frauds": round(tallies.p_sum, 2),
         "estimated_fraud_rate": round(estimate, 6),
         "fraud_rate_band": [round(v, 6) for v in band],
+        "fraud_rate_level": plan.level_from,
     }
     if plan.options.reasons:
         stats["riskiest_rows"] = [asdict(r) for r in tallies.riskiest]
@@ -182,4 +183,5 @@ def _methods(plan: FittedPlan, negative: int) -> dict[str, Any]:
         **({"timestamp_columns": list(roles.date_parts)} if roles.date_parts else {}),
         "base_rate": {"reference": round(plan.base_rate, 6), "estimated": round(estimated, 6)},
         "matching": [m.explain(w) for m, w in zip(matches, weights.models, strict=True)],
+        "team_model": explain_team(plan.team) if plan.team is not None else None,
     }

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from shared.engine.columns import ExtraColumns
     from shared.engine.matching import Match
     from shared.engine.roles import RoleMap
+    from shared.engine.team import TeamLead
 
 FALLBACK_PRIOR = 0.01  # the base rate assumed when the reference models see little of a file
 REFERENCE_TRUST = 0.25  # a perfect match's weight against the anomaly rank (leave-one-file-out)
@@ -99,3 +100,28 @@ def pooled(
     for weight, p in zip(weights, probabilities, strict=True):
         out += weight * (logit(p) if in_logit else p)
     return 1 / (1 + np.exp(-out)) if in_logit else out
+
+
+def explain_team(team: TeamLead) -> dict[str, Any]:
+    """Why the team's model leads, and how much of the file's own evidence it keeps, as the
+    job's `methods_used` shows it (the weights were fitted on the team's labels)."""
+    metrics, stack = team.bundle.metadata.get("metrics", {}), team.stack
+    team_roc, free_roc = metrics.get("roc_auc"), metrics.get("label_free_roc_auc")
+    proven = (
+        f"on its {metrics.get('rows', '?')} labeled rows, out of time, it ranked fraud at ROC "
+        f"{team_roc:.3f} against {free_roc:.3f} for the label-free score"
+        if team_roc is not None and free_roc is not None
+        else "validated on the team's labels"
+    )
+    return {
+        "name": team.bundle.name,
+        "coverage": round(team.coverage, 4),
+        "team_weight": round(stack.team, 4),
+        "evidence_weight": round(stack.evidence, 4),
+        "validation": {k: metrics[k] for k in ("roc_auc", "label_free_roc_auc") if k in metrics},
+        "reason": (
+            f"the team's model {team.bundle.name} leads ({team.coverage:.0%} of what it learnt "
+            f"is in this file): {proven}; its log-odds count {stack.team:.2f}x and the "
+            f"label-free rank's {stack.evidence:.2f}x, as fitted on those labels"
+        ),
+    }

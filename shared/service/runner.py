@@ -91,6 +91,7 @@ def score_options(options: JobOptions, settings: Settings, **tuning: Any) -> Sco
             settings.risk_min_medium_share if options.medium_threshold is None else 0.0
         ),
         "reasons": options.reasons,
+        "expected_fraud_rate": options.expected_fraud_rate,
     }
     return ScoreOptions(**{**values, **tuning})
 

@@ -100,5 +100,5 @@ def test_a_plan_whose_reference_model_changed_is_refused(
 
     manifest["files"]["metadata.json"]["sha256"] = sha256_file(metadata)
     (library / name / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(PlanError, match=f"reference model {name} changed"):
+    with pytest.raises(PlanError, match=f"model {name} changed"):
         FittedPlan.load(plan_path, FolderSource(library), upload)
