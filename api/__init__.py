@@ -11,8 +11,10 @@ from api.compat import bp as compat_bp
 from api.errors import register as register_error_handlers
 from api.health import bp as health_bp
 from api.jobs import bp as jobs_bp
+from api.labels import bp as labels_bp
 from api.metrics import bp as metrics_bp
 from api.openapi import bp as openapi_bp
+from api.owners import bp as owners_bp
 from api.pages import bp as pages_bp
 from api.services import Services
 from api.uploads import FORM_OVERHEAD
@@ -74,6 +76,8 @@ def register_extensions(app: Flask, settings: Settings) -> None:
 def register_blueprints(app: Flask) -> None:
     app.register_blueprint(health_bp)
     app.register_blueprint(jobs_bp)
+    app.register_blueprint(labels_bp)
+    app.register_blueprint(owners_bp)
     app.register_blueprint(compat_bp)
     app.register_blueprint(pages_bp)
     app.register_blueprint(openapi_bp)

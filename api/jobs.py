@@ -22,6 +22,7 @@ from shared.db.models import Job, ReferenceModel, utcnow
 from shared.db.session import rows_changed
 from shared.engine.options import parse_options
 from shared.errors import Conflict, InputError, NotFound, TooLarge, Unavailable
+from shared.library.registry import visible_to
 from shared.service.keys import upload_prefix
 from shared.service.queue import BROKER_ERRORS, enqueue_job
 from shared.storage import ObjectNotFound
@@ -78,9 +79,9 @@ MISSING_FILE = (
 )
 
 
-def receive_upload() -> tuple[str, dict[str, str]]:
+def receive_upload(check: bool = True) -> tuple[str, dict[str, str]]:
     """Stream a multipart body's `file` part into the caller's uploads; its key and the form's
-    other fields."""
+    other fields (scoring options, checked as they arrive unless `check` is False)."""
     svc = services()
     boundary = request.mimetype_params.get("boundary", "").encode()
     if not boundary:
@@ -94,8 +95,9 @@ def receive_upload() -> tuple[str, dict[str, str]]:
     limit = svc.settings.upload_max_bytes
 
     def check_early(fields: dict[str, str]) -> None:  # options sent before the file
-        with svc.session() as session:
-            check_options(session, fields)
+        if check:
+            with svc.session() as session:
+                check_options(session, fields)
 
     fields, upload = stream_multipart(
         request.stream, boundary, svc.store, key_for, limit, check_early
@@ -110,7 +112,9 @@ def check_options(session: Any, raw_options: Any) -> dict[str, Any]:
     options = parse_options(dict(raw_options))
     if options.model_name is not None:
         known = session.scalar(
-            select(ReferenceModel.id).where(ReferenceModel.name == options.model_name).limit(1)
+            select(ReferenceModel.id)
+            .where(ReferenceModel.name == options.model_name, visible_to(g.owner))
+            .limit(1)
         )
         if known is None:
             raise InputError(
@@ -262,14 +266,19 @@ def download(job_id: str, attribute: str, filename: str) -> BaseResponse:
         raise NotFound(f"job {job_id}: {filename} is not in this store")
     if request.args.get("redirect") and svc.store.scheme == "s3":
         return redirect(svc.store.url(key), code=302)
+    return download_stream(key, f"{job_id}-{filename}")
+
+
+def download_stream(key: str, filename: str) -> Response:
+    """A stored CSV file, streamed (never buffered whole)."""
     try:
-        stream = svc.store.open(key)
+        stream = services().store.open(key)
     except ObjectNotFound:
-        raise NotFound(f"job {job_id}: {filename} is gone") from None
+        raise NotFound(f"{filename} is gone") from None
 
     def chunks() -> Iterator[bytes]:
         with stream:
             yield from iter(lambda: stream.read(1 << 20), b"")
 
-    headers = {"Content-Disposition": f'attachment; filename="{job_id}-{filename}"'}
+    headers = {"Content-Disposition": f'attachment; filename="{filename}"'}
     return Response(stream_with_context(chunks()), mimetype="text/csv", headers=headers)

@@ -6,6 +6,7 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify
 
+from api.owners import Defaults
 from shared.engine.options import JobOptions
 
 bp = Blueprint("openapi", __name__)
@@ -30,6 +31,7 @@ def _errors(*codes: int) -> dict[str, Any]:
         404: "no such job for this token",
         409: "job already finished",
         413: "upload too large",
+        422: "labels that are not rows of the job (see errors_url)",
     }
     return {str(code): _json(_ERROR, names[code]) for code in codes}
 
@@ -38,6 +40,94 @@ CSV = {"description": "a CSV file", "content": {"text/csv": {"schema": {"type": 
 ACCEPTED = _json({"$ref": "#/components/schemas/Accepted"}, "job accepted")
 JOB = _json({"$ref": "#/components/schemas/Job"}, "the job")
 OPTIONS = JobOptions.model_json_schema()["properties"]
+_NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
+MODEL = {"$ref": "#/components/schemas/Model"}
+
+
+def _multipart(required: list[str], **fields: dict[str, Any]) -> dict[str, Any]:
+    properties = {"file": {"type": "string", "format": "binary"}, **fields}
+    schema = {"type": "object", "required": required, "properties": properties}
+    return {"required": True, "content": {"multipart/form-data": {"schema": schema}}}
+
+
+DEFAULTS = _json(Defaults.model_json_schema(), "your defaults")
+TEAM_PATHS: dict[str, Any] = {
+    "/api/v1/settings": {
+        "get": {
+            "summary": "Your defaults for every job",
+            "responses": {"200": DEFAULTS, **_errors(401)},
+        },
+        "put": {
+            "summary": "Set your defaults (JSON; null clears one)",
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": Defaults.model_json_schema()}},
+            },
+            "responses": {"200": DEFAULTS, **_errors(400, 401)},
+        },
+    },
+    "/api/v1/jobs/{job_id}/labels": {
+        "post": {
+            "summary": "Confirmed outcomes of a scored job (CSV: row_number or the job's id "
+            "column, and a label: 1/0, yes/no, true/false, fraud/legit); trains the owner's "
+            "team model of that schema once its labels hold enough of both classes",
+            "parameters": [_JOB_ID],
+            "requestBody": _multipart(["file"], model_name={"type": "string", "maxLength": 80}),
+            "responses": {
+                "201": _json({"type": "object"}, "labels stored (and training_job, if started)"),
+                **_errors(400, 401, 404, 409, 413, 422),
+            },
+        },
+        "get": {
+            "summary": "The job's stored label sets",
+            "parameters": [_JOB_ID],
+            "responses": {"200": _json({"type": "object"}, "label sets"), **_errors(401, 404)},
+        },
+    },
+    "/api/v1/jobs/{job_id}/labels/rejected/{rejection}": {
+        "get": {
+            "summary": "The errors file of a refused labels file",
+            "parameters": [
+                _JOB_ID,
+                {"name": "rejection", "in": "path", "required": True, "schema": {"type": "string"}},
+            ],
+            "responses": {"200": CSV, **_errors(401, 404)},
+        },
+    },
+    "/api/v1/models": {
+        "get": {
+            "summary": "The shared library's models and the caller's team models",
+            "responses": {
+                "200": _json(
+                    {"type": "object", "properties": {"models": {"type": "array", "items": MODEL}}},
+                    "models",
+                ),
+                **_errors(401),
+            },
+        },
+        "post": {
+            "summary": "Train a team model from a labeled CSV (a training job)",
+            "requestBody": _multipart(
+                ["file", "name"],
+                name={"type": "string", "maxLength": 80},
+                label={"type": "string", "maxLength": 200},
+            ),
+            "responses": {"202": JOB, **_errors(400, 401, 413)},
+        },
+    },
+    "/api/v1/models/{name}": {
+        "get": {
+            "summary": "One model (a team model by `name@version`, or its newest by `name`)",
+            "parameters": [_NAME],
+            "responses": {"200": _json(MODEL, "the model"), **_errors(401, 404)},
+        },
+        "delete": {
+            "summary": "Delete a team model version (`name@2`: the previous leads again), or all",
+            "parameters": [_NAME],
+            "responses": {"200": _json({"type": "object"}, "deleted"), **_errors(401, 404, 409)},
+        },
+    },
+}
 
 DOCUMENT: dict[str, Any] = {
     "openapi": "3.1.0",
@@ -181,6 +271,7 @@ DOCUMENT: dict[str, Any] = {
                 "responses": {"200": CSV, **_errors(401, 404)},
             },
         },
+        **TEAM_PATHS,
     },
     "components": {
         "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
@@ -196,6 +287,20 @@ DOCUMENT: dict[str, Any] = {
                     }
                 },
             },
+            "Model": {
+                "type": "object",
+                "required": ["name", "kind", "owner"],
+                "properties": {
+                    "name": {"type": "string"},
+                    "version": {"type": "string"},
+                    "kind": {"enum": ["reference", "team"]},
+                    "owner": {"enum": ["library", "you"]},
+                    "roc_auc": {"type": ["number", "null"]},
+                    "fraud_rate": {"type": ["number", "null"]},
+                    "created_at": {"type": ["string", "null"]},
+                    "usage_count": {"type": "integer"},
+                },
+            },
             "Accepted": {
                 "type": "object",
                 "required": ["job_id", "status_url"],
@@ -209,6 +314,7 @@ DOCUMENT: dict[str, Any] = {
                 "required": ["job_id", "state", "progress"],
                 "properties": {
                     "job_id": {"type": "string", "format": "uuid"},
+                    "kind": {"enum": ["score", "train"]},
                     "state": {"enum": ["queued", "running", "succeeded", "failed", "cancelled"]},
                     "stage": {"type": ["string", "null"]},
                     "progress": {

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from shared import states as S
+from shared.db.models import JOB_TRAIN, LIBRARY
 
 
 def job_view(job: Any, base_url: str = "") -> dict[str, Any]:
@@ -12,6 +13,7 @@ def job_view(job: Any, base_url: str = "") -> dict[str, Any]:
     done = job.state == S.SUCCEEDED
     body: dict[str, Any] = {
         "job_id": str(job.id),
+        "kind": job.kind,
         "file_name": file_name(job.input_uri),
         "state": job.state,
         "stage": job.stage,
@@ -36,6 +38,13 @@ def job_view(job: Any, base_url: str = "") -> dict[str, Any]:
         body["error"] = job.error_message
     # The fields clients of the earlier synchronous service read.
     body["success"] = done if job.state in S.FINISHED_STATES else None
+    if job.kind == JOB_TRAIN:
+        model = (job.stats or {}).get("model")
+        body["message"] = f"trained {model}" if done else job.error_message or job.state
+        if done:
+            body["model"] = model
+            body["stats"] = job.stats
+        return body
     body["message"] = (
         f"scored {job.rows_total} transactions" if done else job.error_message or job.state
     )
@@ -56,3 +65,21 @@ def file_name(input_uri: str) -> str:
 
 def _iso(value: Any) -> str | None:
     return value.isoformat() if value is not None else None
+
+
+def model_view(row: Any, detail: bool = False) -> dict[str, Any]:
+    """A registered model as clients see it: the shared library's, or the caller's own."""
+    metrics = dict(row.metrics or {})
+    body: dict[str, Any] = {
+        "name": row.name,
+        "version": row.version,
+        "kind": metrics.get("kind") or "reference",
+        "owner": "library" if row.owner == LIBRARY else "you",
+        "roc_auc": metrics.get("roc_auc"),
+        "fraud_rate": metrics.get("fraud_rate"),
+        "created_at": _iso(row.created_at),
+        "usage_count": row.usage_count,
+    }
+    if detail:
+        body.update(metrics=metrics, roles=row.column_roles, columns=row.columns)
+    return body

@@ -38,6 +38,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-reasons", action="store_true", help="leave out the reasons column (a little faster)"
     )
+    parser.add_argument(
+        "--expected-fraud-rate",
+        type=float,
+        help="the share of fraud you expect, e.g. 0.002: probabilities are set to average it",
+    )
     parser.add_argument("--chunk-rows", type=int, default=settings.score_chunk_rows)
     parser.add_argument("--no-anomaly", action="store_true", help="skip anomaly detection")
     parser.add_argument("--timings", action="store_true", help="print stage timings on stderr")
@@ -61,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
                 "keep_columns": args.keep_columns,
                 "alert_rate": args.alert_rate,
                 "reasons": not args.no_reasons,
+                "expected_fraud_rate": args.expected_fraud_rate,
             }
         )
         options = score_options(

@@ -110,7 +110,7 @@ def start_worker(env: dict[str, str], name: str, log: Path) -> subprocess.Popen[
         "worker.celery_app:app",
         "worker",
         "--loglevel=INFO",
-        "--queues=jobs,control",
+        "--queues=jobs,control,training",
         "--concurrency=1",
         f"--hostname={name}@%h",
         "--without-mingle",

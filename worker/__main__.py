@@ -7,6 +7,7 @@ import os
 import sys
 import warnings
 
+from shared.service.queue import QUEUES
 from shared.settings import Settings, get_settings
 
 APP = ["-A", "worker.celery_app:app"]
@@ -19,7 +20,7 @@ def celery_args(role: str, settings: Settings) -> list[str]:
             *APP,
             "worker",
             "--loglevel=INFO",
-            "--queues=jobs,control",
+            f"--queues={','.join(QUEUES)}",
             f"--concurrency={settings.worker_concurrency}",
             "--hostname=fraudscore@%h",
         ]

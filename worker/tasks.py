@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 import socket
 
-from shared.service.queue import TASK_PING, TASK_SCORE
+from shared.service.queue import TASK_PING, TASK_SCORE, TASK_TRAIN
 from shared.service.runner import INFRASTRUCTURE_ERRORS, run_job
+from shared.service.training import run_training
 from worker.celery_app import app
 
 
@@ -28,3 +29,16 @@ def score_job(job_id: str) -> str:
     While the database or broker is away the task is retried with backoff (then the reconciler
     takes over), never acknowledged as done."""
     return run_job(job_id)
+
+
+@app.task(
+    name=TASK_TRAIN,
+    autoretry_for=INFRASTRUCTURE_ERRORS,
+    retry_backoff=2,
+    retry_backoff_max=60,
+    max_retries=12,
+)
+def train_model(job_id: str) -> str:
+    """Run one training job to its final state (idempotent, as score_job): a team model
+    trained on the owner's labels and registered for that owner."""
+    return run_training(job_id)

@@ -62,6 +62,8 @@ const fraudscore = (() => {
       const alertPercent = $("alert_rate").value;
       if (alertPercent) data.append("alert_rate", String(Number(alertPercent) / 100));
       if ($("keep_columns").checked) data.append("keep_columns", "true");
+      const ratePercent = $("expected_fraud_rate").value;
+      if (ratePercent) data.append("expected_fraud_rate", String(Number(ratePercent) / 100));
       message.textContent = "Uploading…";
       try {
         const job = await api("/api/v1/jobs", { method: "POST", body: data });
@@ -171,8 +173,12 @@ const fraudscore = (() => {
     ];
     $("stats").innerHTML = lines.filter(([, value]) => value !== undefined)
       .map(([label, value, whole]) => `<tr><td>${label}</td><td>${number(value)}</td><td>${whole === null ? "" : pct(value, whole)}</td></tr>`).join("");
-    const band = stats.fraud_rate_band;
-    if (band) {
+    const band = stats.fraud_rate_band, level = stats.fraud_rate_level || "estimated";
+    if (level !== "estimated") {
+      const from = level === "stated" ? "as you stated it" : "at your team's level, from its labels";
+      $("stats").insertAdjacentHTML("beforeend",
+        `<tr><td>expected fraud rate (${from})</td><td>${percentText(stats.estimated_fraud_rate)}</td><td></td></tr>`);
+    } else if (band) {
       $("stats").insertAdjacentHTML("beforeend",
         `<tr><td>estimated fraud rate (plausible range, without labels)</td><td>${percentText(stats.estimated_fraud_rate)}</td>` +
         `<td>${percentText(band[0])} to ${percentText(band[1])}</td></tr>`);
@@ -183,10 +189,10 @@ const fraudscore = (() => {
     histogram($("histogram"), stats.probability_histogram || []);
     riskiestTable($("riskiest"), stats.riskiest_rows || []);
     const blend = methods.blend;
-    $("blend").textContent = blend
+    $("blend").textContent = (blend
       ? `Reference models weigh ${percentText(blend.reference_weight)}, the file's own anomaly ranking ${percentText(blend.anomaly_weight)} (${blend.reason}).` +
         (blend.file_model ? ` ${sentence(blend.file_model_reason)}` : "")
-      : "";
+      : "") + (methods.team_model ? ` ${sentence(methods.team_model.reason)}` : "");
     $("models").querySelector("tbody").innerHTML = (methods.models || [])
       .map((m) => `<tr><td>${escape(m.name)}</td><td>${m.similarity}</td><td>${m.weight}</td></tr>`).join("");
     const columns = methods.columns || {};
@@ -201,6 +207,33 @@ const fraudscore = (() => {
       button.hidden = false;
       button.onclick = () => save(`/api/v1/jobs/${job.job_id}/errors`, `${job.job_id}-errors.csv`);
     }
+    $("labels-form").onsubmit = (event) => sendLabels(event, job.job_id);
+  }
+
+  async function sendLabels(event, jobId) {
+    event.preventDefault();
+    const message = $("labels-message");
+    const data = new FormData();
+    data.append("file", $("labels-file").files[0]);
+    if ($("model-name").value.trim()) data.append("model_name", $("model-name").value.trim());
+    message.textContent = "Sending…";
+    try {
+      const answer = await api(`/api/v1/jobs/${jobId}/labels`, { method: "POST", body: data });
+      const training = answer.training_job;
+      message.innerHTML = escape(sentence(answer.message)) +
+        (training ? ` <a href="/jobs/${escape(training.job_id)}">Follow the training job</a>.` : "");
+    } catch (error) {
+      message.textContent = `Labels refused: ${error.message}`;
+    }
+  }
+
+  function showTrained(job) {
+    const metrics = (job.stats || {}).metrics || {};
+    const trained = $("trained");
+    trained.hidden = false;
+    trained.textContent = `Trained ${job.model}: on your labels, out of time, it ranks fraud at ROC ` +
+      `${Number(metrics.roc_auc).toFixed(3)} (the scoring without labels: ${Number(metrics.label_free_roc_auc).toFixed(3)}). ` +
+      "Your next files with these columns are scored with it.";
   }
 
   function jobPage(jobId) {
@@ -208,17 +241,19 @@ const fraudscore = (() => {
     const tick = async () => {
       try {
         const job = await api(`/api/v1/jobs/${jobId}`);
-        $("file-name").textContent = job.file_name;
-        document.title = `${job.file_name} · fraudscore`;
+        const title = job.kind === "train" ? `Training ${job.options.name || ""}` : job.file_name;
+        $("file-name").textContent = title;
+        document.title = `${title} · fraudscore`;
         $("state").textContent = job.state;
         $("stage").textContent = job.stage ? `(${job.stage})` : "";
         $("progress").style.width = `${job.progress.percent}%`;
         const total = job.progress.rows_total ? ` of ${number(job.progress.rows_total)}` : "";
-        $("rows").textContent = `${number(job.progress.rows_done)}${total} rows (${job.progress.percent}%)`;
+        const what = job.kind === "train" ? "labeled rows" : "rows";
+        $("rows").textContent = `${number(job.progress.rows_done)}${total} ${what} (${job.progress.percent}%)`;
         $("times").textContent = `submitted ${when(job.created_at)}` +
           (job.finished_at ? ` · finished ${when(job.finished_at)}` : "") +
           (job.duration_seconds !== null ? ` · took ${job.duration_seconds} s` : "");
-        if (job.state === "succeeded") return showDone(job);
+        if (job.state === "succeeded") return job.kind === "train" ? showTrained(job) : showDone(job);
         if (job.state === "failed" || job.state === "cancelled") {
           $("error").textContent = job.error || job.state;
           return;
@@ -239,7 +274,7 @@ const fraudscore = (() => {
         const body = await api("/api/v1/jobs?per_page=100");
         $("empty").hidden = body.jobs.length > 0;
         $("jobs").querySelector("tbody").innerHTML = body.jobs.map((job) =>
-          `<tr><td><a href="/jobs/${job.job_id}">${escape(job.file_name)}</a></td><td>${escape(job.state)}</td>` +
+          `<tr><td><a href="/jobs/${job.job_id}">${escape(job.kind === "train" ? `training ${job.options.name || ""}` : job.file_name)}</a></td><td>${escape(job.state)}</td>` +
           `<td>${number(job.progress.rows_total)}</td><td>${job.stats ? number(job.stats.high_risk) : ""}</td>` +
           `<td title="${escape(job.created_at)}">${age(job.created_at)}</td></tr>`).join("");
       } catch (error) {

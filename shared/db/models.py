@@ -33,13 +33,21 @@ class Base(DeclarativeBase):
     type_annotation_map = {dict[str, Any]: JsonType, list[Any]: JsonType}
 
 
+LIBRARY = ""  # the owner of the shared reference library's models
+
+
 class ReferenceModel(Base):
-    """One trained reference model: what it expects, how good it is, where its files are."""
+    """One trained model: what it expects, how good it is, where its files are. The shared
+    library's belong to no one (`owner` ""); a team model to the owner whose labels trained it,
+    and only that owner's jobs see it."""
 
     __tablename__ = "reference_models"
-    __table_args__ = (UniqueConstraint("name", "version", name="uq_reference_models_name_version"),)
+    __table_args__ = (
+        UniqueConstraint("owner", "name", "version", name="uq_reference_models_owner_name_version"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    owner: Mapped[str] = mapped_column(String(200), default=LIBRARY, index=True)
     name: Mapped[str] = mapped_column(String(200), index=True)
     version: Mapped[str] = mapped_column(String(64), default="1")
     columns: Mapped[list[Any]] = mapped_column(default=list)
@@ -58,14 +66,18 @@ class ReferenceModel(Base):
     )
 
 
+JOB_SCORE, JOB_TRAIN = "score", "train"
+
+
 class Job(Base):
-    """One scoring job, from upload to result."""
+    """One job, from upload to result: scoring a file, or training a team model."""
 
     __tablename__ = "jobs"
     __table_args__ = (UniqueConstraint("owner", "idempotency_key", name="uq_jobs_owner_idem"),)
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     owner: Mapped[str] = mapped_column(String(200), index=True)
+    kind: Mapped[str] = mapped_column(String(16), default=JOB_SCORE)
     state: Mapped[str] = mapped_column(String(16), default=states.QUEUED, index=True)
     stage: Mapped[str | None] = mapped_column(String(32))
     progress: Mapped[float] = mapped_column(Float, default=0.0)
@@ -88,6 +100,34 @@ class Job(Base):
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # When retention deleted the job's upload and results (RETENTION_DAYS after it finished).
     purged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
+
+
+class LabelSet(Base):
+    """One file of confirmed outcomes for a scored job: its rows' labels, stored in the object
+    store as `row_number,label`."""
+
+    __tablename__ = "label_sets"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    owner: Mapped[str] = mapped_column(String(200), index=True)
+    job_id: Mapped[uuid.UUID] = mapped_column(Uuid, index=True)
+    schema: Mapped[str] = mapped_column(String(64), index=True)  # the job input's columns' hash
+    uri: Mapped[str] = mapped_column(Text)
+    rows: Mapped[int] = mapped_column(Integer)
+    positives: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class OwnerSettings(Base):
+    """An owner's own defaults for their jobs (set with PUT /api/v1/settings)."""
+
+    __tablename__ = "owner_settings"
+
+    owner: Mapped[str] = mapped_column(String(200), primary_key=True)
+    expected_fraud_rate: Mapped[float | None] = mapped_column(Float)
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, onupdate=utcnow
     )

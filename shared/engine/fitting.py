@@ -83,7 +83,8 @@ def fit(
     thresholds_from_sample = (
         options.alert_rate or options.min_high_share or options.min_medium_share
     )
-    leveled = matched.team is not None or options.expected_fraud_rate is not None
+    stated = options.expected_fraud_rate is not None or options.default_fraud_rate is not None
+    leveled = matched.team is not None or stated
     if final is None and (thresholds_from_sample or options.reasons or leveled):
         final = probabilities(plan, x, ax, 0, executor, timer)[0]
     if leveled:
@@ -104,13 +105,16 @@ def _fit_level(
     plan: FittedPlan, matched: Matched, sample: Sample, final: np.ndarray
 ) -> tuple[FittedPlan, np.ndarray]:
     """The plan led by the team's model where one matched (its probabilities set the level),
-    and shifted to the stated fraud rate where one was given; the sample's probabilities."""
+    and shifted to the stated fraud rate where the job gives one (or the owner's default does,
+    and no team model leads); the sample's probabilities."""
     if matched.team is not None and sample.ax is not None:
         names = input_names(plan.anomaly_names, plan.layout.roles)
         team = TeamLead.fit(matched.team, matched.team_coverage, names, final)
         plan = replace(plan, team=team, level_from="team labels")
         final = team(sample.ax, final)
     rate = plan.options.expected_fraud_rate
+    if rate is None and plan.team is None:
+        rate = plan.options.default_fraud_rate
     if rate is not None:
         shift = level_shift(final, rate)
         plan = replace(plan, level_shift=shift, level_from="stated")

@@ -120,6 +120,7 @@ class ScoreOptions:
     reference_trust: float = REFERENCE_TRUST
     reasons: bool = True  # a `reasons` column and the summary's riskiest rows
     expected_fraud_rate: float | None = None  # the stated rate the probabilities' mean is set to
+    default_fraud_rate: float | None = None  # the owner's stated rate, where no team model leads
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -135,7 +136,8 @@ class ScoreOptions:
             raise InputError("min_high_share must be in [0, 0.5]")
         if not 0 <= self.min_medium_share <= 0.5:
             raise InputError("min_medium_share must be in [0, 0.5]")
-        if self.expected_fraud_rate is not None and not 0 < self.expected_fraud_rate < 0.5:
-            raise InputError("expected_fraud_rate must be in (0, 0.5)")
+        for rate in (self.expected_fraud_rate, self.default_fraud_rate):
+            if rate is not None and not 0 < rate < 0.5:
+                raise InputError("expected_fraud_rate must be in (0, 0.5)")
         if self.top_k < 1 or self.chunk_rows < 1 or self.sample_rows < 1:
             raise InputError("top_k, chunk_rows and sample_rows must be positive")

@@ -180,6 +180,7 @@ def _methods(plan: FittedPlan, negative: int) -> dict[str, Any]:
         "best_model": best.name if best else None,
         "similarity_score": round(best.similarity, 4) if best else 0.0,
         "roles": dict(roles.columns),
+        "input_columns": list(plan.layout.fmt.columns),
         **({"timestamp_columns": list(roles.date_parts)} if roles.date_parts else {}),
         "base_rate": {"reference": round(plan.base_rate, 6), "estimated": round(estimated, 6)},
         "matching": [m.explain(w) for m, w in zip(matches, weights.models, strict=True)],

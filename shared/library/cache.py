@@ -21,10 +21,11 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from pathlib import Path
 
+from shared.db.models import LIBRARY
 from shared.db.session import session_scope
 from shared.engine.bundle import ArtifactError, ModelBundle, load_bundle, sha256_file
 from shared.engine.matching import ModelInfo
-from shared.library.registry import get_model, model_info, record_usage
+from shared.library.registry import get_model, model_info, record_usage, visible_to
 from shared.settings import Settings, get_settings
 from shared.storage import open_store
 
@@ -47,26 +48,27 @@ class ModelStore:
         self.settings = settings or get_settings()
         self.cache_dir = Path(self.settings.model_cache_dir)
         self.max_in_memory = max_in_memory
-        self._memory: OrderedDict[str, ModelBundle] = OrderedDict()
+        self._memory: OrderedDict[tuple[str, str], ModelBundle] = OrderedDict()
         self._lock = threading.RLock()
         self.stats = {"memory_hits": 0, "disk_hits": 0, "downloads": 0}
 
-    def load(self, name: str) -> ModelBundle:
-        """A ready bundle for the newest version of `name`."""
+    def load(self, name: str, owner: str = LIBRARY) -> ModelBundle:
+        """A ready bundle for the newest version of `name` (the owner's team model, or the
+        library's)."""
         with session_scope(self.settings.db_url) as session:
-            row = get_model(session, name)
+            row = get_model(session, name, owner)
             if row is None:
                 raise ModelNotFound(f"no reference model named {name!r}")
-            uri, checksums = row.artifact_uri, dict(row.file_checksums)
+            uri, checksums, key = row.artifact_uri, dict(row.file_checksums), (row.owner, name)
         with self._lock:
-            bundle = self._memory.get(name)
+            bundle = self._memory.get(key)
             if bundle is not None and bundle.checksums == checksums:
-                self._memory.move_to_end(name)
+                self._memory.move_to_end(key)
                 self.stats["memory_hits"] += 1
                 return bundle
             bundle = self._from_disk_or_download(name, uri, checksums)
-            self._memory[name] = bundle
-            self._memory.move_to_end(name)
+            self._memory[key] = bundle
+            self._memory.move_to_end(key)
             while len(self._memory) > self.max_in_memory:
                 self._memory.popitem(last=False)
             return bundle
@@ -135,9 +137,8 @@ class ModelStore:
     def clear_cache(self, name: str | None = None) -> None:
         """Forget one model (or all) in memory and on disk."""
         with self._lock:
-            names = [name] if name else list(self._memory)
-            for item in names:
-                self._memory.pop(item, None)
+            for key in [k for k in self._memory if name is None or k[1] == name]:
+                self._memory.pop(key, None)
             if name:
                 for folder in self._folders_of(name):
                     shutil.rmtree(folder, ignore_errors=True)
@@ -147,13 +148,14 @@ class ModelStore:
 
     def warm(self, names: Iterable[str] | None = None) -> list[str]:
         """Load these models (default: every registered one); names that failed are logged."""
-        if names is None:
+        if names is None:  # the shared library (team models load on their first job)
             from sqlalchemy import select
 
             from shared.db.models import ReferenceModel
 
             with session_scope(self.settings.db_url) as session:
-                names = sorted(set(session.scalars(select(ReferenceModel.name)).all()))
+                query = select(ReferenceModel.name).where(ReferenceModel.owner == LIBRARY)
+                names = sorted(set(session.scalars(query).all()))
         loaded = []
         for name in names:
             try:
@@ -165,11 +167,18 @@ class ModelStore:
 
 
 class RegistrySource:
-    """Reference models for scoring: metadata from the registry, bundles from a ModelStore."""
+    """Models for scoring one owner's jobs: the shared library and the owner's team models
+    (metadata from the registry, bundles from a ModelStore)."""
 
-    def __init__(self, settings: Settings | None = None, store: ModelStore | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        store: ModelStore | None = None,
+        owner: str = LIBRARY,
+    ) -> None:
         self.settings = settings or get_settings()
         self.store = store or ModelStore(self.settings)
+        self.owner = owner
 
     def models(self) -> list[ModelInfo]:
         from sqlalchemy import select
@@ -177,12 +186,13 @@ class RegistrySource:
         from shared.db.models import ReferenceModel
 
         with session_scope(self.settings.db_url) as session:
-            rows = session.scalars(select(ReferenceModel).order_by(ReferenceModel.name)).all()
+            query = select(ReferenceModel).where(visible_to(self.owner))
+            rows = session.scalars(query.order_by(ReferenceModel.name)).all()
             return [model_info(r) for r in rows]
 
     def load(self, name: str) -> ModelBundle:
-        return self.store.load(name)
+        return self.store.load(name, self.owner)
 
     def record_usage(self, names: list[str]) -> None:
         with session_scope(self.settings.db_url) as session:
-            record_usage(session, names)
+            record_usage(session, names, self.owner)

@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
-from shared.db.models import ReferenceModel, utcnow
+from shared.db.models import LIBRARY, ReferenceModel, utcnow
 from shared.engine.bundle import METADATA_FILE, ArtifactError, mismatched_files, read_manifest
 from shared.engine.matching import Match, ModelInfo, match_models
 
@@ -77,7 +77,9 @@ def upsert(session: Session, values: dict[str, Any]) -> str:
     """Insert or update one row; 'added', 'updated' or 'skipped' (same files)."""
     row = session.scalars(
         select(ReferenceModel).where(
-            ReferenceModel.name == values["name"], ReferenceModel.version == values["version"]
+            ReferenceModel.owner == values.get("owner", LIBRARY),
+            ReferenceModel.name == values["name"],
+            ReferenceModel.version == values["version"],
         )
     ).one_or_none()
     if row is None:
@@ -106,10 +108,17 @@ def populate(session: Session, root: Path) -> PopulateSummary:
     return summary
 
 
-def get_model(session: Session, name: str) -> ReferenceModel | None:
-    """The newest version of a model by name."""
-    rows = session.scalars(select(ReferenceModel).where(ReferenceModel.name == name)).all()
-    return max(rows, key=lambda r: (r.created_at, r.id)) if rows else None
+def visible_to(owner: str) -> Any:
+    """The condition for the models an owner's jobs may use and list: the library and their own."""
+    return or_(ReferenceModel.owner == LIBRARY, ReferenceModel.owner == owner)
+
+
+def get_model(session: Session, name: str, owner: str = LIBRARY) -> ReferenceModel | None:
+    """The newest version of a model by name, among those `owner` sees (theirs first)."""
+    rows = session.scalars(
+        select(ReferenceModel).where(ReferenceModel.name == name, visible_to(owner))
+    ).all()
+    return max(rows, key=lambda r: (r.owner == owner, r.created_at, r.id)) if rows else None
 
 
 def model_info(row: ReferenceModel) -> ModelInfo:
@@ -125,16 +134,18 @@ def find_best_match(
 ) -> list[Match]:
     """Registered models ranked for an upload (role -> column, feature quantiles), as scoring
     ranks them (shared.engine.matching), best first."""
-    rows = session.scalars(select(ReferenceModel).order_by(ReferenceModel.name)).all()
+    rows = session.scalars(
+        select(ReferenceModel).where(ReferenceModel.owner == LIBRARY).order_by(ReferenceModel.name)
+    ).all()
     return match_models([model_info(r) for r in rows], roles, quantiles or {})[:top_k]
 
 
-def record_usage(session: Session, names: list[str]) -> None:
+def record_usage(session: Session, names: list[str], owner: str = LIBRARY) -> None:
     """Count one use of each named model, now."""
     if names:
         session.execute(
             update(ReferenceModel)
-            .where(ReferenceModel.name.in_(names))
+            .where(ReferenceModel.name.in_(names), visible_to(owner))
             .values(usage_count=ReferenceModel.usage_count + 1, last_used_at=utcnow())
         )
         session.commit()

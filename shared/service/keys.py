@@ -13,3 +13,13 @@ def upload_prefix(owner: str) -> str:
 def result_key(owner: str, job_id: Any, name: str) -> str:
     """Where a job's output files live in the object store."""
     return f"results/{owner}/{job_id}/{name}"
+
+
+def model_prefix(owner: str, name: str) -> str:
+    """Where an owner's team model's files live in the object store (`name` with its version)."""
+    return f"models/{owner}/{name}/"
+
+
+def labels_key(owner: str, job_id: Any, name: str) -> str:
+    """Where a job's label sets (and rejected labels' errors files) live in the object store."""
+    return f"labels/{owner}/{job_id}/{name}"

@@ -14,12 +14,15 @@ from shared.settings import Settings, get_settings
 # Task names: the API enqueues by name and never imports worker code.
 TASK_PING = "fraudscore.ping"
 TASK_SCORE = "fraudscore.score_job"
+TASK_TRAIN = "fraudscore.train_model"
 
 # What a send raises while the broker is away.
 BROKER_ERRORS: tuple[type[Exception], ...] = (KombuOperationalError, RedisError, OSError)
 
 QUEUE_JOBS = "jobs"
 QUEUE_CONTROL = "control"
+QUEUE_TRAINING = "training"
+QUEUES = (QUEUE_JOBS, QUEUE_CONTROL, QUEUE_TRAINING)
 
 
 class CeleryConfig:
@@ -52,8 +55,12 @@ class CeleryConfig:
     task_default_queue = QUEUE_JOBS
     task_default_exchange = QUEUE_JOBS
     task_default_routing_key = QUEUE_JOBS
-    task_queues = tuple(Queue(q, Exchange(q), routing_key=q) for q in (QUEUE_JOBS, QUEUE_CONTROL))
-    task_routes = {TASK_PING: {"queue": QUEUE_CONTROL}, TASK_SCORE: {"queue": QUEUE_JOBS}}
+    task_queues = tuple(Queue(q, Exchange(q), routing_key=q) for q in QUEUES)
+    task_routes = {
+        TASK_PING: {"queue": QUEUE_CONTROL},
+        TASK_SCORE: {"queue": QUEUE_JOBS},
+        TASK_TRAIN: {"queue": QUEUE_TRAINING},
+    }
 
     def __init__(self, settings: Settings) -> None:
         self.broker_url = settings.broker_url
@@ -70,9 +77,11 @@ class CeleryConfig:
         self.result_backend_transport_options = transport
 
 
-def enqueue_job(celery: Celery, job_id: str) -> None:
-    """Send a scoring job by task name; the Celery task id is the job id (Flower shows it)."""
-    celery.send_task(TASK_SCORE, args=[job_id], task_id=job_id)
+def enqueue_job(celery: Celery, job_id: str, kind: str = "score") -> None:
+    """Send a job by task name (scoring, or training on its own queue); the Celery task id is
+    the job id (Flower shows it)."""
+    task = TASK_TRAIN if kind == "train" else TASK_SCORE
+    celery.send_task(task, args=[job_id], task_id=job_id)
 
 
 def create_celery(settings: Settings | None = None, include: Sequence[str] = ()) -> Celery:

@@ -24,7 +24,7 @@ from sqlalchemy import or_, select, update
 from shared import states as S
 from shared.db.models import Job, utcnow
 from shared.db.session import rows_changed, session_scope
-from shared.service.queue import QUEUE_JOBS, enqueue_job
+from shared.service.queue import QUEUE_JOBS, QUEUE_TRAINING, enqueue_job
 from shared.service.runner import gave_up, heartbeat_older_than, sweep_temp
 from shared.settings import Settings
 from shared.storage import ObjectStore, open_store
@@ -41,14 +41,16 @@ class SweepReport:
 
 
 def broker_job_ids(celery: Celery) -> set[str]:
-    """Ids of the jobs waiting in the broker's jobs queue or reserved (unacked) by a worker."""
+    """Ids of the jobs waiting in the broker's jobs and training queues or reserved (unacked)
+    by a worker."""
     ids: set[str] = set()
     with celery.connection_for_read() as connection:
         client = connection.default_channel.client
-        for queue in client.scan_iter(match=f"{QUEUE_JOBS}*"):
-            if client.type(queue) in (b"list", "list"):
-                for raw in client.lrange(queue, 0, -1):
-                    ids.add(json.loads(raw)["headers"]["id"])
+        for name in (QUEUE_JOBS, QUEUE_TRAINING):
+            for queue in client.scan_iter(match=f"{name}*"):
+                if client.type(queue) in (b"list", "list"):
+                    for raw in client.lrange(queue, 0, -1):
+                        ids.add(json.loads(raw)["headers"]["id"])
         for raw in client.hvals("unacked"):
             message = json.loads(raw)[0]
             ids.add(message["headers"]["id"])
@@ -62,12 +64,12 @@ def sweep(settings: Settings, celery: Celery) -> SweepReport:
     stale = now - timedelta(seconds=settings.stale_after_s)
     with session_scope(settings.db_url) as session:
         lost = session.execute(
-            select(Job.id, Job.attempts).where(
+            select(Job.id, Job.attempts, Job.kind).where(
                 Job.state == S.RUNNING,
                 heartbeat_older_than(stale),
             )
         ).all()
-    for job_id, attempts in lost:
+    for job_id, attempts, kind in lost:
         was_lost = (
             Job.id == job_id,
             Job.state == S.RUNNING,
@@ -88,28 +90,28 @@ def sweep(settings: Settings, celery: Celery) -> SweepReport:
             requeue = update(Job).where(*was_lost).values(state=S.QUEUED, stage=None)
             if not rows_changed(session, requeue):
                 continue
-        enqueue_job(celery, str(job_id))
+        enqueue_job(celery, str(job_id), kind)
         report.requeued.append(str(job_id))
     grace = now - timedelta(seconds=settings.queued_grace_s)
     with session_scope(settings.db_url) as session:
-        waiting = session.scalars(
-            select(Job.id).where(Job.state == S.QUEUED, Job.updated_at < grace)
+        waiting = session.execute(
+            select(Job.id, Job.kind).where(Job.state == S.QUEUED, Job.updated_at < grace)
         ).all()
     if waiting:
         held = broker_job_ids(celery)
-        for job_id in waiting:
+        for job_id, kind in waiting:
             if str(job_id) in held:
                 continue
             with session_scope(settings.db_url) as session:  # touch: one resend per grace
                 touched = update(Job).where(Job.id == job_id, Job.state == S.QUEUED)
                 if not rows_changed(session, touched.values(updated_at=utcnow())):
                     continue
-            enqueue_job(celery, str(job_id))
+            enqueue_job(celery, str(job_id), kind)
             report.resent.append(str(job_id))
-    for kind in ("requeued", "resent", "failed"):
-        jobs = getattr(report, kind)
+    for what in ("requeued", "resent", "failed"):
+        jobs = getattr(report, what)
         if jobs:
-            logger.warning("reconciler: %s %s", kind, ", ".join(jobs))
+            logger.warning("reconciler: %s %s", what, ", ".join(jobs))
     return report
 
 

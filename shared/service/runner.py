@@ -28,7 +28,7 @@ from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.exc import OperationalError as DatabaseError
 
 from shared import states as S
-from shared.db.models import Job, utcnow
+from shared.db.models import Job, OwnerSettings, utcnow
 from shared.db.session import rows_changed, session_scope
 from shared.engine.options import JobOptions, ScoreOptions
 from shared.engine.pipeline import Cancelled, Pipeline, ScoreResult
@@ -103,6 +103,7 @@ class Claim:
     owner: str
     input_uri: str
     options: JobOptions
+    raw_options: dict[str, Any]
 
 
 class JobFailed(Exception):
@@ -124,6 +125,8 @@ class JobRunner:
     claim (cancelled, or taken over after its heartbeat went stale) changes nothing.
     """
 
+    doing = "scoring"  # in messages
+
     def __init__(self, job_id: uuid.UUID, settings: Settings) -> None:
         self.job_id, self.settings = job_id, settings
         self.attempt = 0  # this attempt's number, set by claim
@@ -135,14 +138,8 @@ class JobRunner:
             return claim
         beat = Heartbeat(self.job_id, self.attempt, self.settings)
         try:
-            store = open_store(settings=self.settings)
-            self.clear_stale_results(store, claim.owner)
             with tempfile.TemporaryDirectory(prefix=temp_prefix(f"job-{self.job_id}")) as tmp:
-                folder = Path(tmp)
-                local = self.fetch(store, claim.input_uri, folder)
-                result = self.score(claim.options, local, folder)
-                self.update(stage=S.STAGE_WRITING)
-                outputs = self.publish(store, claim.owner, folder, result)
+                return self.attempt_job(claim, Path(tmp))
         except Cancelled:
             return self.cancelled()
         except InputError as exc:
@@ -161,11 +158,20 @@ class JobRunner:
             raise
         except Exception:
             logger.exception("job %s: internal error", self.job_id)
-            message = f"internal error while scoring (job {self.job_id}); see the worker log"
+            message = f"internal error while {self.doing} (job {self.job_id}); see the worker log"
             self.finish(S.FAILED, error_message=message)
             raise
         finally:
             beat.stop()
+
+    def attempt_job(self, claim: Claim, folder: Path) -> str:
+        """Score the job's file and publish the results; the final state."""
+        store = open_store(settings=self.settings)
+        self.clear_stale_results(store, claim.owner)
+        local = self.fetch(store, claim.input_uri, folder)
+        result = self.score(claim, local, folder)
+        self.update(stage=S.STAGE_WRITING)
+        outputs = self.publish(store, claim.owner, folder, result)
         return self.succeed(result, *outputs)
 
     def claim(self) -> Claim | str:
@@ -203,7 +209,8 @@ class JobRunner:
                 logger.info("job %s: %s elsewhere; nothing to do", self.job_id, job.state)
                 return job.state
             session.refresh(job)
-            claim = Claim(job.owner, job.input_uri, JobOptions.model_validate(job.options or {}))
+            raw = dict(job.options or {})
+            claim = Claim(job.owner, job.input_uri, JobOptions.model_validate(raw), raw)
             attempts = self.attempt = job.attempts
         if attempts > self.settings.max_attempts:
             reason = gave_up(attempts - 1)
@@ -233,11 +240,14 @@ class JobRunner:
             raise InputError("the uploaded file is missing from the object store") from None
         return local
 
-    def score(self, options: JobOptions, local: Path, folder: Path) -> ScoreResult:
-        source = RegistrySource(self.settings, process_model_store())
+    def score(self, claim: Claim, local: Path, folder: Path) -> ScoreResult:
+        source = RegistrySource(self.settings, process_model_store(), claim.owner)
+        with session_scope(self.settings.db_url) as session:
+            own = session.get(OwnerSettings, claim.owner)
+            default = own.expected_fraud_rate if own is not None else None
         pipeline = Pipeline(
             source,
-            score_options(options, self.settings),
+            score_options(claim.options, self.settings, default_fraud_rate=default),
             self.progress,
             lambda: not self.holds(),
         )

@@ -16,7 +16,7 @@ from shared.db.session import get_engine
 from tests import services
 
 pytestmark = pytest.mark.integration
-TABLES = {"reference_models", "jobs", "api_tokens"}
+TABLES = {"reference_models", "jobs", "api_tokens", "label_sets", "owner_settings"}
 
 
 @pytest.fixture(params=["postgresql", "sqlite"])

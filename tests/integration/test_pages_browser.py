@@ -223,3 +223,48 @@ def test_a_wrong_token_is_reported_on_the_page(live_api: str, browser, tmp_path:
     message = browser.find_element(By.ID, "message")
     WebDriverWait(browser, 10).until(lambda _: "Upload failed" in message.text)
     assert "Bearer" in message.text
+
+
+def test_labels_sent_from_the_job_page_train_a_team_model_shown_on_its_job_page(
+    live_api: str,
+    browser,
+    worker: str,
+    registered_library: Path,
+    db: Session,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
+    import pandas as pd
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    spec = with_rows(example_spec(), 2000)
+    label = spec.column_names()["label"]
+    frame = simulate(spec)
+    upload, labels = tmp_path / "outcomes-later.csv", tmp_path / "labels.csv"
+    write_csv(frame.drop(columns=[label]), upload)
+    pd.DataFrame({"row_number": range(1, len(frame) + 1), "fraud": frame[label]}).to_csv(
+        labels, index=False
+    )
+    browser.get(f"{live_api}/upload")
+    browser.find_element(By.ID, "token").send_keys(create_token(db, "pat"))
+    browser.find_element(By.ID, "file").send_keys(str(upload))
+    browser.find_element(By.ID, "expected_fraud_rate").send_keys("2")
+    browser.find_element(By.ID, "submit").click()
+    WebDriverWait(browser, 30).until(ec.url_contains("/jobs/"))
+    WebDriverWait(browser, 90).until(ec.visibility_of_element_located((By.ID, "done")))
+    assert (
+        "expected fraud rate (as you stated it) 2.0%" in browser.find_element(By.ID, "stats").text
+    )
+    browser.find_element(By.ID, "labels-file").send_keys(str(labels))
+    browser.find_element(By.ID, "model-name").send_keys("chargebacks")
+    browser.find_element(By.ID, "send-labels").click()
+    message = browser.find_element(By.ID, "labels-message")
+    WebDriverWait(browser, 20).until(lambda _: "training chargebacks" in message.text)
+    assert message.text.startswith("Stored 2000 labels")
+    message.find_element(By.LINK_TEXT, "Follow the training job").click()
+    WebDriverWait(browser, 120).until(ec.visibility_of_element_located((By.ID, "trained")))
+    assert browser.find_element(By.ID, "file-name").text == "Training chargebacks"
+    assert browser.find_element(By.ID, "rows").text == "2,000 of 2,000 labeled rows (100%)"
+    assert browser.find_element(By.ID, "trained").text.startswith("Trained chargebacks@1: on your")
+    browser.save_screenshot(str(SCREENSHOTS / "trained.png"))
