@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 from api.auth import require_token
 from api.jobs import _base_url, _own_job, download_stream, receive_upload
 from api.services import services
-from api.views import job_view, model_view
+from api.views import file_name, job_view, model_view
 from shared import states as S
 from shared.db.models import JOB_SCORE, JOB_TRAIN, LIBRARY, Job, LabelSet, ReferenceModel
 from shared.engine import roles as R
@@ -63,22 +63,21 @@ def add_labels(job_id: str) -> tuple[Response, int]:
     name = _model_name(request.form.get("model_name"))
     with svc.session() as session:
         job = _scored_job(session, job_id)
-        columns = list((job.methods or {}).get("input_columns") or [])
         labels = read_labels(data, (job.methods or {}).get("roles", {}).get(R.TX_ID))
         try:
             numbers = resolve(labels, _input_rows(job, labels), int(job.rows_total or 0))
         except Rejected as rejected:
             return _rejected(job, rejected)
-        schema = schema_of(columns)
-        label_set = LabelSet(
-            owner=g.owner, job_id=job.id, schema=schema, uri="", rows=0, positives=0
-        )
+        schema = schema_of(_columns_of(job))
         key = labels_key(g.owner, job.id, f"{uuid.uuid4().hex}.csv")
-        svc.store.put_stream(key, _bytes(label_set_csv(numbers, labels.labels)))
-        label_set.uri, label_set.rows, label_set.positives = (
-            svc.store.uri_for(key),
-            len(numbers),
-            labels.positives,
+        svc.store.put_stream(key, io.BytesIO(label_set_csv(numbers, labels.labels)))
+        label_set = LabelSet(
+            owner=g.owner,
+            job_id=job.id,
+            schema=schema,
+            uri=svc.store.uri_for(key),
+            rows=len(numbers),
+            positives=labels.positives,
         )
         session.add(label_set)
         session.commit()
@@ -90,21 +89,20 @@ def add_labels(job_id: str) -> tuple[Response, int]:
                 "positives": labels.positives,
             },
             "pooled": {"rows": rows, "positives": positives, "schema": schema},
+            "training_job": None,
         }
         negatives = rows - positives
         if positives < MIN_POSITIVES or negatives < MIN_POSITIVES:
-            body["training_job"] = None
             body["message"] = (
                 f"stored {len(numbers)} labels; the labeled jobs of this file's schema hold "
                 f"{positives} fraud and {negatives} legitimate rows: at least {MIN_POSITIVES} of "
                 "each are needed before a team model is trained"
             )
             return jsonify(body), 201
-        training = _start_training(
-            session, "", {"name": name or f"team-{schema[:8]}", "schema": schema}
-        )
+        options = {"name": name or f"team-{schema[:8]}", "schema": schema}
+        training = _start_training(session, "", options)
         body["training_job"] = job_view(training, _base_url())
-        body["message"] = f"stored {len(numbers)} labels; training {training.options['name']}"
+        body["message"] = f"stored {len(numbers)} labels; training {options['name']}"
         return jsonify(body), 201
 
 
@@ -252,7 +250,7 @@ def _input_rows(job: Job, labels: Labels) -> Iterator[pa.Table]:
 def _rejected(job: Job, rejected: Rejected) -> tuple[Response, int]:
     rejection = uuid.uuid4()
     key = labels_key(job.owner, job.id, f"rejected-{rejection.hex}.csv")
-    services().store.put_stream(key, _bytes(rejected.errors_csv()))
+    services().store.put_stream(key, io.BytesIO(rejected.errors_csv()))
     url = f"{_base_url()}/api/v1/jobs/{job.id}/labels/rejected/{rejection}"
     body = {"error": {"code": "bad_request", "message": rejected.message}, "errors_url": url}
     return jsonify(body), 422
@@ -301,5 +299,19 @@ def _named(session: Any, name: str) -> list[ReferenceModel]:
     return found
 
 
-def _bytes(data: bytes) -> io.BytesIO:
-    return io.BytesIO(data)
+def _columns_of(job: Job) -> list[str]:
+    """The job input's columns (from its summary; a job scored before summaries listed them:
+    from the stored file's header)."""
+    listed = (job.methods or {}).get("input_columns")
+    if listed:
+        return list(listed)
+    store = services().store
+    key = store.key_of(job.input_uri)
+    with tempfile.TemporaryDirectory(prefix="fraudscore-labels-") as folder:
+        head = Path(folder) / file_name(job.input_uri)
+        try:
+            with store.open(key or "") as stream:
+                head.write_bytes(stream.read(1 << 20))
+            return list(sniff(head).columns)
+        except (ObjectNotFound, InputError, OSError, EOFError):
+            raise Conflict("this job's file is gone: score the file again to label it") from None

@@ -3,6 +3,7 @@ stored as `row_number,label`; the labeled rows of a schema pooled into a trainin
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import io
 from collections.abc import Iterable, Iterator
@@ -42,7 +43,7 @@ class Labels:
         return int(self.labels.sum())
 
 
-@dataclass(frozen=True)
+@dataclass
 class Rejected(Exception):
     """Labels whose keys are not rows of the job: the message, and the errors file's lines."""
 
@@ -59,15 +60,13 @@ class Rejected(Exception):
 
 def read_labels(data: bytes, id_column: str | None) -> Labels:
     """The labels file's keys and 0/1 labels; InputError naming what is wrong."""
-    try:
-        table = pacsv.read_csv(
-            io.BytesIO(data),
-            convert_options=pacsv.ConvertOptions(column_types={}, strings_can_be_null=False),
-            read_options=pacsv.ReadOptions(autogenerate_column_names=False),
-        )
-    except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
+    text = data.decode("utf-8-sig", errors="replace")
+    header = next(csv.reader(io.StringIO(text.split("\n", 1)[0])), [])
+    as_text = pacsv.ConvertOptions(column_types=dict.fromkeys(header, pa.string()))
+    try:  # every value as written: ids like 0042 stay 0042
+        table = pacsv.read_csv(io.BytesIO(text.encode()), convert_options=as_text)
+    except pa.ArrowInvalid as exc:
         raise InputError(f"the labels file is not a readable CSV file ({exc})") from None
-    table = table.cast(pa.schema([(c, pa.string()) for c in table.column_names]))
     columns = list(table.column_names)
     key = ROW_NUMBER if ROW_NUMBER in columns else id_column if id_column in columns else None
     if key is None:

@@ -58,7 +58,10 @@ def design(path: Path, label: str | None, options: ScoreOptions | None = None) -
     """Every row's inputs (as scoring computes them for the file model) and its label text."""
     pipeline = Pipeline(NoModels(), options)
     fmt = sniff(Path(path))
-    layout = pipeline.profile(fmt, label)
+    try:
+        layout = pipeline.profile(fmt, label)
+    except ValueError as exc:  # a label column the file does not have, or no usable column
+        raise TrainingError(str(exc)) from None
     column = layout.roles.get(R.LABEL)
     blocks, labels = [], []
     with tempfile.TemporaryDirectory(prefix="fraudscore-team-") as folder:
@@ -194,7 +197,7 @@ def label_free_scores(
     """The label-free pipeline's probability of each row of the labeled file (its label
     stripped, no team model), NaN for rows it could not score."""
     with tempfile.TemporaryDirectory(prefix="fraudscore-team-") as folder:
-        unlabeled = Path(folder) / Path(path).name
+        unlabeled = Path(folder) / (Path(path).name.split(".")[0] + ".csv")
         without_label(path, label, unlabeled)
         output = Path(folder) / "predictions.csv"
         quiet = replace(options, reasons=False)
