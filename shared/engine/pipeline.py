@@ -126,9 +126,10 @@ class Pipeline:
 
     # --- stages ------------------------------------------------------------------------------
 
-    def profile(self, fmt: CsvFormat, label: str | None = None) -> Layout:
-        """Roles, time format and the other usable columns, from the file's first rows (a
-        labeled file's `label` column read as the label, never as an input)."""
+    def profile(self, fmt: CsvFormat, label: str | None = None, labeled: bool = False) -> Layout:
+        """Roles, time format and the other usable columns, from the file's first rows. A
+        labeled file's label column (`label`, or the one its name reveals) is read by the
+        passes for the caller, never as an input."""
         with self.time("read"):
             first = head(fmt, self.options.sample_rows)
         if first.num_rows == 0:
@@ -148,9 +149,8 @@ class Pipeline:
             )
         id_columns = [roles.columns[r] for r in ID_ROLES if r in roles]
         out_columns = list(fmt.columns) if self.options.keep_columns else id_columns
-        needed = {c for r, c in roles.columns.items() if r != R.LABEL or label} | set(
-            roles.date_parts
-        )
+        needed = {c for r, c in roles.columns.items() if r != R.LABEL or labeled}
+        needed |= set(roles.date_parts)
         needed |= set(out_columns) | set(extra.used)
         columns = sorted(needed, key=fmt.columns.index)
         return Layout(fmt, roles, time_format, extra, columns, out_columns)

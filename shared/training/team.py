@@ -59,7 +59,7 @@ def design(path: Path, label: str | None, options: ScoreOptions | None = None) -
     pipeline = Pipeline(NoModels(), options)
     fmt = sniff(Path(path))
     try:
-        layout = pipeline.profile(fmt, label)
+        layout = pipeline.profile(fmt, label, labeled=True)
     except ValueError as exc:  # a label column the file does not have, or no usable column
         raise TrainingError(str(exc)) from None
     column = layout.roles.get(R.LABEL)

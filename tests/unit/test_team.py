@@ -135,3 +135,12 @@ def test_too_few_labels_are_refused_with_how_many_are_needed(
     with pytest.raises(TrainingError, match=r"3 fraud .* at least 10"):
         train_team(path, "few", tmp_path / "models", FolderSource(small_library), label, OPTIONS)
     assert not (tmp_path / "models" / "few").exists()
+
+
+def test_the_label_column_is_found_by_its_name_when_not_given(halves: dict[str, object]) -> None:
+    from shared.training.team import design, labels_of
+
+    found = design(Path(str(halves["first"])), None)
+    assert found.layout.roles.get("label") == halves["label"]
+    assert len(labels_of(found)) == len(found.x) == 3000
+    assert halves["label"] not in found.names
