@@ -23,7 +23,7 @@ from api.services import Services, services
 from shared import states as S
 from shared.db.models import Job
 from shared.engine.timing import TIMED_STAGES
-from shared.service.queue import QUEUE_CONTROL, QUEUE_JOBS
+from shared.service.queue import QUEUES
 
 bp = Blueprint("metrics", __name__)
 DURATION_BUCKETS = (1, 5, 15, 60, 300, 900, 3600)
@@ -98,7 +98,7 @@ class JobCollector:
             with self.svc.celery.connection_for_read() as connection:
                 connection.ensure_connection(max_retries=1, interval_start=0, timeout=2)
                 channel = connection.default_channel
-                for queue in (QUEUE_JOBS, QUEUE_CONTROL):
+                for queue in QUEUES:
                     try:
                         count = channel.queue_declare(queue=queue, passive=True).message_count
                     except ChannelError:  # never declared: nothing can be waiting in it
