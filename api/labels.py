@@ -233,7 +233,7 @@ def _input_rows(job: Job, labels: Labels) -> Iterator[pa.Table]:
     if key is None:
         raise InputError("the job's input is not in this service's object store")
     with tempfile.TemporaryDirectory(prefix="fraudscore-labels-") as folder:
-        local = Path(folder) / "input.csv"
+        local = Path(folder) / file_name(job.input_uri)  # .gz: read as gzip
         try:
             store.get_file(key, local)
         except ObjectNotFound:

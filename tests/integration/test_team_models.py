@@ -10,6 +10,7 @@ import uuid
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
+from unittest.mock import ANY
 
 import numpy as np
 import pandas as pd
@@ -146,7 +147,12 @@ def test_bad_label_files_get_clear_errors_and_change_nothing(
     few = post_file(client, url, b"row_number,label\n1,1\n2,0\n3,0\n", alice)
     assert few.status_code == 201 and few.json["training_job"] is None
     assert "at least 10 of each are needed" in few.json["message"]
-    assert db.scalar(select(func.count()).select_from(LabelSet)) == 1
+    ids = example_spec().column_names()["tx_id"]
+    by_id = f"{ids},fraud\n{frame[ids].iloc[7]},yes\n{frame[ids].iloc[9]},no\n".encode()
+    named = post_file(client, url, by_id, alice)
+    assert named.status_code == 201 and named.json["label_set"]["rows"] == 2
+    assert named.json["pooled"] == {"rows": 5, "positives": 2, "schema": ANY}
+    assert db.scalar(select(func.count()).select_from(LabelSet)) == 2
     assert (
         db.scalar(
             select(func.count()).select_from(ReferenceModel).where(ReferenceModel.owner == "alice")
