@@ -86,6 +86,7 @@ FOLDS = 4  # contiguous blocks in time: each scored by a model trained on the ot
 MAX_ROUNDS = 400
 EARLY_STOP = 40
 RATE_PRIOR_FRAUDS = 10  # the whole history's rate counts as this many frauds beside the latest
+EVIDENCE_FLOOR = 0.01  # the label-free rank's least weight in the stack
 PARAMS = {
     "objective": "binary:logistic",
     "eval_metric": "aucpr",
@@ -178,6 +179,17 @@ def without_label(fmt_path: Path, label: str, target: Path) -> None:
             writer.close()
 
 
+def fit_stack(oof: np.ndarray, rank: np.ndarray, y: np.ndarray, order: np.ndarray) -> Stack:
+    """The stack's weights, fitted on the latest half of the labels in time where it holds
+    MIN_POSITIVES frauds (on all of them otherwise): what each source proves changes as fraud
+    drifts. The label-free rank keeps at least EVIDENCE_FLOOR, so that rows never tie."""
+    latest = np.concatenate(np.array_split(order, FOLDS)[FOLDS // 2 :])
+    if y[latest].sum() >= MIN_POSITIVES and (1 - y[latest]).sum() >= MIN_POSITIVES:
+        oof, rank, y = oof[latest], rank[latest], y[latest]
+    stack = Stack.fit(oof, rank, y)
+    return Stack(stack.bias, stack.team, max(stack.evidence, EVIDENCE_FLOOR))
+
+
 def recent_level(
     stack: Stack, oof: np.ndarray, rank: np.ndarray, y: np.ndarray, order: np.ndarray
 ) -> Stack:
@@ -235,7 +247,8 @@ def train_team(
     free = label_free_scores(path, label_column, source, options)
     free = np.where(np.isfinite(free), free, np.nanmedian(free))
     rank = mid_rank(np.sort(free), free)
-    stack = recent_level(Stack.fit(oof, rank, y), oof, rank, y, time_order(found))
+    order = time_order(found)
+    stack = recent_level(fit_stack(oof, rank, y, order), oof, rank, y, order)
     names = input_names(found.names, found.layout.roles)
     metrics = _team_metrics(y, oof, free, stack(oof, rank), rounds)
     metrics["train_seconds"] = round(time.perf_counter() - started, 2)
