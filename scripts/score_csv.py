@@ -120,7 +120,8 @@ def describe(stats: dict[str, Any], methods: dict[str, Any], output: Path) -> li
         rate += f" (level from the {level})" if level == "team labels" else " (as stated)"
     lines.append(rate)
     if team := methods.get("team_model"):
-        lines.append(f"  team model: {team['name']} leads")
+        role = "leads" if team.get("leads_ranking") else "sets the level"
+        lines.append(f"  team model: {team['name']} {role}")
     models = ", ".join(f"{m['name']} (similarity {m['similarity']:.2f})" for m in methods["models"])
     lines.append(f"  reference models: {models or 'none (the file is ranked by its own evidence)'}")
     for row in stats.get("riskiest_rows", [])[:3]:

@@ -119,9 +119,16 @@ def explain_team(team: TeamLead) -> dict[str, Any]:
         "team_weight": round(stack.team, 4),
         "evidence_weight": round(stack.evidence, 4),
         "validation": {k: metrics[k] for k in ("roc_auc", "label_free_roc_auc") if k in metrics},
+        "leads_ranking": stack.team > stack.evidence,
         "reason": (
-            f"the team's model {team.bundle.name} leads ({team.coverage:.0%} of what it learnt "
-            f"is in this file): {proven}; its log-odds count {stack.team:.2f}x and the "
-            f"label-free rank's {stack.evidence:.2f}x, as fitted on those labels"
+            f"the team's model {team.bundle.name} "
+            + (
+                "leads"
+                if stack.team > stack.evidence
+                else "sets the fraud level; the label-free ranking stays"
+            )
+            + f" ({team.coverage:.0%} of what it learnt is in this file): {proven}; its "
+            f"log-odds count {stack.team:.2f}x and the label-free rank's {stack.evidence:.2f}x, "
+            "as fitted on those labels"
         ),
     }
