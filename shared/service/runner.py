@@ -323,7 +323,7 @@ class JobRunner:
         with session_scope(self.settings.db_url) as session:
             return bool(
                 rows_changed(
-                    session, update(Job).where(*_held(self.job_id, self.attempt)).values(**values)
+                    session, update(Job).where(*held_by(self.job_id, self.attempt)).values(**values)
                 )
             )
 
@@ -336,7 +336,7 @@ class JobRunner:
     def holds(self) -> bool:
         """Whether this attempt still holds the job (not cancelled, not taken over)."""
         with session_scope(self.settings.db_url) as session:
-            found = session.scalar(select(Job.id).where(*_held(self.job_id, self.attempt)))
+            found = session.scalar(select(Job.id).where(*held_by(self.job_id, self.attempt)))
             return found is not None
 
     def state(self) -> str | None:
@@ -381,7 +381,7 @@ def heartbeat_older_than(cutoff: datetime) -> Any:
     return or_(Job.heartbeat_at.is_(None), Job.heartbeat_at < cutoff)
 
 
-def _held(job_id: uuid.UUID, attempt: int) -> tuple[Any, ...]:
+def held_by(job_id: uuid.UUID, attempt: int) -> tuple[Any, ...]:
     """The condition under which attempt number `attempt` still holds the job."""
     return (Job.id == job_id, Job.state == S.RUNNING, Job.attempts == attempt)
 
@@ -411,7 +411,7 @@ class Heartbeat:
                     rows_changed(
                         session,
                         update(Job)
-                        .where(*_held(self.job_id, self.attempt))
+                        .where(*held_by(self.job_id, self.attempt))
                         .values(heartbeat_at=utcnow()),
                     )
             except Exception as exc:  # the database is away: the next beat tries again

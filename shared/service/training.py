@@ -28,7 +28,7 @@ from shared.library.registry import STORAGE_LOCAL, STORAGE_S3, row_values
 from shared.logs import job_context
 from shared.service.keys import model_prefix
 from shared.service.labels import TRAIN_LABEL, TrainingFile, read_label_set
-from shared.service.runner import Claim, JobRunner, _held, process_model_store, score_options
+from shared.service.runner import Claim, JobRunner, held_by, process_model_store, score_options
 from shared.settings import Settings, get_settings
 from shared.storage import ObjectNotFound, ObjectStore, open_store
 from shared.training.team import train_team
@@ -140,7 +140,7 @@ class TrainingRunner(JobRunner):
             held = rows_changed(
                 session,
                 update(Job)
-                .where(*_held(self.job_id, self.attempt))
+                .where(*held_by(self.job_id, self.attempt))
                 .values(
                     state=S.SUCCEEDED,
                     stage=None,
