@@ -7,7 +7,7 @@ from sqlalchemy import select
 from werkzeug.wrappers import Response as BaseResponse
 
 from api.auth import require_token
-from api.jobs import create_job, download, own_input, receive_upload
+from api.jobs import create_job, download, idempotency_key, own_input, receive_upload
 from api.services import services
 from shared.db.models import Job
 from shared.errors import InputError
@@ -26,15 +26,17 @@ def apply_unlabeled() -> tuple[Response, int]:
     202 with the job id and the input's `filepath`; the job's status then carries success,
     message, predictions_file, download_url, stats, methods_used.
     """
-    idempotency_key = request.headers.get("Idempotency-Key")
+    retry_key = idempotency_key()
     if request.mimetype == "multipart/form-data":
         key, fields = receive_upload()
         options = {"model_name": fields["model_name"]} if fields.get("model_name") else {}
         uri = services().store.uri_for(key)
-        return create_job(uri, options, idempotency_key, uploaded=key)
+        return create_job(uri, options, retry_key, uploaded=key)
     body = request.get_json(silent=True)
     body = body if isinstance(body, dict) else {}
     filepath = str(body.get("filepath") or "").lstrip("/")
+    if "\x00" in filepath or len(filepath) > 1000:
+        raise InputError("invalid filepath: at most 1000 characters, and no NUL character")
     if not filepath:
         raise InputError(
             "send the file (a multipart part named `file`) or JSON with `filepath`: the name "
@@ -48,7 +50,7 @@ def apply_unlabeled() -> tuple[Response, int]:
     else:
         key = prefix + filepath
     options = {"model_name": str(body["model_name"])} if body.get("model_name") else {}
-    return create_job(own_input(key), options, idempotency_key)
+    return create_job(own_input(key), options, retry_key)
 
 
 def _latest_upload(name: str) -> str:
@@ -57,7 +59,7 @@ def _latest_upload(name: str) -> str:
     with svc.session() as session:
         uris = session.scalars(
             select(Job.input_uri)
-            .where(Job.owner == g.owner, Job.input_uri.endswith("/" + name))
+            .where(Job.owner == g.owner, Job.input_uri.endswith("/" + name, autoescape=True))
             .order_by(Job.created_at.desc())
         ).all()
     for uri in uris:

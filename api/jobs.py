@@ -20,7 +20,7 @@ from api.views import job_view
 from shared import states as S
 from shared.db.models import Job, ReferenceModel, utcnow
 from shared.db.session import rows_changed
-from shared.engine.options import parse_options
+from shared.engine.options import JobOptions, parse_options
 from shared.errors import Conflict, InputError, NotFound, TooLarge, Unavailable
 from shared.library.registry import visible_to
 from shared.service.keys import upload_prefix
@@ -31,6 +31,8 @@ from shared.storage.base import clean_key
 bp = Blueprint("jobs", __name__, url_prefix="/api/v1")
 logger = logging.getLogger(__name__)
 SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,200}")
+MAX_PAGE = 1_000_000
 
 
 def _own_job(session: Any, job_id: str) -> Job:
@@ -46,7 +48,23 @@ def _own_job(session: Any, job_id: str) -> Job:
 
 
 def _base_url() -> str:
-    return request.host_url.rstrip("/")
+    """Where clients reach the API (PUBLIC_URL), never the request's Host header."""
+    return services().settings.base_url
+
+
+def upload_name(filename: str) -> str:
+    """The user's file name as the last part of a key the server made: safe characters only,
+    never `.`, `..` or empty (names are data, never paths)."""
+    name = SAFE_NAME.sub("_", filename.replace("\\", "/").rsplit("/", 1)[-1])[:120]
+    return name.lstrip(".") or "upload.csv"
+
+
+def idempotency_key() -> str | None:
+    """The Idempotency-Key header, checked: 1-200 printable ASCII characters."""
+    value = request.headers.get("Idempotency-Key") or None
+    if value is not None and not IDEMPOTENCY_KEY.fullmatch(value):
+        raise InputError("the Idempotency-Key header must be 1-200 printable ASCII characters")
+    return value
 
 
 @bp.post("/jobs")
@@ -57,20 +75,20 @@ def submit() -> tuple[Response, int]:
     limit = svc.settings.upload_max_bytes
     if request.content_length is not None and request.content_length > limit + FORM_OVERHEAD:
         raise TooLarge(f"uploads are limited to {limit} bytes")
-    idempotency_key = request.headers.get("Idempotency-Key") or None
-    if idempotency_key:
+    retry_key = idempotency_key()
+    if retry_key:
         with svc.session() as session:
-            existing = _job_for_key(session, idempotency_key)
+            existing = _job_for_key(session, retry_key)
             if existing is not None:  # a retry: answer before reading the body again
                 return jsonify(_accepted(existing)), 200
     if request.mimetype == "multipart/form-data":
         key, raw_options = receive_upload()
-        return create_job(svc.store.uri_for(key), raw_options, idempotency_key, uploaded=key)
+        return create_job(svc.store.uri_for(key), raw_options, retry_key, uploaded=key)
     body = request.get_json(silent=True)
     if not isinstance(body, dict) or not body.get("input_uri"):
         raise InputError(MISSING_FILE)
     given = str(body["input_uri"])  # the store's URI of the object, or its key
-    return create_job(own_input(svc.store.key_of(given) or given), body, idempotency_key)
+    return create_job(own_input(svc.store.key_of(given) or given), body, retry_key)
 
 
 MISSING_FILE = (
@@ -89,8 +107,7 @@ def receive_upload(check: bool = True) -> tuple[str, dict[str, str]]:
     prefix = upload_prefix(g.owner)
 
     def key_for(filename: str) -> str:
-        name = SAFE_NAME.sub("_", filename.rsplit("/", 1)[-1])[:120] or "upload.csv"
-        return f"{prefix}{uuid.uuid4().hex}/{name}"
+        return f"{prefix}{uuid.uuid4().hex}/{upload_name(filename)}"
 
     limit = svc.settings.upload_max_bytes
 
@@ -108,8 +125,14 @@ def receive_upload(check: bool = True) -> tuple[str, dict[str, str]]:
 
 
 def check_options(session: Any, raw_options: Any) -> dict[str, Any]:
-    """The options as stored on a job; 400 naming the field for anything that cannot run."""
-    options = parse_options(dict(raw_options))
+    """The options as stored on a job; 400 naming the field for anything that cannot run (an
+    unknown one too: a misspelt option must not be ignored)."""
+    raw = {k: v for k, v in dict(raw_options).items() if k != "input_uri"}
+    unknown = sorted(set(raw) - set(JobOptions.model_fields))
+    if unknown:
+        known = ", ".join(JobOptions.model_fields)
+        raise InputError(f"unknown option {unknown[0][:60]!r}; the options are: {known}")
+    options = parse_options(raw)
     if options.model_name is not None:
         known = session.scalar(
             select(ReferenceModel.id)
@@ -205,7 +228,9 @@ def status(job_id: str) -> Response:
 @require_token
 def list_jobs() -> Response:
     """The caller's jobs, newest first, `page` and `per_page` (max 100)."""
-    page = max(1, request.args.get("page", 1, type=int) or 1)
+    page = request.args.get("page", 1, type=int) or 1
+    if not 1 <= page <= MAX_PAGE:
+        raise InputError(f"page must be a whole number from 1 to {MAX_PAGE}")
     per_page = min(100, max(1, request.args.get("per_page", 20, type=int) or 20))
     with services().session() as session:
         mine = select(Job).where(Job.owner == g.owner)

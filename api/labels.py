@@ -190,8 +190,8 @@ def train_from_file() -> tuple[Response, int]:
         if name is None:
             raise InputError("field `name` is missing: name the model (letters, digits, . _ -)")
         label = (fields.get("label") or "").strip() or None
-        if label is not None and len(label) > 200:
-            raise InputError("field `label` is longer than 200 characters")
+        if label is not None and (len(label) > 200 or "\x00" in label):
+            raise InputError("field `label`: at most 200 characters, and no NUL character")
     except InputError:
         svc.store.delete(key)
         raise
@@ -288,7 +288,8 @@ def _named(session: Any, name: str) -> list[ReferenceModel]:
         select(ReferenceModel)
         .where(
             visible_to(g.owner),
-            ReferenceModel.name.in_([name]) | ReferenceModel.name.like(f"{name}@%"),
+            ReferenceModel.name.in_([name])
+            | ReferenceModel.name.startswith(f"{name}@", autoescape=True),
         )
         .order_by(ReferenceModel.created_at)
     ).all()

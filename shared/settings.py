@@ -74,6 +74,9 @@ class Settings(BaseSettings):
     partial_upload_max_age_s: float = Field(default=3600.0, ge=0)
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=5000, gt=0, lt=65536)
+    # The address clients reach the API at, for the URLs answers carry (never the request's
+    # Host header); unset: http://API_HOST:API_PORT (127.0.0.1 for 0.0.0.0).
+    public_url: str | None = None
 
     # Jobs: Celery soft/hard time limits in seconds.
     job_soft_time_limit_s: int = Field(default=3600, gt=0)
@@ -138,6 +141,14 @@ class Settings(BaseSettings):
     def models_dir(self) -> Path:
         """AUTOML_MODELS_DIR, or var/automl_models."""
         return self.automl_models_dir or self.var_dir / "automl_models"
+
+    @property
+    def base_url(self) -> str:
+        """PUBLIC_URL, or the address the API listens on."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = "127.0.0.1" if self.api_host in ("0.0.0.0", "::", "") else self.api_host
+        return f"http://{host}:{self.api_port}"
 
     @property
     def broker_url(self) -> str:

@@ -64,6 +64,13 @@ class JobOptions(BaseModel):
     def _blank_is_unset(cls, value: Any) -> Any:
         return None if value == "" else value
 
+    @field_validator("model_name")
+    @classmethod
+    def _no_nul(cls, value: str | None) -> str | None:
+        if value is not None and "\x00" in value:
+            raise ValueError("must not contain a NUL character")
+        return value
+
     @field_validator("keep_columns", mode="before")
     @classmethod
     def _unset_is_false(cls, value: Any) -> Any:

@@ -114,7 +114,8 @@ class TrainingRunner(JobRunner):
         with session_scope(self.settings.db_url) as session:
             rows = session.scalars(
                 select(ReferenceModel.version).where(
-                    ReferenceModel.owner == owner, ReferenceModel.name.like(f"{name}@%")
+                    ReferenceModel.owner == owner,
+                    ReferenceModel.name.startswith(f"{name}@", autoescape=True),
                 )
             ).all()
         versions = [int(v) for v in rows if str(v).isdigit()]

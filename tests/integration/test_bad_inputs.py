@@ -155,6 +155,36 @@ REQUESTS: list[tuple[str, Callable, int, str]] = [
         400,
         "filepath",
     ),
+    (
+        "page beyond any page",
+        lambda c, h: c.get("/api/v1/jobs?page=" + "9" * 30, headers=h),
+        400,
+        "page must be a whole number",
+    ),
+    (
+        "Idempotency-Key over 200 characters",
+        lambda c, h: _multipart(c, {**h, "Idempotency-Key": "k" * 201}, _form(_csv(GOOD))),
+        400,
+        "Idempotency-Key",
+    ),
+    (
+        "NUL in model_name",
+        lambda c, h: _multipart(c, h, _form(_csv(GOOD), model_name="a\x00b")),
+        400,
+        "model_name",
+    ),
+    (
+        "NUL in filepath",
+        lambda c, h: c.post("/api/apply_unlabeled", headers=h, json={"filepath": "a\x00b.csv"}),
+        400,
+        "filepath",
+    ),
+    (
+        "unknown option",
+        lambda c, h: _multipart(c, h, _form(_csv(GOOD), topk="2")),
+        400,
+        "unknown option 'topk'",
+    ),
 ]
 
 
@@ -359,3 +389,57 @@ def test_formula_cells_come_back_neutralised(
             assert not str(column).startswith("="), column
         if keep == "true":
             assert (out["'=formula_column"] == "-5").all()  # numbers are left alone
+
+
+@pytest.mark.parametrize("backend", ["s3", "file"])
+@pytest.mark.parametrize("name", ["..", ".", "...", "../../etc/x.csv", "a\\..\\b.csv"])
+def test_an_upload_name_is_data_never_a_path(
+    service_env: dict[str, str],
+    registered_library: Path,
+    owner: tuple[str, dict[str, str]],
+    settings: Settings,
+    tmp_path: Path,
+    name: str,
+    backend: str,
+) -> None:
+    from api import create_app
+
+    owner_name, headers = owner
+    uri = settings.store_uri if backend == "s3" else (tmp_path / "store").as_uri()
+    client = create_app({"object_store_uri": uri}).test_client()
+    first = _multipart(client, headers, _form(_csv(GOOD), name=name))
+    assert first.status_code == 202, first.json
+    again = _multipart(client, headers, _form(_csv(GOOD), name="next.csv"))
+    assert again.status_code == 202, again.json  # the owner's folder is still a folder
+    store = open_store(uri, settings=settings)
+    keys = [item.key for item in store.list(f"uploads/{owner_name}/")]
+    assert len(keys) == 2
+    assert all(k.count("/") == 3 and not k.rsplit("/", 1)[1].startswith(".") for k in keys), keys
+
+
+def test_a_percent_sign_is_no_wildcard_for_an_earlier_upload(
+    client: FlaskClient, registered_library: Path, owner: tuple[str, dict[str, str]]
+) -> None:
+    _, headers = owner
+    assert _multipart(client, headers, _form(_csv(GOOD), name="march.csv")).status_code == 202
+    for pattern in ("%", "%.csv", "_arch.csv"):
+        response = client.post("/api/apply_unlabeled", headers=headers, json={"filepath": pattern})
+        assert response.status_code == 400, (pattern, response.json)
+        assert "no uploaded file called" in response.json["error"]["message"]
+    exact = client.post("/api/apply_unlabeled", headers=headers, json={"filepath": "march.csv"})
+    assert exact.status_code == 202
+
+
+def test_urls_in_answers_come_from_the_public_url_not_the_host_header(
+    client: FlaskClient,
+    registered_library: Path,
+    owner: tuple[str, dict[str, str]],
+    settings: Settings,
+) -> None:
+    _, headers = owner
+    evil = {**headers, "Host": "evil.example"}
+    accepted = _multipart(client, evil, _form(_csv(GOOD)))
+    assert accepted.status_code == 202
+    assert accepted.json["status_url"].startswith(settings.base_url + "/api/v1/jobs/")
+    listed = client.get("/api/v1/jobs", headers=evil).json["jobs"]
+    assert listed and "evil.example" not in str(listed)
