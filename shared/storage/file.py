@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
+import socket
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -18,6 +20,32 @@ if TYPE_CHECKING:
     from shared.settings import Settings
 
 _CHUNK = 1024 * 1024
+_HOST = re.sub(r"[^A-Za-z0-9.]", "_", socket.gethostname())
+_PART = re.compile(r"^\.tmp-(?P<host>[A-Za-z0-9._]+)-p(?P<pid>\d+)-[^-]*\.part$")
+
+
+def _writer_gone(name: str) -> bool:
+    """Whether a partial file was written by a process of this host that no longer runs."""
+    found = _PART.match(name)
+    if found is None or found["host"] != _HOST:
+        return False
+    pid = int(found["pid"])
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # another user's live process
+        return False
+    return _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    """A killed process its parent has not reaped yet (it answers signal 0, yet is gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[:1] == ["Z"]
 
 
 class FileObjectStore(ObjectStore):
@@ -39,7 +67,9 @@ class FileObjectStore(ObjectStore):
     def _write(self, key: str, fill: Callable[[IO[bytes]], object]) -> int:
         target = self._path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=".part")
+        # The writer's host and pid in the name: a restart removes what a dead one left.
+        prefix = f".tmp-{_HOST}-p{os.getpid()}-"
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=prefix, suffix=".part")
         try:
             with os.fdopen(fd, "wb") as out:
                 fill(out)
@@ -90,12 +120,13 @@ class FileObjectStore(ObjectStore):
         yield from sorted(found, key=lambda info: info.key)
 
     def sweep_partial(self, older_than_s: float) -> int:
-        """`.tmp-*.part` files not written to for older_than_s (their writer is gone)."""
+        """`.tmp-*.part` files whose writer is gone: a process of this host that no longer
+        runs, or (another host's) not written to for older_than_s."""
         cutoff = time.time() - older_than_s
         removed = 0
         for part in self.root.rglob(".tmp-*.part") if self.root.is_dir() else []:
             with contextlib.suppress(FileNotFoundError):
-                if part.stat().st_mtime <= cutoff:
+                if _writer_gone(part.name) or part.stat().st_mtime <= cutoff:
                     part.unlink()
                     removed += 1
         return removed

@@ -330,7 +330,7 @@ def test_the_api_killed_mid_upload_leaves_nothing_once_restarted(
         "OBJECT_STORE_URI": store_root.as_uri(),
         "DATABASE_URL": rig_db,
         "API_PORT": str(port),
-        "PARTIAL_UPLOAD_MAX_AGE_S": "0",
+        # The default age (an hour): the killed writer's pid, not its age, gets it swept.
     }
     token = create_token(db, "fault-upload")
     api = services.start_api(env, tmp_path / "api.log", port)
