@@ -38,6 +38,16 @@ def celery_args(role: str, settings: Settings) -> list[str]:
     raise SystemExit(f"usage: python -m worker [worker|flower], not {role!r}")
 
 
+def lock_flower_routes() -> None:
+    """Flower answers /metrics and /healthcheck without its password (worker names, task
+    counts): they ask for it like every other route."""
+    import tornado.web
+    from flower.views import monitor
+
+    for handler in (monitor.Metrics, monitor.Healthcheck):
+        handler.get = tornado.web.authenticated(handler.get)
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     from celery.bin.celery import main as celery_main
@@ -48,7 +58,10 @@ def main(argv: list[str] | None = None) -> None:
         from celery.exceptions import SecurityWarning
 
         warnings.filterwarnings("ignore", category=SecurityWarning)
-    sys.argv = ["celery", *celery_args(argv[0] if argv else "worker", settings)]
+    role = argv[0] if argv else "worker"
+    if role == "flower":
+        lock_flower_routes()
+    sys.argv = ["celery", *celery_args(role, settings)]
     celery_main()
 
 

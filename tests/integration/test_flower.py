@@ -56,7 +56,7 @@ def flower(service_env: dict[str, str], tmp_path: Path) -> Iterator[str]:
         if proc.poll() is not None:
             raise RuntimeError((tmp_path / "flower.log").read_text()[-3000:])
         try:
-            return get(f"{url}/healthcheck")[0] == 200
+            return get(f"{url}/healthcheck", AUTH)[0] == 200
         except OSError:
             return False
 
@@ -94,3 +94,6 @@ def test_a_failed_job_is_a_failure_in_flower_under_its_job_id(
     assert "notes.txt has a header but no rows" in info["exception"]
     assert job_id in str(info["args"])
     assert get(f"{flower}/api/tasks")[0] == 401  # without the password, no list of jobs
+    for route in ("/metrics", "/healthcheck", "/", "/api/workers"):  # nor anything else
+        assert get(f"{flower}{route}")[0] == 401, route
+    assert b"flower_events_total" in get(f"{flower}/metrics", AUTH)[1]
