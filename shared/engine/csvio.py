@@ -10,7 +10,7 @@ import csv
 import gzip
 import io
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +32,19 @@ class CsvFormat:
     encoding: str
     delimiter: str
     columns: tuple[str, ...]
+    # Read as Latin-1 although its first 256 KiB were UTF-8: a later byte was not.
+    fallback: bool = False
+
+    def as_latin1(self) -> CsvFormat:
+        """The same file read as Latin-1 (which decodes every byte)."""
+        return replace(self, encoding="latin-1", fallback=True)
+
+
+class NotUtf8(InputError):
+    """A byte past the sniffed prefix is not UTF-8 (the caller may read it as Latin-1)."""
+
+
+UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 
 
 def _open_bytes(path: Path, compressed: bool) -> io.BufferedIOBase:
@@ -52,13 +65,19 @@ def sniff(path: Path) -> CsvFormat:
         raise InputError(f"cannot read {path.name}: {exc}") from None
     if not head.strip():
         raise InputError(f"{path.name} is empty")
-    if b"\x00" in head:
-        raise InputError(f"{path.name} is not a text CSV file (binary content)")
-    try:
-        text = head.decode("utf-8-sig") if len(head) < SNIFF_BYTES else _decode_prefix(head)
-        encoding = "utf8"
-    except UnicodeDecodeError:
-        text, encoding = head.decode("latin-1"), "latin-1"
+    if head.startswith(UTF16_BOMS):  # Excel's "Unicode text": UTF-16, tab-separated
+        text, encoding = _decode_utf16(head, path.name), "utf-16"
+    elif b"\x00" in head:
+        raise InputError(
+            f"{path.name} is not a text CSV file (binary content; a spreadsheet's own format? "
+            "save it as CSV)"
+        )
+    else:
+        try:
+            text = head.decode("utf-8-sig") if len(head) < SNIFF_BYTES else _decode_prefix(head)
+            encoding = "utf8"
+        except UnicodeDecodeError:
+            text, encoding = head.decode("latin-1"), "latin-1"
     lines = text.splitlines()
     if len(head) >= SNIFF_BYTES and len(lines) < 2:
         raise InputError(
@@ -74,9 +93,23 @@ def sniff(path: Path) -> CsvFormat:
     except csv.Error as exc:
         raise InputError(f"{path.name}: unreadable header line ({exc})") from None
     columns = tuple(name.strip() or f"column_{i + 1}" for i, name in enumerate(header))
-    if len(set(columns)) != len(columns):
-        raise InputError(f"{path.name}: duplicate column names in the header")
+    twice = sorted({c for c in columns if columns.count(c) > 1})
+    if twice:
+        raise InputError(
+            f"{path.name}: the header names {', '.join(repr(c) for c in twice[:5])} more than "
+            "once (an empty name counts as column_N, its place); give each column its own name"
+        )
     return CsvFormat(path, compressed, encoding, delimiter, columns)
+
+
+def _decode_utf16(head: bytes, name: str) -> str:
+    """The sniffed prefix of a UTF-16 file (it may end inside a character)."""
+    for cut in range(4):
+        try:
+            return head[: len(head) - cut].decode("utf-16")
+        except UnicodeDecodeError:
+            continue
+    raise InputError(f"{name}: starts like UTF-16 text but does not decode as it")
 
 
 def _decode_prefix(head: bytes) -> str:
@@ -115,37 +148,39 @@ def iter_tables(
         reader = pacsv.open_csv(
             stream, read_options=read, parse_options=parse, convert_options=convert
         )
-        rows = 0
-        for batch in reader:
+        rows, pending = 0, None
+        for batch in reader:  # one table behind: the file's last row is checked before it goes
             if batch.num_rows:
-                table = pa.Table.from_batches([batch])
-                _check_quotes(fmt, table[last], rows)
-                rows += table.num_rows
-                yield table if last in wanted else table.drop_columns([last])
+                if pending is not None:
+                    rows += pending.num_rows
+                    yield pending if last in wanted else pending.drop_columns([last])
+                pending = pa.Table.from_batches([batch])
+        if pending is not None:
+            _check_quotes(fmt, pending[last], rows + pending.num_rows)
+            yield pending if last in wanted else pending.drop_columns([last])
     except pa.ArrowInvalid as exc:
+        if "invalid UTF8" in str(exc) and fmt.encoding == "utf8":
+            raise NotUtf8(f"{fmt.path.name}: not UTF-8 throughout") from None
         raise InputError(f"{fmt.path.name}: malformed CSV ({_short(exc)})") from None
     finally:
         stream.close()
 
 
-def _check_quotes(fmt: CsvFormat, last: pa.ChunkedArray, first_row: int) -> None:
+def _check_quotes(fmt: CsvFormat, last: pa.ChunkedArray, rows: int) -> None:
     """Refuse the file where a quote opened in its last column is never closed: the parser
     reads the rest of the file into that one value (with all its columns, the row is valid),
-    so the rows after it would be lost without a word. Seen as a value whose later lines hold
-    a whole row's worth of delimiters; a quoted value with line breaks is otherwise fine."""
-    if len(fmt.columns) < 2:
+    so the rows after it would be lost without a word. Seen as the file's last value holding
+    lines with a whole row's worth of delimiters; a quoted value with line breaks (and commas)
+    anywhere else is fine."""
+    if len(fmt.columns) < 2 or not len(last):
         return
-    broken = pc.match_substring(last, "\n")
-    if not pc.any(broken).as_py():
-        return
-    for i in np.flatnonzero(broken.to_numpy(zero_copy_only=False)):
-        lines = str(last[int(i)].as_py()).splitlines()[1:]
-        if any(line.count(fmt.delimiter) >= len(fmt.columns) - 1 for line in lines):
-            raise InputError(
-                f"{fmt.path.name}: a quote opened in column {fmt.columns[-1]!r} of row "
-                f"{first_row + int(i) + 1} is never closed, so the {len(lines)} lines after it "
-                "would be read as one value; close or remove the quote and upload again"
-            )
+    lines = str(last[len(last) - 1].as_py()).splitlines()[1:]
+    if any(line.count(fmt.delimiter) >= len(fmt.columns) - 1 for line in lines):
+        raise InputError(
+            f"{fmt.path.name}: a quote opened in column {fmt.columns[-1]!r} of row {rows} is "
+            f"never closed, so the {len(lines)} lines after it would be read as one value; close "
+            "or remove the quote and upload again"
+        )
 
 
 def iter_chunks(fmt: CsvFormat, rows: int, columns: list[str] | None = None) -> Iterator[pa.Table]:

@@ -32,6 +32,7 @@ from shared.engine import roles as R
 from shared.engine.columns import ExtraColumns, extra_columns
 from shared.engine.csvio import (
     CsvFormat,
+    NotUtf8,
     head,
     iter_chunks,
     neutralise,
@@ -107,12 +108,13 @@ class Pipeline:
         """Score input_path into output_path (written whole, then renamed into place); with a
         `plan` fitted on this file before, score it with that plan."""
         fmt = sniff(Path(input_path))
-        layout = self.profile(fmt) if plan is None else replace(plan.layout, fmt=fmt)
         # Named with the process id: a worker's start-up sweep removes a killed one's spools.
         with tempfile.TemporaryDirectory(prefix=f"fraudscore-p{os.getpid()}-") as folder:
             spool = Path(folder) / "chunks.arrow"
-            self.progress("reading", 0, 0)
-            index = self.index(layout, spool)
+            try:
+                layout, index = self.read(fmt, spool, plan)
+            except NotUtf8:  # a late byte is not UTF-8: the whole file as Latin-1, said so
+                layout, index = self.read(fmt.as_latin1(), spool, plan)
             with ThreadPoolExecutor(max_workers=self.options.threads) as pool:
                 if plan is None:
                     plan = self.fit(layout, spool, index, pool)
@@ -125,6 +127,14 @@ class Pipeline:
         return ScoreResult(summary.stats, summary.methods_used, dict(self.time.seconds), plan)
 
     # --- stages ------------------------------------------------------------------------------
+
+    def read(
+        self, fmt: CsvFormat, spool: Path, plan: FittedPlan | None
+    ) -> tuple[Layout, FileIndex]:
+        """Profile (or the plan's layout) and pass 1."""
+        layout = self.profile(fmt) if plan is None else replace(plan.layout, fmt=fmt)
+        self.progress("reading", 0, 0)
+        return layout, self.index(layout, spool)
 
     def profile(self, fmt: CsvFormat, label: str | None = None, labeled: bool = False) -> Layout:
         """Roles, time format and the other usable columns, from the file's first rows. A

@@ -74,6 +74,7 @@ class Layout:
                 "encoding": fmt.encoding,
                 "delimiter": fmt.delimiter,
                 "columns": list(fmt.columns),
+                "fallback": fmt.fallback,
             },
             "roles": asdict(self.roles),
             "time_format": asdict(self.time_format) if self.time_format else None,
@@ -85,7 +86,9 @@ class Layout:
     @classmethod
     def from_state(cls, meta: dict[str, Any], path: Path) -> Layout:
         f = meta["format"]
-        fmt = CsvFormat(path, f["gzip"], f["encoding"], f["delimiter"], tuple(f["columns"]))
+        fmt = CsvFormat(
+            path, f["gzip"], f["encoding"], f["delimiter"], tuple(f["columns"]), f["fallback"]
+        )
         roles = RoleMap(**{**meta["roles"], "date_parts": tuple(meta["roles"]["date_parts"])})
         extra = dict(meta["extra"])
         extra["dates"] = {c: _time_format(t) for c, t in extra["dates"].items()}

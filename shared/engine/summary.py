@@ -126,6 +126,11 @@ def warnings(plan: FittedPlan, negative: int) -> list[str]:
             f"The closest reference model matches this file poorly (similarity "
             f"{matches[0].similarity:.2f}); treat probabilities as a ranking."
         )
+    if plan.layout.fmt.fallback:
+        out.append(
+            "The file is not UTF-8 throughout (a byte past its first 256 KiB is not), so it was "
+            "read as Latin-1: accented text may show differently; save it as UTF-8 to be sure."
+        )
     if negative:
         out.append(
             f"{negative} rows have a negative amount (refunds or reversals?); they are scored "

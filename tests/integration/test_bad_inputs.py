@@ -252,11 +252,28 @@ def _unclosed_quote() -> bytes:
     return "".join(lines).encode()
 
 
+def _late_latin1() -> bytes:
+    """UTF-8 for its first 256 KiB and more, then one Latin-1 byte (a cafe\xe9 in an id)."""
+    big = _csv(simulate(with_rows(example_spec(), 4000), labeled=False))
+    assert len(big) > 300_000
+    lines = big.split(b"\n")
+    lines[-2] = lines[-2].replace(b"T", b"Tcaf\xe9", 1)
+    return b"\n".join(lines)
+
+
+def _multiline_notes() -> bytes:
+    """A last column of quoted notes with line breaks and a row's worth of commas."""
+    frame = GOOD.copy()
+    frame["note"] = ""
+    frame.loc[::7, "note"] = "called the customer, no answer\nagain: a, b, c, d, e, f, g, h, i"
+    return _csv(frame)
+
+
 def _ragged() -> bytes:
     return b"amount,card\n1.5,c1\n2.5,c2,extra,fields\n3.5,c3\n"
 
 
-# (kind, file name, content, outcome: "failed" or "errors" or "warning", words)
+# (kind, file name, content, outcome: "failed", "errors", "warning" or "scored", words)
 FILES: list[tuple[str, str, bytes, str, str]] = [
     ("empty file", "empty.csv", b"", "failed", "empty.csv is empty"),
     ("header only", "head.csv", b"amount,card\n", "failed", "head.csv has a header but no rows"),
@@ -280,7 +297,29 @@ FILES: list[tuple[str, str, bytes, str, str]] = [
         "dup.csv",
         b"amount,amount\n1,2\n",
         "failed",
-        "duplicate column names",
+        "the header names 'amount' more than once",
+    ),
+    (
+        "an unnamed column beside column_2",
+        "gap.csv",
+        b"amount,,column_2\n1,2,3\n",
+        "failed",
+        "'column_2' more than once (an empty name counts as column_N",
+    ),
+    ("a Latin-1 byte past 256 KiB", "late.csv", _late_latin1(), "warning", "not UTF-8 throughout"),
+    (
+        "quoted notes with line breaks and commas",
+        "notes.csv",
+        _multiline_notes(),
+        "scored",
+        "",
+    ),
+    (
+        "Excel's Unicode text (UTF-16 with BOM, tabs)",
+        "excel.txt",
+        GOOD.to_csv(index=False, sep="\t").encode("utf-16"),
+        "scored",
+        "",
     ),
     (
         "header line of 300 KiB",
@@ -354,6 +393,10 @@ def test_a_bad_file_fails_with_a_reason_or_lists_its_rows(
         assert "/tmp/" not in job["error"] and "input.csv" not in job["error"]
         return
     assert job["state"] == "succeeded", (kind, job.get("error"))
+    if outcome == "scored":  # every row, none failed
+        assert job["stats"]["total_transactions"] == len(GOOD), job["stats"]
+        assert job["stats"]["rows_failed"] == 0
+        return
     if outcome == "warning":
         assert any(words in w for w in job["methods_used"]["warnings"]), job["methods_used"]
         assert job["stats"]["rows_failed"] == 0
