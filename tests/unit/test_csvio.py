@@ -46,7 +46,11 @@ def test_sniff_finds_compression_encoding_and_delimiter(
 
 @pytest.mark.parametrize(
     ("content", "message"),
-    [(b"", "is empty"), (b"\x00\x01\x02binary", "not a text CSV"), (b"a,a\n1,2\n", "duplicate")],
+    [
+        (b"", "is empty"),
+        (b"\x00\x01\x02binary", "not a text CSV"),
+        (b"a,a\n1,2\n", "names 'a' more than once"),
+    ],
 )
 def test_unreadable_files_are_clear_errors(tmp_path: Path, content: bytes, message: str) -> None:
     path = tmp_path / "bad.csv"
