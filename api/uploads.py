@@ -13,6 +13,7 @@ import threading
 from collections.abc import Callable
 from typing import IO, Any
 
+from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDecoder, NeedData
 
 from shared.errors import InputError, TooLarge
@@ -22,6 +23,7 @@ PIECE = 1 << 20
 FIELD_LIMIT = 64 * 1024
 # The size limit is on the file; the form around it (fields, part headers) may add this much.
 FORM_OVERHEAD = 1 << 20
+MAX_PARTS = 50
 
 
 class _QueueReader:
@@ -85,6 +87,15 @@ def _read_more(decoder: MultipartDecoder, body: IO[bytes], read: int, limit: int
     return read
 
 
+def _next_event(decoder: MultipartDecoder) -> Any:
+    try:
+        return decoder.next_event()
+    except RequestEntityTooLarge:  # werkzeug's words: "data value ... exceeds the capacity"
+        raise InputError(
+            f"the form has more than {MAX_PARTS} parts: send the file and its options only"
+        ) from None
+
+
 def _abandon(
     store: ObjectStore, writer: _StoreWriter | None, upload: dict[str, Any] | None
 ) -> None:
@@ -106,7 +117,7 @@ def stream_multipart(
 ) -> tuple[dict[str, str], dict[str, Any] | None]:
     """(form fields, {"key", "filename", "size"} of the `file` part or None). `before_file`
     sees the fields sent before the file part and may refuse them before anything is stored."""
-    decoder = MultipartDecoder(boundary, max_parts=50)
+    decoder = MultipartDecoder(boundary, max_parts=MAX_PARTS)
     fields: dict[str, str] = {}
     upload: dict[str, Any] | None = None
     writer: _StoreWriter | None = None
@@ -114,7 +125,7 @@ def stream_multipart(
     read = written = 0
     try:
         while True:
-            event = decoder.next_event()
+            event = _next_event(decoder)
             if isinstance(event, NeedData):
                 read = _read_more(decoder, body, read, limit)
             elif isinstance(event, File) and event.name == "file" and upload is not None:
@@ -126,6 +137,11 @@ def stream_multipart(
                 upload = {"key": key, "filename": event.filename}
                 writer = _StoreWriter(store, key)
                 field_name = None
+            elif isinstance(event, Field) and event.name == "file":
+                raise InputError(
+                    "the `file` part has no filename, so it reads as a form field: send the CSV "
+                    "as a file (curl -F file=@data.csv)"
+                )
             elif isinstance(event, Field | File):
                 field_name, field_data = event.name, b""  # other parts are small form fields
             elif isinstance(event, Data):

@@ -137,7 +137,9 @@ def iter_tables(
         column_names=list(fmt.columns),
         skip_rows=1,
     )
-    parse = pacsv.ParseOptions(delimiter=fmt.delimiter, newlines_in_values=True)
+    parse = pacsv.ParseOptions(
+        delimiter=fmt.delimiter, newlines_in_values=True, invalid_row_handler=_blank_lines
+    )
     convert = pacsv.ConvertOptions(
         column_types={c: pa.string() for c in fmt.columns},
         include_columns=wanted + ([last] if last not in wanted else []),
@@ -164,6 +166,11 @@ def iter_tables(
         raise InputError(f"{fmt.path.name}: malformed CSV ({_short(exc)})") from None
     finally:
         stream.close()
+
+
+def _blank_lines(row: pacsv.InvalidRow) -> str:
+    """Lines of spaces are no rows (as empty lines are not); any other short row is an error."""
+    return "skip" if not (row.text or "").strip() else "error"
 
 
 def _check_quotes(fmt: CsvFormat, last: pa.ChunkedArray, rows: int) -> None:

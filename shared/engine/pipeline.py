@@ -151,6 +151,8 @@ class Pipeline:
             extra = ExtraColumns([], [], [])
             if self.options.anomaly:
                 extra = extra_columns(frame, roles)
+        if R.AMOUNT not in roles:
+            _empty_amount(frame)
         if not (set(roles.columns) & MEASURED_ROLES or extra.numeric):
             raise InputError(
                 "no amount-like column found, nor any other column of numbers or times: "
@@ -393,6 +395,20 @@ def _time_format(frame: pd.DataFrame, roles: RoleMap) -> TimeFormat | None:
         column = roles.columns[R.TIMESTAMP]
         return detect_format(frame[column], R.tokens_of(column))
     return None
+
+
+def _empty_amount(frame: pd.DataFrame) -> None:
+    """InputError when a column named like the amount is empty in every row read: scored
+    without it, the file would be ranked on other columns without a word."""
+    for column in frame.columns:
+        if R.name_score(R.tokens_of(str(column)), R.AMOUNT) < R.MIN_SCORE:
+            continue
+        if frame[column].fillna("").astype(str).str.strip().eq("").all():
+            raise InputError(
+                f"the amount column {column!r} is empty in all of the first {len(frame)} rows: "
+                "fill it in (rows without an amount are listed as errors), or rename the column "
+                "if it holds something else"
+            )
 
 
 def _no_rows(name: str) -> str:

@@ -185,6 +185,18 @@ REQUESTS: list[tuple[str, Callable, int, str]] = [
         400,
         "unknown option 'topk'",
     ),
+    (
+        "a file part without a filename",
+        lambda c, h: _multipart(c, h, {"file": _csv(GOOD).decode()[:500]}),
+        400,
+        "the `file` part has no filename",
+    ),
+    (
+        "60 form parts",
+        lambda c, h: _multipart(c, h, {f"x{i}": "1" for i in range(60)} | _form(_csv(GOOD))),
+        400,
+        "more than 50 parts",
+    ),
 ]
 
 
@@ -307,6 +319,20 @@ FILES: list[tuple[str, str, bytes, str, str]] = [
         "'column_2' more than once (an empty name counts as column_N",
     ),
     ("a Latin-1 byte past 256 KiB", "late.csv", _late_latin1(), "warning", "not UTF-8 throughout"),
+    (
+        "a header, then lines of spaces",
+        "blank.csv",
+        b"amount,card,shop\n  \n\t\n \n",
+        "failed",
+        "blank.csv has a header but no rows",
+    ),
+    (
+        "an amount column empty in every row",
+        "noamount.csv",
+        _with_amounts([""] * len(GOOD)),
+        "failed",
+        f"the amount column {AMOUNT!r} is empty in all of the first 300 rows",
+    ),
     (
         "quoted notes with line breaks and commas",
         "notes.csv",
