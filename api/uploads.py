@@ -88,12 +88,19 @@ def _read_more(decoder: MultipartDecoder, body: IO[bytes], read: int, limit: int
 
 
 def _next_event(decoder: MultipartDecoder) -> Any:
+    """The decoder's next event, its refusals said in words."""
     try:
-        return decoder.next_event()
+        event = decoder.next_event()
     except RequestEntityTooLarge:  # werkzeug's words: "data value ... exceeds the capacity"
         raise InputError(
             f"the form has more than {MAX_PARTS} parts: send the file and its options only"
         ) from None
+    if isinstance(event, Field) and event.name == "file":
+        raise InputError(
+            "the `file` part has no filename, so it reads as a form field: send the CSV as a "
+            "file (curl -F file=@data.csv)"
+        )
+    return event
 
 
 def _abandon(
@@ -137,11 +144,6 @@ def stream_multipart(
                 upload = {"key": key, "filename": event.filename}
                 writer = _StoreWriter(store, key)
                 field_name = None
-            elif isinstance(event, Field) and event.name == "file":
-                raise InputError(
-                    "the `file` part has no filename, so it reads as a form field: send the CSV "
-                    "as a file (curl -F file=@data.csv)"
-                )
             elif isinstance(event, Field | File):
                 field_name, field_data = event.name, b""  # other parts are small form fields
             elif isinstance(event, Data):

@@ -49,6 +49,7 @@ class FileIndex:
     bad_amount: np.ndarray
     t: np.ndarray | None
     per_row: dict[str, np.ndarray]
+    unread_times: int = 0  # rows whose time was written but not read in the detected format
 
     def carry(self, rows: slice | np.ndarray) -> Carry:
         """The arrays of some rows: a block (a slice) or the sample (sorted row numbers)."""
@@ -71,6 +72,7 @@ class IndexBuilder:
         self.roles, self.time_format = roles, time_format
         self.shares: dict[str, list[pa.DictionaryArray]] = {c: [] for c in shares_of}
         self.rows = 0
+        self.unread_times = 0
         self.amounts: list[np.ndarray] = []
         self.bads: list[np.ndarray] = []
         self.times: list[np.ndarray] = []
@@ -88,7 +90,13 @@ class IndexBuilder:
         self.amounts.append(amount)
         self.bads.append(bad)
         if self.time_format is not None:
-            self.times.append(read_clock(table, roles.columns[R.TIMESTAMP], self.time_format))
+            column = roles.columns[R.TIMESTAMP]
+            times = read_clock(table, column, self.time_format)
+            self.times.append(times)
+            if self.time_format.kind != "parts":  # written, yet not read as a time
+                written = pc.not_equal(pc.utf8_trim_whitespace(table[column]), "")
+                unread = np.isnan(times) & written.to_numpy(zero_copy_only=False)
+                self.unread_times += int(unread.sum())
         for role, parts in self.ids.items():
             if role in roles:
                 parts.append(table[roles.get(role)])
@@ -114,7 +122,7 @@ class IndexBuilder:
         for column, parts in self.shares.items():
             per_row[share_key(column)] = _shares(parts, self.rows)
         bad = np.concatenate(self.bads) if self.bads else np.array([], bool)
-        return FileIndex(self.rows, amount, bad, t, per_row)
+        return FileIndex(self.rows, amount, bad, t, per_row, self.unread_times)
 
 
 def spooled(path: Path) -> Iterator[pa.Table]:

@@ -121,7 +121,7 @@ class Pipeline:
                 tallies = self.score(plan, spool, index, Path(output_path), pool)
         failed = write_errors(index, layout.roles, errors_path)
         negative = int(np.sum(index.amount[~index.bad_amount] < 0))
-        summary = summarise(plan, tallies, index.rows, failed, negative)
+        summary = summarise(plan, tallies, index.rows, failed, negative, index.unread_times)
         used = [m.name for m in plan.matches] + ([plan.team.bundle.name] if plan.team else [])
         self.source.record_usage(used)
         return ScoreResult(summary.stats, summary.methods_used, dict(self.time.seconds), plan)

@@ -70,10 +70,12 @@ class Summary:
     methods_used: dict[str, Any]
 
 
-def summarise(plan: FittedPlan, tallies: Tallies, rows: int, failed: int, negative: int) -> Summary:
+def summarise(
+    plan: FittedPlan, tallies: Tallies, rows: int, failed: int, negative: int, unread: int = 0
+) -> Summary:
     """The summary of a file of `rows` rows, `failed` of them not scored, `negative` of them
-    with a negative amount."""
-    return Summary(_stats(plan, tallies, rows, failed), _methods(plan, negative))
+    with a negative amount, `unread` with a time that could not be read."""
+    return Summary(_stats(plan, tallies, rows, failed), _methods(plan, negative, unread, rows))
 
 
 def _stats(plan: FittedPlan, tallies: Tallies, rows: int, failed: int) -> dict[str, Any]:
@@ -103,7 +105,7 @@ def _stats(plan: FittedPlan, tallies: Tallies, rows: int, failed: int) -> dict[s
     return stats
 
 
-def warnings(plan: FittedPlan, negative: int) -> list[str]:
+def warnings(plan: FittedPlan, negative: int, unread: int = 0, rows: int = 0) -> list[str]:
     """What the analyst should know before trusting the numbers."""
     roles, extra, matches = plan.layout.roles, plan.layout.extra, plan.matches
     model_columns = [c for r, c in roles.columns.items() if r != R.LABEL]
@@ -126,6 +128,13 @@ def warnings(plan: FittedPlan, negative: int) -> list[str]:
             f"The closest reference model matches this file poorly (similarity "
             f"{matches[0].similarity:.2f}); treat probabilities as a ranking."
         )
+    if unread:
+        column = roles.get(R.TIMESTAMP)
+        out.append(
+            f"{unread} rows ({unread / max(rows, 1):.1%}) have a time in {column!r} that is not "
+            "in the format of the others, so it was not read: their time-based features are "
+            "missing; write every time the same way."
+        )
     if plan.layout.fmt.fallback:
         out.append(
             "The file is not UTF-8 throughout (a byte past its first 256 KiB is not), so it was "
@@ -147,7 +156,7 @@ def _calibration(plan: FittedPlan) -> str:
     return text
 
 
-def _methods(plan: FittedPlan, negative: int) -> dict[str, Any]:
+def _methods(plan: FittedPlan, negative: int, unread: int, rows: int) -> dict[str, Any]:
     opts, roles, extra, matches = plan.options, plan.layout.roles, plan.layout.extra, plan.matches
     best = matches[0] if matches else None
     weights, thresholds = plan.weights, plan.thresholds
@@ -167,7 +176,7 @@ def _methods(plan: FittedPlan, negative: int) -> dict[str, Any]:
             "medium_from": thresholds.medium_from,
         },
         "blend": blend,
-        "warnings": warnings(plan, negative),
+        "warnings": warnings(plan, negative, unread, rows),
         "columns": {
             "reference_models": sorted(c for r, c in roles.columns.items() if r != R.LABEL),
             "anomaly_only": extra.used,

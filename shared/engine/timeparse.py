@@ -29,6 +29,16 @@ TEXT_FORMATS = (
     "%m/%d/%y %H:%M:%S",
     "%d/%m/%Y",
     "%Y%m%d%H%M%S",
+    # What spreadsheets write: "Jan 1, 2024 1:00 PM", "1/31/2024 1:00:00 PM", "01-Jan-2024 13:00".
+    "%b %d, %Y %I:%M %p",
+    "%b %d, %Y %I:%M:%S %p",
+    "%B %d, %Y %I:%M %p",
+    "%b %d, %Y",
+    "%m/%d/%Y %I:%M %p",
+    "%m/%d/%Y %I:%M:%S %p",
+    "%d-%b-%Y %H:%M",
+    "%d-%b-%Y %H:%M:%S",
+    "%d %b %Y %H:%M",
 )
 HOURLY_TOKENS = {"step", "hour", "hours", "heure", "heures"}
 EPOCH = pd.Timestamp("1970-01-01")

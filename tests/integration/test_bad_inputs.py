@@ -281,6 +281,18 @@ def _multiline_notes() -> bytes:
     return _csv(frame)
 
 
+TIME = example_spec().column_names()["timestamp"]
+
+
+def _times(fmt: str, every: int = 1) -> bytes:
+    """GOOD with every `every`-th time written in another format (1: all of them)."""
+    frame = GOOD.copy()
+    stamps = pd.to_datetime(frame[TIME])
+    rows = frame.index[::every]
+    frame.loc[rows, TIME] = stamps[rows].dt.strftime(fmt)
+    return _csv(frame)
+
+
 def _ragged() -> bytes:
     return b"amount,card\n1.5,c1\n2.5,c2,extra,fields\n3.5,c3\n"
 
@@ -325,6 +337,20 @@ FILES: list[tuple[str, str, bytes, str, str]] = [
         b"amount,card,shop\n  \n\t\n \n",
         "failed",
         "blank.csv has a header but no rows",
+    ),
+    (
+        "dates as spreadsheets write them",
+        "sheet.csv",
+        _times("%b %d, %Y %I:%M %p"),
+        "scored",
+        "",
+    ),
+    (
+        "two date formats",
+        "mixed.csv",
+        _times("%d.%m.%Y %H:%M", every=10),
+        "warning",
+        "30 rows (10.0%)",
     ),
     (
         "an amount column empty in every row",
@@ -419,9 +445,11 @@ def test_a_bad_file_fails_with_a_reason_or_lists_its_rows(
         assert "/tmp/" not in job["error"] and "input.csv" not in job["error"]
         return
     assert job["state"] == "succeeded", (kind, job.get("error"))
-    if outcome == "scored":  # every row, none failed
+    if outcome == "scored":  # every row, none failed, every value read
         assert job["stats"]["total_transactions"] == len(GOOD), job["stats"]
         assert job["stats"]["rows_failed"] == 0
+        assert not [w for w in job["methods_used"]["warnings"] if "not read" in w]
+        assert TIME not in job["methods_used"]["columns"]["anomaly_only"]  # read as the time
         return
     if outcome == "warning":
         assert any(words in w for w in job["methods_used"]["warnings"]), job["methods_used"]
