@@ -200,20 +200,43 @@ REQUESTS: list[tuple[str, Callable, int, str]] = [
 ]
 
 
+@pytest.fixture(params=["postgresql", "sqlite"])
+def edge(
+    request: pytest.FixtureRequest,
+    client: FlaskClient,
+    owner: tuple[str, dict[str, str]],
+    service_env: dict[str, str],
+    tmp_path: Path,
+) -> tuple[FlaskClient, str, dict[str, str]]:
+    """The API and a caller's token on each database: (client, owner, headers)."""
+    if request.param == "postgresql":
+        return client, *owner
+    from api import create_app
+    from shared.db.migrate import upgrade
+    from shared.db.session import session_scope
+
+    url = f"sqlite:///{tmp_path / 'edge.db'}"
+    upgrade(url)
+    name = f"bad-{uuid.uuid4().hex[:8]}"
+    with session_scope(url) as session:
+        token = create_token(session, name)
+    app = create_app({"database_url": url})
+    return app.test_client(), name, {"Authorization": f"Bearer {token}"}
+
+
 @pytest.mark.parametrize(
     ("kind", "request_", "status", "words"), REQUESTS, ids=[r[0] for r in REQUESTS]
 )
 def test_a_bad_request_is_a_4xx_that_names_the_problem(
-    client: FlaskClient,
+    edge: tuple[FlaskClient, str, dict[str, str]],
     registered_library: Path,
-    owner: tuple[str, dict[str, str]],
     settings: Settings,
     kind: str,
     request_: Callable,
     status: int,
     words: str,
 ) -> None:
-    name, headers = owner
+    client, name, headers = edge
     response = request_(client, headers)
     assert response.status_code == status, (kind, response.status_code, response.json)
     message = response.json["error"]["message"]
