@@ -242,6 +242,33 @@ class _Stop(Exception):
     pass
 
 
+class Liveness:
+    """Whether the API answers /healthz: probed every few seconds; hung once it has not
+    answered for `limit_s` (a wedged process, all its threads held, stopped)."""
+
+    def __init__(self, url: str, limit_s: float) -> None:
+        self.url, self.limit_s = url, limit_s
+        self.every_s = max(1.0, limit_s / 4)
+        self.last_ok = self.last_probe = time.monotonic()
+
+    def restarted(self) -> None:
+        """A new API process: give it the time to start before probing counts."""
+        self.last_ok = time.monotonic() + self.limit_s
+
+    def hung(self) -> bool:
+        now = time.monotonic()
+        if now - self.last_probe < self.every_s:
+            return False
+        self.last_probe = now
+        try:
+            with urllib.request.urlopen(self.url, timeout=min(3.0, self.every_s)) as answer:
+                if answer.status == 200:
+                    self.last_ok = time.monotonic()
+        except (OSError, ValueError):
+            pass
+        return time.monotonic() - self.last_ok > self.limit_s
+
+
 def _raise_stop(signum: int, _frame: object) -> None:
     raise _Stop(signal.Signals(signum).name)
 
@@ -284,8 +311,16 @@ def main() -> int:
         ready = wait_ready(f"{base}/readyz", procs)
         print("\n".join(banner(settings, ready, token, flower_auth)), flush=True)
         restarts: list[float] = []
+        alive = Liveness(f"{base}/healthz", settings.api_liveness_s)
         while True:
             time.sleep(0.5)
+            if alive.hung():  # running, yet not answering: as good as dead
+                print(
+                    f"fraudscore: api has not answered /healthz for {settings.api_liveness_s:g} s; "
+                    f"restarting (log: {log_dir / 'api'}.log)",
+                    flush=True,
+                )
+                _signal_group(procs["api"], signal.SIGKILL)
             redis_proc = services.get("redis")
             if redis_proc is not None and redis_proc.poll() is not None:
                 print("fraudscore: redis exited; restarting (its queue is on disk)", flush=True)
@@ -305,6 +340,8 @@ def main() -> int:
                 )
                 _signal_group(proc, signal.SIGKILL)  # what it left behind (pool processes)
                 procs[name] = start_part(name, env, log_dir)
+                if name == "api":
+                    alive.restarted()
     except _Stop as why:
         print(f"\nfraudscore: {why}, stopping...", flush=True)
         return 0

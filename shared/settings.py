@@ -77,6 +77,8 @@ class Settings(BaseSettings):
     # The address clients reach the API at, for the URLs answers carry (never the request's
     # Host header); unset: http://API_HOST:API_PORT (127.0.0.1 for 0.0.0.0).
     public_url: str | None = None
+    # `make run` restarts an API that has not answered /healthz for this long (a wedged process).
+    api_liveness_s: float = Field(default=30.0, ge=2)
 
     # Jobs: Celery soft/hard time limits in seconds.
     job_soft_time_limit_s: int = Field(default=3600, gt=0)

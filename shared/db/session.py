@@ -25,6 +25,9 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+STATEMENT_TIMEOUT_MS = 60_000
+
+
 def _create(url: str) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
@@ -33,7 +36,17 @@ def _create(url: str) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 10})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+    # No call may hold a request or a job for ever: connecting, waiting for a pooled connection
+    # and each statement are bounded.
+    bounded = {"connect_timeout": 5, "options": f"-c statement_timeout={STATEMENT_TIMEOUT_MS}"}
+    return create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_size=5,
+        max_overflow=5,
+        pool_timeout=10,
+        connect_args=bounded if parsed.get_backend_name() == "postgresql" else {},
+    )
 
 
 def get_engine(url: str) -> Engine:

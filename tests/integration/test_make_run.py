@@ -99,6 +99,7 @@ def test_make_run_serves_the_system_and_ctrl_c_stops_it(tmp_path: Path) -> None:
         MODEL_CACHE_DIR=str(tmp_path / "cache"),
         REFERENCE_LIBRARY_SIZE="2",
         REFERENCE_ROWS_SCALE="0.1",
+        API_LIVENESS_S="6",
     )
     api = f"http://127.0.0.1:{api_port}"
     first_log = tmp_path / "run1.log"
@@ -143,6 +144,12 @@ def test_make_run_serves_the_system_and_ctrl_c_stops_it(tmp_path: Path) -> None:
         wait_for(lambda: "worker exited (-9); restarting" in first_log.read_text(), 30, "restart")
         wait_for(lambda: "redis exited; restarting" in first_log.read_text(), 30, "redis restart")
         wait_for(lambda: bool(try_json(f"{api}/readyz")), 60, "ready again after the restarts")
+
+        # An API that stops answering (its processes frozen) is restarted too.
+        api_leader = next(p for p in leaders if b"gunicorn" in _cmdline(p))
+        os.killpg(api_leader, signal.SIGSTOP)
+        wait_for(lambda: "api has not answered /healthz" in first_log.read_text(), 30, "noticed")
+        wait_for(lambda: bool(try_json(f"{api}/readyz")), 60, "the API answering again")
 
         # A job through the printed token: API -> private Redis -> worker -> file store.
         token = re.search(r"Token   (fs_\S+)", first_log.read_text()).group(1)  # type: ignore[union-attr]
