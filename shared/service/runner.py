@@ -35,6 +35,7 @@ from shared.engine.pipeline import Cancelled, Pipeline, ScoreResult
 from shared.errors import InputError
 from shared.library.cache import ModelStore, RegistrySource
 from shared.logs import job_context, set_stage
+from shared.processes import running
 from shared.service.keys import result_key
 from shared.settings import Settings, get_settings
 from shared.storage import ObjectNotFound, ObjectStore, open_store
@@ -359,21 +360,11 @@ def sweep_temp(root: Path | None = None) -> int:
     removed = 0
     for folder in Path(root or tempfile.gettempdir()).iterdir():
         found = TEMP_FOLDER.match(folder.name)
-        if found is None or not folder.is_dir() or _alive(int(found.group(2))):
+        if found is None or not folder.is_dir() or running(int(found.group(2))):
             continue
         shutil.rmtree(folder, ignore_errors=True)
         removed += 1
     return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def heartbeat_older_than(cutoff: datetime) -> Any:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
+from shared.processes import running
 from shared.storage.base import ObjectInfo, ObjectNotFound, ObjectStore, clean_key
 
 if TYPE_CHECKING:
@@ -27,25 +28,7 @@ _PART = re.compile(r"^\.tmp-(?P<host>[A-Za-z0-9._]+)-p(?P<pid>\d+)-[^-]*\.part$"
 def _writer_gone(name: str) -> bool:
     """Whether a partial file was written by a process of this host that no longer runs."""
     found = _PART.match(name)
-    if found is None or found["host"] != _HOST:
-        return False
-    pid = int(found["pid"])
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:  # another user's live process
-        return False
-    return _zombie(pid)
-
-
-def _zombie(pid: int) -> bool:
-    """A killed process its parent has not reaped yet (it answers signal 0, yet is gone)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[-1].split()[:1] == ["Z"]
+    return found is not None and found["host"] == _HOST and not running(int(found["pid"]))
 
 
 class FileObjectStore(ObjectStore):

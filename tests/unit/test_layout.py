@@ -131,7 +131,7 @@ def test_the_layer_rule_catches_a_broken_import(tmp_path: Path) -> None:
 
 def test_shared_is_sub_packages_not_flat_modules() -> None:
     flat = sorted(p.stem for p in (ROOT / "shared").glob("*.py") if p.stem != "__init__")
-    assert flat == ["defaults", "errors", "logs", "settings", "states", "uris"]
+    assert flat == ["defaults", "errors", "logs", "processes", "settings", "states", "uris"]
     assert all((ROOT / "shared" / name / "__init__.py").exists() for name in SUBPACKAGES)
 
 
