@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, Response, jsonify
+from pydantic import BaseModel
 
 from api.owners import Defaults
 from shared.engine.options import JobOptions
+from shared.engine.summary import Stats
 
 bp = Blueprint("openapi", __name__)
 
@@ -51,6 +53,15 @@ def _multipart(required: list[str], **fields: dict[str, Any]) -> dict[str, Any]:
 
 
 DEFAULTS = _json(Defaults.model_json_schema(), "your defaults")
+
+
+def _components(model: type[BaseModel]) -> dict[str, Any]:
+    """A pydantic model's schema and those it refers to, as OpenAPI components."""
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    return {**schema.pop("$defs", {}), model.__name__: schema}
+
+
+STATS_SCHEMAS = _components(Stats)
 TEAM_PATHS: dict[str, Any] = {
     "/api/v1/settings": {
         "get": {
@@ -287,6 +298,16 @@ DOCUMENT: dict[str, Any] = {
                     }
                 },
             },
+            **STATS_SCHEMAS,
+            "TrainingStats": {
+                "type": "object",
+                "required": ["model", "version", "metrics"],
+                "properties": {
+                    "model": {"type": "string"},
+                    "version": {"type": "integer"},
+                    "metrics": {"type": "object"},
+                },
+            },
             "Model": {
                 "type": "object",
                 "required": ["name", "kind", "owner"],
@@ -325,7 +346,12 @@ DOCUMENT: dict[str, Any] = {
                             "percent": {"type": "number"},
                         },
                     },
-                    "stats": {"type": "object"},
+                    "stats": {
+                        "anyOf": [
+                            {"$ref": "#/components/schemas/Stats"},
+                            {"$ref": "#/components/schemas/TrainingStats"},
+                        ]
+                    },
                     "methods_used": {"type": "object"},
                     "download_url": {"type": "string"},
                     "errors_url": {"type": "string"},

@@ -4,10 +4,11 @@ plan and the blocks' tallies."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict
 
 from shared.engine import roles as R
 from shared.engine.adapt import NEGATIVE_SHARE, POSITIVE_SHARE
@@ -62,6 +63,25 @@ class Tallies:
         del self.riskiest[RISKIEST_ROWS:]
 
 
+class Stats(BaseModel):
+    """A scored job's `stats`, as the API's OpenAPI document describes them."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    total_transactions: int
+    high_risk: int
+    medium_risk: int
+    low_risk: int
+    anomalies_detected: int
+    rows_failed: int
+    probability_histogram: list[int]  # fraud_probability counts in [0, 0.1) ... [0.9, 1]
+    expected_frauds: float
+    estimated_fraud_rate: float
+    fraud_rate_band: list[float]
+    fraud_rate_level: Literal["estimated", "team labels", "stated"]
+    riskiest_rows: list[RiskyRow] | None = None  # with reasons on
+
+
 @dataclass(frozen=True)
 class Summary:
     """The job's `stats` and `methods_used`."""
@@ -87,22 +107,23 @@ def _stats(plan: FittedPlan, tallies: Tallies, rows: int, failed: int) -> dict[s
         else rate_band(estimate, estimate, 1.0)
     )
     low, medium, high = tallies.levels
-    stats: dict[str, Any] = {
-        "total_transactions": rows,
-        "high_risk": high,
-        "medium_risk": medium,
-        "low_risk": low,
-        "anomalies_detected": tallies.anomalies,
-        "rows_failed": failed,
-        "probability_histogram": list(tallies.bins),
-        "expected_frauds": round(tallies.p_sum, 2),
-        "estimated_fraud_rate": round(estimate, 6),
-        "fraud_rate_band": [round(v, 6) for v in band],
-        "fraud_rate_level": plan.level_from,
-    }
-    if plan.options.reasons:
-        stats["riskiest_rows"] = [asdict(r) for r in tallies.riskiest]
-    return stats
+    stats = Stats(
+        total_transactions=rows,
+        high_risk=high,
+        medium_risk=medium,
+        low_risk=low,
+        anomalies_detected=tallies.anomalies,
+        rows_failed=failed,
+        probability_histogram=list(tallies.bins),
+        expected_frauds=round(tallies.p_sum, 2),
+        estimated_fraud_rate=round(estimate, 6),
+        fraud_rate_band=[round(v, 6) for v in band],
+        fraud_rate_level=plan.level_from,  # type: ignore[arg-type]
+        riskiest_rows=list(tallies.riskiest) if plan.options.reasons else None,
+    )
+    return stats.model_dump(
+        mode="json", exclude={"riskiest_rows"} if not plan.options.reasons else None
+    )
 
 
 def warnings(plan: FittedPlan, negative: int, unread: int = 0, rows: int = 0) -> list[str]:

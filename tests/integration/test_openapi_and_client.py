@@ -137,3 +137,43 @@ def test_the_client_trains_lists_and_deletes_team_models_and_sets_defaults(
     assert abs(stats["estimated_fraud_rate"] - 0.03) < 0.006
     cleared = run_client("defaults", "--clear", url=live_api, token=token, cwd=tmp_path)
     assert json.loads(cleared.stdout) == {"expected_fraud_rate": None}
+
+
+def test_finished_jobs_answer_in_the_documented_schema(
+    client: FlaskClient, worker: str, registered_library: Path, db: Session, tmp_path: Path
+) -> None:
+    import io
+    import time
+
+    import jsonschema
+
+    document = client.get("/api/v1/openapi.json").json
+    # The Job schema with the document's components beside it, so that its $refs resolve.
+    job_schema = {**document["components"]["schemas"]["Job"], "components": document["components"]}
+    headers = {"Authorization": f"Bearer {create_token(db, 'schema')}"}
+    spec = with_rows(example_spec(), 1200)
+    labeled = simulate(spec).to_csv(index=False).encode()
+    label = spec.column_names()["label"]
+    unlabeled = simulate(spec, labeled=False).to_csv(index=False).encode()
+    sent = [
+        ("/api/v1/jobs", {"file": (io.BytesIO(unlabeled), "a.csv")}),
+        ("/api/v1/jobs", {"file": (io.BytesIO(unlabeled), "b.csv"), "reasons": "false"}),
+        ("/api/v1/models", {"file": (io.BytesIO(labeled), "l.csv"), "name": "s", "label": label}),
+    ]
+    for route, form in sent:
+        accepted = client.post(
+            route, data=form, headers=headers, content_type="multipart/form-data"
+        )
+        job_id = accepted.json["job_id"]
+        deadline = time.monotonic() + 90
+        while (body := client.get(f"/api/v1/jobs/{job_id}", headers=headers).json)["state"] in (
+            "queued",
+            "running",
+        ) and time.monotonic() < deadline:
+            time.sleep(0.3)
+        assert body["state"] == "succeeded", body
+        jsonschema.validate(body, job_schema)  # the stats too: every field named and typed
+    bad = {**body, "stats": {**body["stats"], "surprise": 1}, "kind": "score"}
+    bad["stats"].pop("model")
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(bad, job_schema)
