@@ -172,16 +172,23 @@ def create_job(
             if winner is None:
                 raise Conflict("a job with this Idempotency-Key is being created") from None
             return jsonify(_accepted(winner)), 200
-        try:
-            enqueue_job(svc.celery, str(job.id))
-        except BROKER_ERRORS as exc:  # nothing will run it: take it back, say when to retry
-            logger.warning("job %s: cannot enqueue (%s); refused with 503", job.id, exc)
-            session.delete(job)
-            session.commit()
-            if uploaded is not None:
-                svc.store.delete(uploaded)
-            raise Unavailable("the job queue is unavailable; try again shortly") from None
+        enqueue_or_withdraw(session, job, uploaded)
         return jsonify(_accepted(job)), 202
+
+
+def enqueue_or_withdraw(session: Any, job: Job, uploaded: str | None = None) -> None:
+    """Send a committed job to its queue by task name; when the broker is away nothing would
+    run it: take it back (and the upload made for it), and answer 503."""
+    svc = services()
+    try:
+        enqueue_job(svc.celery, str(job.id), job.kind)
+    except BROKER_ERRORS as exc:
+        logger.warning("job %s: cannot enqueue (%s); refused with 503", job.id, exc)
+        session.delete(job)
+        session.commit()
+        if uploaded is not None:
+            svc.store.delete(uploaded)
+        raise Unavailable("the job queue is unavailable; try again shortly") from None
 
 
 def own_input(store_key: str) -> str:

@@ -5,7 +5,6 @@ library and their own team models, never another owner's."""
 from __future__ import annotations
 
 import io
-import logging
 import re
 import tempfile
 import uuid
@@ -18,14 +17,14 @@ from flask import Blueprint, Response, g, jsonify, request
 from sqlalchemy import func, select
 
 from api.auth import require_token
-from api.jobs import _base_url, _own_job, download_stream, receive_upload
+from api.jobs import _base_url, _own_job, download_stream, enqueue_or_withdraw, receive_upload
 from api.services import services
 from api.views import file_name, job_view, model_view
 from shared import states as S
 from shared.db.models import JOB_SCORE, JOB_TRAIN, LIBRARY, Job, LabelSet, ReferenceModel
 from shared.engine import roles as R
 from shared.engine.csvio import iter_chunks, sniff
-from shared.errors import Conflict, InputError, NotFound, TooLarge, Unavailable
+from shared.errors import Conflict, InputError, NotFound, TooLarge
 from shared.library.registry import visible_to
 from shared.service.keys import labels_key
 from shared.service.labels import (
@@ -37,13 +36,11 @@ from shared.service.labels import (
     resolve,
     schema_of,
 )
-from shared.service.queue import BROKER_ERRORS, enqueue_job
 from shared.service.training import MODEL_NAME
 from shared.storage import ObjectNotFound
 from shared.training.team import MIN_POSITIVES
 
 bp = Blueprint("labels", __name__, url_prefix="/api/v1")
-logger = logging.getLogger(__name__)
 LABELS_MAX_BYTES = 64 << 20
 NAMED = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,119}(@[0-9]{1,9})?$")
 
@@ -197,7 +194,7 @@ def train_from_file() -> tuple[Response, int]:
         raise
     options = {"name": name, **({"label": label} if label else {})}
     with svc.session() as session:
-        job = _start_training(session, svc.store.uri_for(key), options)
+        job = _start_training(session, svc.store.uri_for(key), options, uploaded=key)
         return jsonify(job_view(job, _base_url())), 202
 
 
@@ -266,17 +263,13 @@ def _pooled(session: Any, schema: str) -> tuple[int, int]:
     return int(rows), int(positives)
 
 
-def _start_training(session: Any, input_uri: str, options: dict[str, Any]) -> Job:
+def _start_training(
+    session: Any, input_uri: str, options: dict[str, Any], uploaded: str | None = None
+) -> Job:
     job = Job(owner=g.owner, kind=JOB_TRAIN, input_uri=input_uri, options=options)
     session.add(job)
     session.commit()
-    try:
-        enqueue_job(services().celery, str(job.id), JOB_TRAIN)
-    except BROKER_ERRORS as exc:
-        logger.warning("job %s: cannot enqueue (%s); refused with 503", job.id, exc)
-        session.delete(job)
-        session.commit()
-        raise Unavailable("the job queue is unavailable; try again shortly") from None
+    enqueue_or_withdraw(session, job, uploaded)
     return job
 
 

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from shared.db.migrate import upgrade
 from shared.db.models import Base
 from shared.db.session import session_scope
+from shared.service.auth import create_token
 from shared.settings import Settings, get_settings
 from shared.storage import ObjectStore, open_store
 from tests import services
@@ -154,6 +155,17 @@ def small_library(tmp_path_factory: pytest.TempPathFactory) -> Path:
         frame = simulate(with_rows(spec, 4000))
         train_frame(frame, spec.name, root, extra_metadata={"domain": spec.domain})
     return root
+
+
+@pytest.fixture
+def alice(db: Session) -> dict[str, str]:
+    """Bearer headers of an owner called alice (and of bob, below): two owners of the API."""
+    return {"Authorization": f"Bearer {create_token(db, 'alice')}"}
+
+
+@pytest.fixture
+def bob(db: Session) -> dict[str, str]:
+    return {"Authorization": f"Bearer {create_token(db, 'bob')}"}
 
 
 @pytest.fixture

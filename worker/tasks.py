@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+from typing import Any
 
 from shared.service.queue import TASK_PING, TASK_SCORE, TASK_TRAIN
 from shared.service.runner import INFRASTRUCTURE_ERRORS, run_job
@@ -17,13 +18,16 @@ def ping() -> dict[str, object]:
     return {"pong": True, "host": socket.gethostname(), "pid": os.getpid()}
 
 
-@app.task(
-    name=TASK_SCORE,
-    autoretry_for=INFRASTRUCTURE_ERRORS,
-    retry_backoff=2,
-    retry_backoff_max=60,
-    max_retries=12,
-)
+# A job's task is retried with backoff while the database or broker is away.
+JOB_RETRIES: dict[str, Any] = {
+    "autoretry_for": INFRASTRUCTURE_ERRORS,
+    "retry_backoff": 2,
+    "retry_backoff_max": 60,
+    "max_retries": 12,
+}
+
+
+@app.task(name=TASK_SCORE, **JOB_RETRIES)
 def score_job(job_id: str) -> str:
     """Run one scoring job to its final state (idempotent: a finished job is left alone).
     While the database or broker is away the task is retried with backoff (then the reconciler
@@ -31,13 +35,7 @@ def score_job(job_id: str) -> str:
     return run_job(job_id)
 
 
-@app.task(
-    name=TASK_TRAIN,
-    autoretry_for=INFRASTRUCTURE_ERRORS,
-    retry_backoff=2,
-    retry_backoff_max=60,
-    max_retries=12,
-)
+@app.task(name=TASK_TRAIN, **JOB_RETRIES)
 def train_model(job_id: str) -> str:
     """Run one training job to its final state (idempotent, as score_job): a team model
     trained on the owner's labels and registered for that owner."""

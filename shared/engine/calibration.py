@@ -158,13 +158,18 @@ class Stack(Calibrator):
         return cls(*found.x)
 
 
+def shifted(p: np.ndarray, shift: float) -> np.ndarray:
+    """Probabilities moved by `shift` in log-odds."""
+    return 1.0 / (1.0 + np.exp(-(logit(p) + shift)))
+
+
 def level_shift(p: np.ndarray, rate: float) -> float:
     """The shift in log-odds that makes the mean of `p` equal `rate` (by bisection)."""
-    z = logit(p)
+    z = logit(p)  # once, not at every step
     low, high = -30.0, 30.0
     for _ in range(60):
         middle = (low + high) / 2
-        if np.mean(1 / (1 + np.exp(-(z + middle)))) < rate:
+        if np.mean(1.0 / (1.0 + np.exp(-(z + middle)))) < rate:
             low = middle
         else:
             high = middle

@@ -13,7 +13,7 @@ from shared.engine.adapt import FileModel
 from shared.engine.anomaly import AnomalyDetector
 from shared.engine.blend import Blend
 from shared.engine.bundle import ModelBundle
-from shared.engine.calibration import level_shift, logit
+from shared.engine.calibration import level_shift, shifted
 from shared.engine.fileindex import Carry
 from shared.engine.matching import Match
 from shared.engine.options import ScoreOptions
@@ -118,7 +118,7 @@ def _fit_level(
     if rate is not None:
         shift = level_shift(final, rate)
         plan = replace(plan, level_shift=shift, level_from="stated")
-        final = 1 / (1 + np.exp(-(logit(final) + shift)))
+        final = shifted(final, shift)
     return plan, final
 
 

@@ -13,7 +13,7 @@ import pyarrow as pa
 
 from shared.engine import roles as R
 from shared.engine.anomaly import SCORE_BLOCK
-from shared.engine.calibration import logit
+from shared.engine.calibration import shifted
 from shared.engine.csvio import to_float
 from shared.engine.features import (
     CATEGORICAL_FEATURES,
@@ -131,7 +131,7 @@ def probabilities(
         with timer("team_model"):
             p = plan.team(ax, p)
     if plan.level_shift:
-        p = 1 / (1 + np.exp(-(logit(p) + plan.level_shift)))
+        p = shifted(p, plan.level_shift)
     return p, scores, flags
 
 

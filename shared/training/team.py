@@ -241,13 +241,13 @@ def train_team(
     found = design(path, label, options)
     y = labels_of(found)
     params = {**PARAMS, "seed": options.seed, "nthread": options.threads}
-    oof, rounds = out_of_time(found.x, y, time_order(found), params)
+    order = time_order(found)
+    oof, rounds = out_of_time(found.x, y, order, params)
     booster, _ = _booster(found.x, y, params, None, max(rounds, 10))
     label_column = found.layout.roles.columns[R.LABEL]
     free = label_free_scores(path, label_column, source, options)
     free = np.where(np.isfinite(free), free, np.nanmedian(free))
     rank = mid_rank(np.sort(free), free)
-    order = time_order(found)
     stack = recent_level(fit_stack(oof, rank, y, order), oof, rank, y, order)
     names = input_names(found.names, found.layout.roles)
     metrics = _team_metrics(y, oof, free, stack(oof, rank), rounds)

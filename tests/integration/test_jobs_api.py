@@ -33,16 +33,6 @@ def upload(tmp_path: Path) -> Path:
     return path
 
 
-@pytest.fixture
-def alice(db: Session) -> dict[str, str]:
-    return {"Authorization": f"Bearer {create_token(db, 'alice')}"}
-
-
-@pytest.fixture
-def bob(db: Session) -> dict[str, str]:
-    return {"Authorization": f"Bearer {create_token(db, 'bob')}"}
-
-
 def submit(client: FlaskClient, path: Path, headers: dict[str, str], **fields: str):  # type: ignore[no-untyped-def]
     data = {"file": (io.BytesIO(path.read_bytes()), path.name), **fields}
     return client.post(

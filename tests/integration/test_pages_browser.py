@@ -168,6 +168,23 @@ def _assert_readable(browser) -> None:  # type: ignore[no-untyped-def]
     assert "100,000" in counts[0] and not counts[1]
 
 
+def score_on_page(browser, api: str, token: str, upload: Path, **fields: str) -> None:  # type: ignore[no-untyped-def]
+    """Upload a file from the upload page (its inputs `fields` filled in) and wait until the
+    job page shows it done."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(f"{api}/upload")
+    browser.find_element(By.ID, "token").send_keys(token)
+    browser.find_element(By.ID, "file").send_keys(str(upload))
+    for field, value in fields.items():
+        browser.find_element(By.ID, field).send_keys(value)
+    browser.find_element(By.ID, "submit").click()
+    WebDriverWait(browser, 30).until(ec.url_contains("/jobs/"))
+    WebDriverWait(browser, 90).until(ec.visibility_of_element_located((By.ID, "done")))
+
+
 def test_a_file_without_ids_shows_no_empty_columns_and_epoch_times_as_dates(
     live_api: str,
     browser,
@@ -179,8 +196,6 @@ def test_a_file_without_ids_shows_no_empty_columns_and_epoch_times_as_dates(
     import numpy as np
     import pandas as pd
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions as ec
-    from selenium.webdriver.support.ui import WebDriverWait
 
     rng = np.random.default_rng(4)
     n = 3000
@@ -194,12 +209,7 @@ def test_a_file_without_ids_shows_no_empty_columns_and_epoch_times_as_dates(
     upload = tmp_path / "no_ids.csv"
     frame.to_csv(upload, index=False)
     token = create_token(db, "pat")
-    browser.get(f"{live_api}/upload")
-    browser.find_element(By.ID, "token").send_keys(token)
-    browser.find_element(By.ID, "file").send_keys(str(upload))
-    browser.find_element(By.ID, "submit").click()
-    WebDriverWait(browser, 30).until(ec.url_contains("/jobs/"))
-    WebDriverWait(browser, 90).until(ec.visibility_of_element_located((By.ID, "done")))
+    score_on_page(browser, live_api, token, upload)
     header = [th.text for th in browser.find_elements(By.CSS_SELECTOR, "#riskiest thead th")]
     assert header == ["row", "amount", "time", "probability", "risk", "reasons"]
     first = browser.find_elements(By.CSS_SELECTOR, "#riskiest tbody tr")[0]
@@ -246,13 +256,7 @@ def test_labels_sent_from_the_job_page_train_a_team_model_shown_on_its_job_page(
     pd.DataFrame({"row_number": range(1, len(frame) + 1), "fraud": frame[label]}).to_csv(
         labels, index=False
     )
-    browser.get(f"{live_api}/upload")
-    browser.find_element(By.ID, "token").send_keys(create_token(db, "pat"))
-    browser.find_element(By.ID, "file").send_keys(str(upload))
-    browser.find_element(By.ID, "expected_fraud_rate").send_keys("2")
-    browser.find_element(By.ID, "submit").click()
-    WebDriverWait(browser, 30).until(ec.url_contains("/jobs/"))
-    WebDriverWait(browser, 90).until(ec.visibility_of_element_located((By.ID, "done")))
+    score_on_page(browser, live_api, create_token(db, "pat"), upload, expected_fraud_rate="2")
     assert (
         "expected fraud rate (as you stated it) 2.0%" in browser.find_element(By.ID, "stats").text
     )

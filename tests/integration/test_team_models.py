@@ -22,7 +22,6 @@ from sqlalchemy.orm import Session
 from shared import states as S
 from shared.db.models import JOB_TRAIN, Job, LabelSet, ReferenceModel
 from shared.service import training
-from shared.service.auth import create_token
 from shared.service.training import run_training
 from shared.settings import Settings, get_settings
 from shared.storage import open_store
@@ -41,16 +40,6 @@ def labeled_file(seed: int, rows: int = 3000) -> pd.DataFrame:
 
 
 LABEL = example_spec().column_names()["label"]
-
-
-@pytest.fixture
-def alice(db: Session) -> dict[str, str]:
-    return {"Authorization": f"Bearer {create_token(db, 'alice')}"}
-
-
-@pytest.fixture
-def bob(db: Session) -> dict[str, str]:
-    return {"Authorization": f"Bearer {create_token(db, 'bob')}"}
 
 
 def post_file(
