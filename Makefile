@@ -10,13 +10,22 @@ REQ := requirements
 LOCK := $(VENV)/bin/uv pip compile --quiet --generate-hashes --python-version 3.11 \
 	--python-platform x86_64-manylinux_2_28
 
-.PHONY: run test test-unit lint typecheck format lock migrate clean
+.PHONY: run test browser test-unit lint typecheck format lock migrate clean
 
 run: $(RUN_STAMP)
 	@$(PY) scripts/run_local.py
 
-test: $(DEV_STAMP)
+# PostgreSQL and Redis: the machine's when they answer, else throwaway ones (tests/services.py).
+test: $(DEV_STAMP) browser
 	$(PY) -m pytest --cov --cov-report=term $(PYTEST_ARGS)
+
+# The browser tests drive Debian's headless Chromium: installed with apt-get where we may.
+browser:
+	@command -v chromedriver >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+		&& echo "install   chromium and chromium-driver for the browser tests (apt-get)" \
+		&& apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+		chromium chromium-driver >/dev/null 2>&1; } \
+		|| echo "note      browser tests skipped: apt-get install chromium chromium-driver"
 
 # Unit tests only: no PostgreSQL, Redis, S3 endpoint or worker needed.
 test-unit: $(DEV_STAMP)

@@ -275,7 +275,8 @@ def cancel(job_id: str) -> Response:
 @bp.get("/jobs/<job_id>/result")
 @require_token
 def result(job_id: str) -> BaseResponse:
-    """The predictions CSV, streamed; `?redirect=1` answers with a short-lived store URL."""
+    """The predictions CSV, streamed; `?redirect=1` answers with a short-lived store URL when
+    clients can reach the store (S3_PUBLIC_ENDPOINT_URL, or AWS itself)."""
     return download(job_id, "output_uri", "predictions.csv")
 
 
@@ -296,7 +297,7 @@ def download(job_id: str, attribute: str, filename: str) -> BaseResponse:
     key = svc.store.key_of(uri)
     if key is None:
         raise NotFound(f"job {job_id}: {filename} is not in this store")
-    if request.args.get("redirect") and svc.store.scheme == "s3":
+    if request.args.get("redirect") and svc.store.linkable:
         return redirect(svc.store.url(key), code=302)
     return download_stream(key, f"{job_id}-{filename}")
 

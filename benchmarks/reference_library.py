@@ -74,7 +74,7 @@ def main() -> int:
         )
         upgrade(settings.db_url)
         bucket = f"fraud-bench-{uuid.uuid4().hex[:8]}"
-        open_store(f"s3://{bucket}/", settings=settings).ensure_bucket()  # type: ignore[attr-defined]
+        open_store(f"s3://{bucket}/", settings=settings).prepare(create=True)
         with session_scope(settings.db_url) as session:
             populate(session, models_dir)
             outcome = migrate(session, settings, bucket, report=lambda _: None)

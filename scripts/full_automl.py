@@ -1,6 +1,8 @@
-"""Train a team model from a labeled file: `python scripts/full_automl.py --dataset FILE.csv
-[--label COL] [--name NAME]`, then `python scripts/populate_reference_models.py` registers it,
-and every file of that schema is scored with it (`scripts/score_csv.py`).
+"""Train a model from a labeled file and add it to the shared library, in one command:
+`python scripts/full_automl.py --dataset FILE.csv [--label COL] [--name NAME]`. It registers
+the model and, when OBJECT_STORE_URI is s3://, moves its files there; the next job whose file
+has its columns is scored with it (the workers fetch it on first use). `--no-register` only
+writes the model folder.
 
 The model learns from all the file's usable columns and is weighed against the label-free
 score on the file's own labels, out of time. `--roles-only` trains a library-style reference
@@ -13,8 +15,13 @@ import json
 import sys
 from pathlib import Path
 
+from scripts.migrate_models_to_s3 import library_place
+from shared.db.migrate import upgrade
+from shared.db.session import session_scope
+from shared.library import s3_migration
 from shared.library.cache import RegistrySource
-from shared.settings import get_settings
+from shared.library.registry import row_values, upsert
+from shared.settings import Settings, get_settings
 from shared.training.automl import TrainingError, train_csv
 from shared.training.team import train_team
 
@@ -28,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--roles-only", action="store_true", help="a reference model of role features only"
     )
+    parser.add_argument("--no-register", action="store_true", help="only write the folder")
     args = parser.parse_args(argv)
     settings = get_settings()
     out = args.out or settings.models_dir
@@ -45,8 +53,34 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     report = {"name": result.name, "folder": str(result.folder), "roles": result.roles}
     print(json.dumps({**report, "metrics": result.metrics}, indent=2))
-    print("next: python scripts/populate_reference_models.py (registers it)", file=sys.stderr)
-    return 0
+    if args.no_register:
+        print("next: python scripts/populate_reference_models.py (registers it)", file=sys.stderr)
+        return 0
+    return register(settings, result.folder)
+
+
+def register(settings: Settings, folder: Path) -> int:
+    """Register the model folder in the library, then move it to the store when that is S3."""
+    upgrade(settings.db_url)
+    with session_scope(settings.db_url) as session:
+        values = row_values(folder)
+        outcome = upsert(session, values)
+        session.commit()
+    print(f"registered {values['name']} ({outcome})", file=sys.stderr)
+    bucket, prefix = library_place(settings.store_uri, None, None)
+    if not bucket:
+        return 0
+    with session_scope(settings.db_url) as session:
+        moved = s3_migration.migrate(
+            session, settings, bucket, prefix, report=lambda _: None, only=values["name"]
+        )
+    for name, reason in moved.failed:
+        print(
+            f"full_automl: {name} could not be moved to s3://{bucket}/: {reason}", file=sys.stderr
+        )
+    if moved.done:
+        print(f"stored in s3://{bucket}/{prefix}/{values['name']}/", file=sys.stderr)
+    return 1 if moved.failed else 0
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 from shared.db.session import session_scope
 from shared.library import s3_migration as mm
 from shared.settings import get_settings
+from shared.storage import StoreNotReady, open_store
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,7 +21,9 @@ def main(argv: list[str] | None = None) -> int:
     mode.add_argument("--verify", action="store_true", help="check every S3 model's files")
     mode.add_argument("--rollback", action="store_true", help="move models back to local")
     parser.add_argument("--bucket", help="S3 bucket (default: OBJECT_STORE_URI's bucket)")
-    parser.add_argument("--prefix", default="models", help="key prefix in the bucket")
+    parser.add_argument(
+        "--prefix", help="key prefix in the bucket (default: OBJECT_STORE_URI's, then library/)"
+    )
     parser.add_argument("--price-per-gb-month", type=float, default=mm.Prices.storage_gb_month)
     parser.add_argument("--put-price-per-1000", type=float, default=mm.Prices.put_per_1000)
     parser.add_argument("--get-price-per-1000", type=float, default=mm.Prices.get_per_1000)
@@ -41,21 +44,31 @@ def main(argv: list[str] | None = None) -> int:
             outcome = mm.rollback(session, settings, settings.models_dir)
             print(outcome.render("rolled back"))
             return 1 if outcome.failed else 0
-        bucket = args.bucket or _configured_bucket(settings.store_uri)
+        bucket, prefix = library_place(settings.store_uri, args.bucket, args.prefix)
         if not bucket:
             print(
                 "migrate: name a bucket with --bucket (OBJECT_STORE_URI is not s3://)",
                 file=sys.stderr,
             )
             return 2
-        outcome = mm.migrate(session, settings, bucket, args.prefix, dry_run=args.dry_run)
+        try:  # a dry run checks it too: it would fail the same way
+            open_store(f"s3://{bucket}/{prefix}/", settings=settings).prepare(create=False)
+        except StoreNotReady as exc:
+            print(f"migrate: {exc}", file=sys.stderr)
+            return 2
+        outcome = mm.migrate(session, settings, bucket, prefix, dry_run=args.dry_run)
         print(outcome.render("would migrate" if args.dry_run else "migrated"))
         return 1 if outcome.failed else 0
 
 
-def _configured_bucket(uri: str) -> str | None:
-    parts = urlsplit(uri)
-    return parts.netloc if parts.scheme == "s3" else None
+def library_place(store_uri: str, bucket: str | None, prefix: str | None) -> tuple[str, str]:
+    """The bucket and key prefix reference models go to: --bucket/--prefix, else the object
+    store's bucket and prefix, then `library`."""
+    parts = urlsplit(store_uri)
+    if bucket is None and parts.scheme == "s3":
+        bucket = parts.netloc
+        prefix = prefix or "/".join(p for p in (parts.path.strip("/"), "library") if p)
+    return bucket or "", (prefix or "library").strip("/")
 
 
 if __name__ == "__main__":

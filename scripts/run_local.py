@@ -1,7 +1,7 @@
 """Run API, worker and Flower: on embedded defaults, or on the services the environment names.
 
 Used by `make run`. Starts a private, persistent redis-server when no broker is configured,
-migrates the database, starts each part in its own process group (its output in
+runs the set-up steps (scripts/setup.py), starts each part in its own process group (its output in
 var/log/NAME.log: the terminal shows our own lines only), prints the URLs, restarts a part that
 dies (up to MAX_RESTARTS in RESTART_WINDOW_S), and on Ctrl-C stops everything it started.
 """
@@ -23,14 +23,10 @@ import time
 import urllib.request
 from pathlib import Path
 
-from scripts.build_reference_library import build_and_register
-from shared.db.migrate import upgrade
+from scripts import setup
 from shared.db.session import session_scope
-from shared.library.build import outside_catalog, to_build
-from shared.library.registry import populate
 from shared.service.auth import kept_token, write_private
 from shared.settings import REPO_ROOT, Settings, get_settings, load_settings
-from shared.training.simulator import reference_catalog
 
 STOP_TIMEOUT_S = 20
 READY_TIMEOUT_S = 90
@@ -181,40 +177,6 @@ def _signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
         os.killpg(proc.pid, sig)
 
 
-def ensure_library(settings: Settings) -> None:
-    """Build the reference library on first use (and the models an older catalog or simulator
-    built); always (re)register its folders."""
-    count = settings.reference_library_size
-    if others := outside_catalog(settings.models_dir, count):
-        print(
-            f"library   {len(others)} model folder(s) not in the catalog are registered too "
-            f"(an older simulator's, or your own): {', '.join(others)}",
-            flush=True,
-        )
-    specs = reference_catalog(count, rows_scale=settings.reference_rows_scale)
-    todo, stale = to_build(settings.models_dir, specs)
-    if not todo:
-        with session_scope(settings.db_url) as session:
-            summary = populate(session, settings.models_dir)
-        print(
-            f"library   {settings.models_dir} ({len(summary.skipped)} unchanged, "
-            f"{len(summary.added) + len(summary.updated)} registered)",
-            flush=True,
-        )
-        return
-    what = f"{count} reference models (first run only)"
-    if stale:
-        what = (
-            f"{len(todo)} of {count} reference models, {len(stale)} of them built by an older "
-            "catalog or simulator"
-        )
-    elif len(todo) < count:
-        what = f"{len(todo)} of {count} reference models"
-    print(f"library   building {what}...", flush=True)
-    if build_and_register(settings, count, settings.reference_rows_scale, verbose=False) != 0:
-        raise RuntimeError("the reference library could not be registered")
-
-
 def banner(settings: Settings, ready: dict[str, object], token: str, flower_auth: str) -> list[str]:
     """What `make run` prints once everything answers."""
     base = f"http://{settings.api_host}:{settings.api_port}"
@@ -292,10 +254,7 @@ def main() -> int:
         if not (os.environ.get("REDIS_URL") or os.environ.get("CELERY_BROKER_URL")):
             services["redis"], env["REDIS_URL"] = start_redis(var_dir)
             print(f"redis     {env['REDIS_URL']} (private)", flush=True)
-        print(f"database  {settings.db_url}", flush=True)
-        print(f"objects   {settings.store_uri}", flush=True)
-        upgrade(settings.db_url)
-        ensure_library(settings)
+        setup.run(settings)
         with session_scope(settings.db_url) as session:
             token = kept_token(session, var_dir / "dev_token", "dev")
         log_dir = var_dir / "log"
@@ -345,6 +304,9 @@ def main() -> int:
     except _Stop as why:
         print(f"\nfraudscore: {why}, stopping...", flush=True)
         return 0
+    except setup.SetupError as exc:
+        print(f"fraudscore: {exc}", file=sys.stderr)
+        return 1
     except RuntimeError as exc:
         print(f"fraudscore: {exc} (logs: {var_dir / 'log'})", file=sys.stderr)
         return 1

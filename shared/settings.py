@@ -42,7 +42,12 @@ class Settings(BaseSettings):
 
     # Object store: s3://bucket/prefix/ or file:///abs/path (default: a folder under var/).
     object_store_uri: str = ""
+    # A non-AWS S3 endpoint as the servers reach it (MinIO...); boto3's own AWS_ENDPOINT_URL
+    # is read when this is unset.
     s3_endpoint_url: str | None = None
+    # The same store as clients reach it, for presigned download URLs (`?redirect=1`); unset
+    # while S3_ENDPOINT_URL is set, downloads are streamed by the API instead.
+    s3_public_endpoint_url: str | None = None
     s3_region: str | None = None
     s3_multipart_threshold: int = Field(default=16 * 1024 * 1024, ge=5 * 1024 * 1024)
     presigned_url_ttl_s: int = Field(default=900, gt=0)

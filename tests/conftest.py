@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -21,6 +21,25 @@ from shared.service.auth import create_token
 from shared.settings import Settings, get_settings
 from shared.storage import ObjectStore, open_store
 from tests import services
+
+_STARTED: list[str] = []
+_STOPS: list[Callable[[], None]] = []
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """On a machine without PostgreSQL or Redis, throwaway ones for this run."""
+    said, stops = services.start_missing_services()
+    _STARTED.extend(said)
+    _STOPS.extend(stops)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    while _STOPS:
+        _STOPS.pop()()
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    return _STARTED
 
 
 @pytest.fixture(scope="session")
@@ -69,7 +88,7 @@ def service_env(
     saved = {key: os.environ.get(key) for key in env}
     os.environ.update(env)
     get_settings.cache_clear()
-    open_store(settings=get_settings()).ensure_bucket()  # type: ignore[attr-defined]
+    open_store(settings=get_settings()).prepare(create=True)
     yield env
     for key, value in saved.items():
         if value is None:

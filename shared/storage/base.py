@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import posixpath
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
@@ -12,6 +13,14 @@ from typing import IO
 
 class ObjectNotFound(KeyError):
     """No object under that key."""
+
+
+class StoreNotReady(RuntimeError):
+    """The store cannot be used as configured: its bucket is missing or cannot be written."""
+
+
+# Written and deleted again by `prepare`: proof that these credentials may write.
+PROBE_KEY = ".fraudscore-write-check"
 
 
 @dataclass(frozen=True)
@@ -34,6 +43,8 @@ class ObjectStore(ABC):
     """Keys are '/'-separated paths below the store's root URI."""
 
     scheme: str
+    # Whether `url` gives clients a link they can follow (else the API streams the file).
+    linkable = False
 
     def __init__(self, uri: str) -> None:
         self.uri = uri
@@ -94,6 +105,17 @@ class ObjectStore(ABC):
             return clean_key(uri[len(root) :])
         except ValueError:
             return None
+
+    def prepare(self, create: bool = False) -> str:
+        """Check that the store can be written (a probe object, put and deleted); `create`
+        makes a missing bucket or folder. What was found, for the operator; raises
+        StoreNotReady saying what to do."""
+        try:
+            self.put_stream(PROBE_KEY, io.BytesIO(b"ok"))
+            self.delete(PROBE_KEY)
+        except OSError as exc:
+            raise StoreNotReady(f"{self.uri} cannot be written: {exc}") from None
+        return "writable"
 
     def ping(self) -> None:
         """Raise if the store cannot be reached."""

@@ -9,7 +9,14 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from shared.storage.base import ObjectInfo, ObjectNotFound, ObjectStore, clean_key
+from shared.storage.base import (
+    PROBE_KEY,
+    ObjectInfo,
+    ObjectNotFound,
+    ObjectStore,
+    StoreNotReady,
+    clean_key,
+)
 
 if TYPE_CHECKING:
     from shared.settings import Settings
@@ -28,8 +35,7 @@ def s3_client(endpoint_url: str | None, region: str | None) -> Any:
 
 
 def _missing(error: Exception) -> bool:
-    code = getattr(error, "response", {}).get("Error", {}).get("Code", "")
-    return code in ("404", "NoSuchKey", "NotFound")
+    return _code(error) in ("404", "NoSuchKey", "NotFound")
 
 
 class S3ObjectStore(ObjectStore):
@@ -45,6 +51,9 @@ class S3ObjectStore(ObjectStore):
         self.bucket = parts.netloc
         self.prefix = parts.path.strip("/") + "/" if parts.path.strip("/") else ""
         self._endpoint = settings.s3_endpoint_url
+        # Presigned URLs name the endpoint clients reach; a private endpoint alone is none.
+        self._public = settings.s3_public_endpoint_url or settings.s3_endpoint_url
+        self.linkable = bool(settings.s3_public_endpoint_url or not settings.s3_endpoint_url)
         self._region = settings.s3_region
         self._threshold = settings.s3_multipart_threshold
         self._ttl = settings.presigned_url_ttl_s
@@ -139,21 +148,67 @@ class S3ObjectStore(ObjectStore):
         self.delete(src)
 
     def url(self, key: str, expires_s: int | None = None) -> str:
-        return self.client.generate_presigned_url(
+        return s3_client(self._public, self._region).generate_presigned_url(
             "get_object",
             Params={"Bucket": self.bucket, "Key": self._key(key)},
             ExpiresIn=expires_s or self._ttl,
         )
 
-    def ensure_bucket(self) -> None:
-        """Create the bucket if it does not exist (dev and test setups)."""
+    def prepare(self, create: bool = False) -> str:
+        """Check the bucket (creating it when `create` and the credentials allow), then write
+        and delete a probe object under the prefix."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        where = f"bucket {self.bucket!r}"
+        found = "exists"
         try:
-            self.client.head_bucket(Bucket=self.bucket)
-        except self.client.exceptions.ClientError:
-            extra: dict[str, Any] = {}
-            if self._region and self._region != "us-east-1":
-                extra["CreateBucketConfiguration"] = {"LocationConstraint": self._region}
+            try:
+                self.client.head_bucket(Bucket=self.bucket)
+            except ClientError as exc:
+                if _code(exc) not in ("404", "NoSuchBucket", "NotFound"):
+                    raise StoreNotReady(f"{where}: {_denied(exc)}") from None
+                if not create:
+                    raise StoreNotReady(
+                        f"{where} does not exist: create it, or run `python scripts/setup.py`, "
+                        "which creates it where the credentials allow"
+                    ) from None
+                self._create_bucket(where)
+                found = "created"
+            try:
+                self.client.put_object(Bucket=self.bucket, Key=self._key(PROBE_KEY), Body=b"ok")
+                self.client.delete_object(Bucket=self.bucket, Key=self._key(PROBE_KEY))
+            except ClientError as exc:
+                raise StoreNotReady(f"{where} cannot be written: {_denied(exc)}") from None
+        except BotoCoreError as exc:
+            endpoint = self._endpoint or "AWS"
+            raise StoreNotReady(f"cannot reach the S3 endpoint {endpoint}: {exc}") from None
+        return found
+
+    def _create_bucket(self, where: str) -> None:
+        from botocore.exceptions import ClientError
+
+        extra: dict[str, Any] = {}
+        if self._region and self._region != "us-east-1":
+            extra["CreateBucketConfiguration"] = {"LocationConstraint": self._region}
+        try:
             self.client.create_bucket(Bucket=self.bucket, **extra)
+        except ClientError as exc:
+            raise StoreNotReady(
+                f"{where} does not exist and these credentials cannot create it "
+                f"({_code(exc)}): create it, or name a bucket that exists"
+            ) from None
+
+
+def _code(error: Exception) -> str:
+    return str(getattr(error, "response", {}).get("Error", {}).get("Code", ""))
+
+
+def _denied(error: Exception) -> str:
+    """A client error in words: access denied names the credentials."""
+    code = _code(error)
+    if code in ("403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
+        return f"{code}: check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY and the bucket policy"
+    return code or str(error)
 
 
 class _CountingReader:

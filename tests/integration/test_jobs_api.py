@@ -80,6 +80,34 @@ def test_submit_poll_and_download_give_the_offline_predictions(
     store = ModelStore(settings)
     Pipeline(RegistrySource(settings, store), options).run(upload, offline)
     assert downloaded.data == offline.read_bytes()
+    assert_redirects_only_to_a_public_endpoint(client, job_id, alice, downloaded.data)
+
+
+def assert_redirects_only_to_a_public_endpoint(
+    client: FlaskClient, job_id: str, alice: dict, data: bytes
+) -> None:
+    """`?redirect=1` streams while the store's endpoint is private (S3_ENDPOINT_URL alone),
+    and links to S3_PUBLIC_ENDPOINT_URL once that is set."""
+    import os
+    import urllib.request
+
+    from api import create_app
+    from shared.settings import get_settings
+
+    url = f"/api/v1/jobs/{job_id}/result?redirect=1"
+    streamed = client.get(url, headers=alice)
+    assert streamed.status_code == 200 and streamed.data == data
+    public = os.environ["S3_ENDPOINT_URL"].replace("127.0.0.1", "localhost")
+    os.environ["S3_PUBLIC_ENDPOINT_URL"] = public
+    get_settings.cache_clear()
+    try:
+        linked = create_app().test_client().get(url, headers=alice)
+    finally:
+        del os.environ["S3_PUBLIC_ENDPOINT_URL"]
+        get_settings.cache_clear()
+    assert linked.status_code == 302 and linked.location.startswith(public + "/")
+    with urllib.request.urlopen(linked.location, timeout=10) as answer:
+        assert answer.read() == data
 
 
 def test_a_bad_csv_ends_failed_with_a_readable_reason(

@@ -31,7 +31,7 @@ def library(registered_library: Path) -> Path:
 def bucket(settings: Settings) -> str:
     name = f"fraud-models-{uuid.uuid4().hex[:8]}"
     store = open_store(f"s3://{name}/", settings=settings)
-    store.ensure_bucket()  # type: ignore[attr-defined]
+    store.prepare(create=True)
     return name
 
 
@@ -86,9 +86,8 @@ def test_migrate_verify_and_rollback(
     run = cli("--bucket", bucket)
     assert run.returncode == 0, run.stdout + run.stderr
     assert run.stdout.count("migrated ") == 3 and "failed: 0" in run.stdout
-    assert all(
-        kind == "s3" and uri.startswith(f"s3://{bucket}/models/") for kind, uri in rows(db).values()
-    )
+    uris = rows(db).values()
+    assert all(kind == "s3" and uri.startswith(f"s3://{bucket}/library/") for kind, uri in uris)
     assert len(objects(settings, bucket)) == 12
 
     assert cli("--bucket", bucket).stdout.count("migrated ") == 0  # re-running is a no-op
@@ -96,7 +95,7 @@ def test_migrate_verify_and_rollback(
     assert verify.returncode == 0 and verify.stdout.count("ok ") == 3
 
     # A file changed in S3 behind our back is caught.
-    key = f"models/{SMALL_LIBRARY[0]}/1/calibrator.json"
+    key = f"library/{SMALL_LIBRARY[0]}/1/calibrator.json"
     open_store(f"s3://{bucket}/", settings=settings).put_stream(key, io.BytesIO(b"{}"))
     bad = cli("--verify")
     assert bad.returncode == 1 and f"BAD      {SMALL_LIBRARY[0]}: calibrator.json" in bad.stdout
@@ -126,9 +125,29 @@ def test_an_upload_failing_half_way_leaves_no_row_on_an_incomplete_model(
     assert state[SMALL_LIBRARY[1]][0] == "local"
     assert state[SMALL_LIBRARY[0]][0] == "s3" and state[SMALL_LIBRARY[2]][0] == "s3"
     uploaded = objects(settings, bucket)
-    assert any(k.startswith(f"models/{SMALL_LIBRARY[1]}/") for k in uploaded)  # half-way
+    assert any(k.startswith(f"library/{SMALL_LIBRARY[1]}/") for k in uploaded)  # half-way
     broken.write_bytes(good)
     again = cli("--bucket", bucket)
     assert again.returncode == 0 and again.stdout.count("migrated ") == 1
     assert {kind for kind, _ in rows(db).values()} == {"s3"}
     assert cli("--verify").stdout.count("ok ") == 3
+
+
+def test_dry_run_counts_what_the_real_run_does(library: Path, bucket: str) -> None:
+    dry = cli("--dry-run", "--bucket", bucket)
+    assert "would migrate: 3" in dry.stdout and "skipped: 0" in dry.stdout, dry.stdout
+    real = cli("--bucket", bucket)
+    assert "migrated: 3" in real.stdout and "skipped: 0" in real.stdout, real.stdout
+    again = cli("--dry-run", "--bucket", bucket)
+    assert "would migrate: 0" in again.stdout and "skipped: 3" in again.stdout
+
+
+@pytest.mark.parametrize("mode", [("--dry-run",), ()])
+def test_a_missing_bucket_fails_with_its_name(
+    library: Path, settings: Settings, db: Session, mode: tuple[str, ...]
+) -> None:
+    run = cli(*mode, "--bucket", "no-such-bucket-here")
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert "bucket 'no-such-bucket-here' does not exist: create it" in run.stderr
+    assert "Traceback" not in run.stderr and "would upload" not in run.stdout
+    assert {kind for kind, _ in rows(db).values()} == {"local"}

@@ -25,7 +25,7 @@ NAME = SMALL_LIBRARY[0]
 def in_s3(db: Session, registered_library: Path, settings: Settings) -> str:
     """The small library registered and migrated to a fresh bucket; returns the bucket."""
     bucket = f"fraud-cache-{uuid.uuid4().hex[:8]}"
-    open_store(f"s3://{bucket}/", settings=settings).ensure_bucket()  # type: ignore[attr-defined]
+    open_store(f"s3://{bucket}/", settings=settings).prepare(create=True)
     assert not migrate(db, settings, bucket, report=lambda _: None).failed
     return bucket
 
@@ -61,7 +61,7 @@ def test_a_corrupt_cached_file_is_deleted_and_fetched_again(in_s3: str, store: M
 def test_a_corrupt_object_is_reported_naming_model_and_file(
     in_s3: str, store: ModelStore, settings: Settings
 ) -> None:
-    key = f"models/{NAME}/1/features.json"
+    key = f"library/{NAME}/1/features.json"
     open_store(f"s3://{in_s3}/", settings=settings).put_stream(key, io.BytesIO(b"{}"))
     with pytest.raises(ModelIntegrityError, match=f"model {NAME}: file features.json"):
         store.load(NAME)
@@ -90,23 +90,28 @@ def test_an_unknown_model_is_a_clear_error(in_s3: str, store: ModelStore) -> Non
     assert store.warm(["nope", NAME]) == [NAME]
 
 
-def _load_in_child(cache_dir: str, barrier, results) -> None:  # type: ignore[no-untyped-def]
+def _warm_in_child(cache_dir: str, barrier, results) -> None:  # type: ignore[no-untyped-def]
     from shared.library.cache import ModelStore
     from shared.settings import load_settings
+    from shared.storage.s3 import s3_client
 
     store = ModelStore(load_settings(model_cache_dir=cache_dir))
+    gets = []
+    client = s3_client(store.settings.s3_endpoint_url, store.settings.s3_region)
+    client.meta.events.register("before-call.s3.GetObject", lambda **_: gets.append(1))
     barrier.wait(timeout=30)
+    store.warm()
     bundle = store.load(NAME)
-    results.put((store.stats["downloads"], bundle.checksums["model.ubj"]))
+    results.put((store.stats["downloads"], len(gets), bundle.checksums["model.ubj"]))
 
 
-def test_two_processes_loading_at_once_end_with_one_good_copy(
+def test_two_processes_warming_at_once_download_each_model_once(
     in_s3: str, store: ModelStore
 ) -> None:
     ctx = multiprocessing.get_context("spawn")
     barrier, results = ctx.Barrier(2), ctx.Queue()
     procs = [
-        ctx.Process(target=_load_in_child, args=(str(store.cache_dir), barrier, results))
+        ctx.Process(target=_warm_in_child, args=(str(store.cache_dir), barrier, results))
         for _ in range(2)
     ]
     for proc in procs:
@@ -115,11 +120,15 @@ def test_two_processes_loading_at_once_end_with_one_good_copy(
         proc.join(timeout=120)
         assert proc.exitcode == 0
     outcomes = [results.get(timeout=5) for _ in procs]
-    checksums = {checksum for _, checksum in outcomes}
+    # Three models of four files: 3 downloads and 12 GETs between both processes, not 6 and 24.
+    assert sum(downloads for downloads, _, _ in outcomes) == len(SMALL_LIBRARY)
+    assert sum(gets for _, gets, _ in outcomes) == 4 * len(SMALL_LIBRARY)
+    checksums = {checksum for _, _, checksum in outcomes}
     assert len(checksums) == 1
     entries = sorted(p.name for p in store.cache_dir.iterdir())
-    assert len(entries) == 1 and entries[0].startswith(f"{NAME}-")  # one copy, no temp folders
-    assert sha256_file(store.cache_dir / entries[0] / "model.ubj") == checksums.pop()
+    assert len(entries) == 3 and entries[0].startswith(f"{SMALL_LIBRARY[0]}-")  # no temp folders
+    mine = next(e for e in entries if e.startswith(f"{NAME}-"))
+    assert sha256_file(store.cache_dir / mine / "model.ubj") == checksums.pop()
 
 
 def test_checkouts_sharing_a_cache_keep_their_own_versions_of_a_model(

@@ -158,6 +158,8 @@ def test_a_training_that_loses_its_job_mid_way_registers_nothing(
     settings: Settings,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # Run here, in this process: no message for a worker that a fixture may have started.
+    monkeypatch.setattr("api.jobs.enqueue_job", lambda *args: None)
     data = labeled_file(seed=14, rows=1500).to_csv(index=False).encode()
     response = post_file(client, "/api/v1/models", data, alice, name="killed", label=LABEL)
     assert response.status_code == 202, response.json
@@ -182,3 +184,27 @@ def test_a_training_that_loses_its_job_mid_way_registers_nothing(
     )
     store = open_store(settings=settings)
     assert list(store.list("models/alice/killed")) == []
+
+
+def test_full_automl_trains_registers_and_stores_a_model_in_one_command(
+    registered_library: Path, settings: Settings, db: Session, tmp_path: Path
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from tests.services import REPO_ROOT
+
+    path = tmp_path / "labeled.csv"
+    labeled_file(seed=7).to_csv(path, index=False)
+    args = ["scripts/full_automl.py", "--dataset", str(path), "--name", "ops-model"]
+    env = dict(os.environ, AUTOML_MODELS_DIR=str(tmp_path / "models"))
+    run = subprocess.run(
+        [sys.executable, *args], cwd=REPO_ROOT, env=env, capture_output=True, text=True
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "registered ops-model (added)" in run.stderr and "next:" not in run.stderr
+    row = db.scalars(select(ReferenceModel).where(ReferenceModel.name == "ops-model")).one()
+    assert row.storage_type == "s3" and row.owner == ""
+    store = open_store(row.artifact_uri, settings=settings)
+    assert sorted(o.key for o in store.list()) == sorted(row.file_checksums)

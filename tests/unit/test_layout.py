@@ -220,7 +220,6 @@ def test_every_launcher_runs_the_same_command_lines() -> None:
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
     assert {"api", "worker", "flower", "redis", "postgres", "minio"} <= set(compose)
     assert "--appendonly" in compose["redis"]["command"]
-    assert "mc mb" in " ".join(compose["minio-bucket"]["command"])
     assert all(":latest" not in str(service.get("image", "")) for service in compose.values())
     procfile = dict(
         line.split(": ", 1) for line in (ROOT / "Procfile").read_text().splitlines() if line
@@ -239,5 +238,11 @@ def test_every_launcher_runs_the_same_command_lines() -> None:
         assert local[name] == (command if command.startswith("python") else f"python -m {command}")
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert 'CMD ["gunicorn", "-c", "gunicorn.conf.py", "api.asgi:app"]' in dockerfile
-    assert procfile["release"] == "python scripts/migrate.py"
-    assert compose["release"]["command"] == ["python", "scripts/migrate.py"]
+    # One set-up step: the Procfile's release, compose's one-off service, and `make run`.
+    assert procfile["release"] == "python scripts/setup.py"
+    assert compose["setup"]["command"] == ["python", "scripts/setup.py"]
+    assert "setup.run(settings)" in (ROOT / "scripts" / "run_local.py").read_text()
+    for name in ("api", "worker"):
+        assert compose[name]["depends_on"]["setup"] == {
+            "condition": "service_completed_successfully"
+        }
