@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from flask import Blueprint, Response, g, request
 from sqlalchemy import select
 from werkzeug.wrappers import Response as BaseResponse
 
 from api.auth import require_token
 from api.jobs import create_job, download, idempotency_key, own_input, receive_upload
+from api.schemas import ApplyUnlabeled, parse
 from api.services import services
 from shared.db.models import Job
 from shared.errors import InputError
@@ -34,14 +37,13 @@ def apply_unlabeled() -> tuple[Response, int]:
         return create_job(uri, options, retry_key, uploaded=key)
     body = request.get_json(silent=True)
     body = body if isinstance(body, dict) else {}
-    filepath = str(body.get("filepath") or "").lstrip("/")
-    if "\x00" in filepath or len(filepath) > 1000:
-        raise InputError("invalid filepath: at most 1000 characters, and no NUL character")
-    if not filepath:
+    if not body.get("filepath"):
         raise InputError(
             "send the file (a multipart part named `file`) or JSON with `filepath`: the name "
             "of a file you uploaded"
         )
+    asked = parse(ApplyUnlabeled, body, "JSON")
+    filepath = asked.filepath.lstrip("/")
     prefix = upload_prefix(g.owner)
     if filepath.startswith(prefix):
         key = filepath
@@ -49,7 +51,7 @@ def apply_unlabeled() -> tuple[Response, int]:
         key = _latest_upload(filepath)
     else:
         key = prefix + filepath
-    options = {"model_name": str(body["model_name"])} if body.get("model_name") else {}
+    options = {"model_name": asked.model_name} if asked.model_name else {}
     return create_job(own_input(key), options, retry_key)
 
 
@@ -66,8 +68,9 @@ def _latest_upload(name: str) -> str:
         key = svc.store.key_of(uri)
         if key is not None and svc.store.exists(key):
             return key
-    if svc.store.exists(upload_prefix(g.owner) + name):  # put there by other means
-        return upload_prefix(g.owner) + name
+    with contextlib.suppress(ValueError):  # a name no key can have (a backslash...) is none
+        if svc.store.exists(upload_prefix(g.owner) + name):  # put there by other means
+            return upload_prefix(g.owner) + name
     raise InputError(f"you have no uploaded file called {name!r}; send it as the `file` part")
 
 

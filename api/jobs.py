@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from werkzeug.wrappers import Response as BaseResponse
 
 from api.auth import require_token
+from api.schemas import Download, JobsPage, parse
 from api.services import services
 from api.uploads import FORM_OVERHEAD, stream_multipart
 from api.views import job_view
@@ -32,7 +33,6 @@ bp = Blueprint("jobs", __name__, url_prefix="/api/v1")
 logger = logging.getLogger(__name__)
 SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,200}")
-MAX_PAGE = 1_000_000
 
 
 def _own_job(session: Any, job_id: str) -> Job:
@@ -235,10 +235,8 @@ def status(job_id: str) -> Response:
 @require_token
 def list_jobs() -> Response:
     """The caller's jobs, newest first, `page` and `per_page` (max 100)."""
-    page = request.args.get("page", 1, type=int) or 1
-    if not 1 <= page <= MAX_PAGE:
-        raise InputError(f"page must be a whole number from 1 to {MAX_PAGE}")
-    per_page = min(100, max(1, request.args.get("per_page", 20, type=int) or 20))
+    asked = parse(JobsPage, request.args, "query")
+    page, per_page = asked.page, asked.per_page
     with services().session() as session:
         mine = select(Job).where(Job.owner == g.owner)
         total = session.scalar(select(func.count()).select_from(mine.subquery()))
@@ -297,7 +295,7 @@ def download(job_id: str, attribute: str, filename: str) -> BaseResponse:
     key = svc.store.key_of(uri)
     if key is None:
         raise NotFound(f"job {job_id}: {filename} is not in this store")
-    if request.args.get("redirect") and svc.store.linkable:
+    if parse(Download, request.args, "query").redirect and svc.store.linkable:
         return redirect(svc.store.url(key), code=302)
     return download_stream(key, f"{job_id}-{filename}")
 

@@ -18,6 +18,7 @@ from sqlalchemy import func, select
 
 from api.auth import require_token
 from api.jobs import _base_url, _own_job, download_stream, enqueue_or_withdraw, receive_upload
+from api.schemas import LabelsForm, TrainForm, parse
 from api.services import services
 from api.views import file_name, job_view, model_view
 from shared import states as S
@@ -36,7 +37,6 @@ from shared.service.labels import (
     resolve,
     schema_of,
 )
-from shared.service.training import MODEL_NAME
 from shared.storage import ObjectNotFound
 from shared.training.team import MIN_POSITIVES
 
@@ -57,7 +57,7 @@ def add_labels(job_id: str) -> tuple[Response, int]:
     data = upload.read(LABELS_MAX_BYTES + 1)
     if len(data) > LABELS_MAX_BYTES:
         raise TooLarge(f"labels files are limited to {LABELS_MAX_BYTES} bytes")
-    name = _model_name(request.form.get("model_name"))
+    name = parse(LabelsForm, request.form, "form").model_name
     with svc.session() as session:
         job = _scored_job(session, job_id)
         labels = read_labels(data, (job.methods or {}).get("roles", {}).get(R.TX_ID))
@@ -183,31 +183,17 @@ def train_from_file() -> tuple[Response, int]:
     key, fields = receive_upload(check=False)
     svc = services()
     try:
-        name = _model_name(fields.get("name"))
-        if name is None:
+        if not (fields.get("name") or "").strip():
             raise InputError("field `name` is missing: name the model (letters, digits, . _ -)")
-        label = (fields.get("label") or "").strip() or None
-        if label is not None and (len(label) > 200 or "\x00" in label):
-            raise InputError("field `label`: at most 200 characters, and no NUL character")
+        form = parse(TrainForm, fields, "form")
     except InputError:
         svc.store.delete(key)
         raise
-    options = {"name": name, **({"label": label} if label else {})}
+    label = (form.label or "").strip()
+    options = {"name": form.name, **({"label": label} if label else {})}
     with svc.session() as session:
         job = _start_training(session, svc.store.uri_for(key), options, uploaded=key)
         return jsonify(job_view(job, _base_url())), 202
-
-
-def _model_name(value: str | None) -> str | None:
-    name = (value or "").strip()
-    if not name:
-        return None
-    if not MODEL_NAME.match(name):
-        raise InputError(
-            f"invalid model name {name[:80]!r}: 1-80 letters, digits, '.', '_' or '-', "
-            "starting with a letter or digit"
-        )
-    return name
 
 
 def _scored_job(session: Any, job_id: str) -> Job:

@@ -8,8 +8,17 @@ from flask import Blueprint, Response, jsonify
 from pydantic import BaseModel
 
 from api.owners import Defaults
+from api.schemas import (
+    ApplyUnlabeled,
+    Download,
+    JobsPage,
+    LabelsForm,
+    TrainForm,
+    form_schema,
+    query_parameters,
+)
 from shared.engine.options import JobOptions
-from shared.engine.summary import Stats
+from shared.engine.summary import MethodsUsed, Stats
 
 bp = Blueprint("openapi", __name__)
 
@@ -46,10 +55,8 @@ _NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "str
 MODEL = {"$ref": "#/components/schemas/Model"}
 
 
-def _multipart(required: list[str], **fields: dict[str, Any]) -> dict[str, Any]:
-    properties = {"file": {"type": "string", "format": "binary"}, **fields}
-    schema = {"type": "object", "required": required, "properties": properties}
-    return {"required": True, "content": {"multipart/form-data": {"schema": schema}}}
+def _body(schema: dict[str, Any], kind: str = "multipart/form-data") -> dict[str, Any]:
+    return {"required": True, "content": {kind: {"schema": schema}}}
 
 
 DEFAULTS = _json(Defaults.model_json_schema(), "your defaults")
@@ -61,7 +68,7 @@ def _components(model: type[BaseModel]) -> dict[str, Any]:
     return {**schema.pop("$defs", {}), model.__name__: schema}
 
 
-STATS_SCHEMAS = _components(Stats)
+STATS_SCHEMAS = {**_components(Stats), **_components(MethodsUsed)}
 TEAM_PATHS: dict[str, Any] = {
     "/api/v1/settings": {
         "get": {
@@ -83,7 +90,7 @@ TEAM_PATHS: dict[str, Any] = {
             "column, and a label: 1/0, yes/no, true/false, fraud/legit); trains the owner's "
             "team model of that schema once its labels hold enough of both classes",
             "parameters": [_JOB_ID],
-            "requestBody": _multipart(["file"], model_name={"type": "string", "maxLength": 80}),
+            "requestBody": _body(form_schema(LabelsForm)),
             "responses": {
                 "201": _json({"type": "object"}, "labels stored (and training_job, if started)"),
                 **_errors(400, 401, 404, 409, 413, 422),
@@ -118,11 +125,7 @@ TEAM_PATHS: dict[str, Any] = {
         },
         "post": {
             "summary": "Train a team model from a labeled CSV (a training job)",
-            "requestBody": _multipart(
-                ["file", "name"],
-                name={"type": "string", "maxLength": 80},
-                label={"type": "string", "maxLength": 200},
-            ),
+            "requestBody": _body(form_schema(TrainForm)),
             "responses": {"202": JOB, **_errors(400, 401, 413)},
         },
     },
@@ -186,14 +189,7 @@ DOCUMENT: dict[str, Any] = {
             },
             "get": {
                 "summary": "The caller's jobs, newest first",
-                "parameters": [
-                    {"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1}},
-                    {
-                        "name": "per_page",
-                        "in": "query",
-                        "schema": {"type": "integer", "minimum": 1, "maximum": 100},
-                    },
-                ],
+                "parameters": query_parameters(JobsPage),
                 "responses": {
                     "200": _json(
                         {
@@ -229,10 +225,7 @@ DOCUMENT: dict[str, Any] = {
         "/api/v1/jobs/{job_id}/result": {
             "get": {
                 "summary": "The predictions CSV (?redirect=1: a short-lived S3 URL)",
-                "parameters": [
-                    _JOB_ID,
-                    {"name": "redirect", "in": "query", "schema": {"type": "string"}},
-                ],
+                "parameters": [_JOB_ID, *query_parameters(Download)],
                 "responses": {
                     "200": CSV,
                     "302": {"description": "presigned URL"},
@@ -243,28 +236,14 @@ DOCUMENT: dict[str, Any] = {
         "/api/v1/jobs/{job_id}/errors": {
             "get": {
                 "summary": "The per-row errors CSV",
-                "parameters": [_JOB_ID],
+                "parameters": [_JOB_ID, *query_parameters(Download)],
                 "responses": {"200": CSV, **_errors(401, 404)},
             },
         },
         "/api/apply_unlabeled": {
             "post": {
                 "summary": "Score a file the caller uploaded (earlier synchronous API's route)",
-                "requestBody": {
-                    "required": True,
-                    "content": {
-                        "application/json": {
-                            "schema": {
-                                "type": "object",
-                                "required": ["filepath"],
-                                "properties": {
-                                    "filepath": {"type": "string"},
-                                    "model_name": {"type": "string"},
-                                },
-                            }
-                        }
-                    },
-                },
+                "requestBody": _body(form_schema(ApplyUnlabeled, file=False), "application/json"),
                 "responses": {"202": ACCEPTED, "200": ACCEPTED, **_errors(400, 401)},
             },
         },
@@ -277,7 +256,8 @@ DOCUMENT: dict[str, Any] = {
                         "in": "path",
                         "required": True,
                         "schema": {"type": "string"},
-                    }
+                    },
+                    *query_parameters(Download),
                 ],
                 "responses": {"200": CSV, **_errors(401, 404)},
             },
@@ -352,7 +332,7 @@ DOCUMENT: dict[str, Any] = {
                             {"$ref": "#/components/schemas/TrainingStats"},
                         ]
                     },
-                    "methods_used": {"type": "object"},
+                    "methods_used": {"$ref": "#/components/schemas/MethodsUsed"},
                     "download_url": {"type": "string"},
                     "errors_url": {"type": "string"},
                     "error": {"type": "string"},

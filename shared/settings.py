@@ -77,6 +77,8 @@ class Settings(BaseSettings):
     upload_max_bytes: int = Field(default=2 * 1024**3, gt=0)
     # The API sweeps uploads whose writer died (untouched this long) when it starts.
     partial_upload_max_age_s: float = Field(default=3600.0, ge=0)
+    # The API lets go of a request whose body sends nothing for this long (upload deleted).
+    request_idle_s: float = Field(default=60.0, gt=0)
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=5000, gt=0, lt=65536)
     # The address clients reach the API at, for the URLs answers carry (never the request's

@@ -63,10 +63,14 @@ class Tallies:
         del self.riskiest[RISKIEST_ROWS:]
 
 
-class Stats(BaseModel):
-    """A scored job's `stats`, as the API's OpenAPI document describes them."""
+class _Shown(BaseModel):
+    """Part of what a job shows: fixed fields, no others."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Stats(_Shown):
+    """A scored job's `stats`, as the API's OpenAPI document describes them."""
 
     total_transactions: int
     high_risk: int
@@ -80,6 +84,97 @@ class Stats(BaseModel):
     fraud_rate_band: list[float]
     fraud_rate_level: Literal["estimated", "team labels", "stated"]
     riskiest_rows: list[RiskyRow] | None = None  # with reasons on
+
+
+class RiskThresholds(_Shown):
+    medium: float
+    high: float
+    alert_rate: float | None
+    min_high_share: float
+    high_from: str  # "threshold", "alert budget" or "riskiest share"
+    min_medium_share: float
+    medium_from: str
+
+
+class BlendUse(_Shown):
+    """How the reference ensemble and the file's own evidence were weighed, and why."""
+
+    reference_weight: float
+    anomaly_weight: float
+    reason: str
+    file_model: bool
+    file_model_reason: str | None = None
+
+
+class ColumnUse(_Shown):
+    reference_models: list[str]
+    anomaly_only: list[str]
+    ignored: list[str]
+
+
+class ModelUse(_Shown):
+    name: str
+    similarity: float
+    weight: float
+
+
+class MatchDetail(_Shown):
+    """How one chosen reference model matched the file."""
+
+    name: str
+    similarity: float
+    schema_coverage: float
+    role_overlap: float
+    distribution_similarity: float
+    validation_quality: float
+    weight: float
+    column_mapping: dict[str, str]
+    model_inputs_missing: list[str]
+
+
+class TeamUse(_Shown):
+    """The team's own model: whether it leads the ranking or only sets the level, and why."""
+
+    name: str
+    coverage: float
+    team_weight: float
+    evidence_weight: float
+    validation: dict[str, float]
+    leads_ranking: bool
+    reason: str
+
+
+class BaseRate(_Shown):
+    reference: float
+    estimated: float
+
+
+class MethodsUsed(_Shown):
+    """A scored job's `methods_used`: how it was scored, as the OpenAPI document describes it."""
+
+    risk_thresholds: RiskThresholds
+    blend: BlendUse | None
+    warnings: list[str]
+    columns: ColumnUse
+    ensemble: str
+    top_k_models: int
+    models: list[ModelUse]
+    anomaly_detection: Literal["isolation_forest", "off"]
+    anomaly_inputs_without_rare_values: list[str]
+    calibration: str
+    best_model: str | None
+    similarity_score: float
+    roles: dict[str, str]
+    input_columns: list[str]
+    timestamp_columns: list[str] | None = None  # a date split over columns
+    base_rate: BaseRate
+    matching: list[MatchDetail]
+    team_model: TeamUse | None
+    stage_seconds: dict[str, float] | None = None  # added by the service: time per stage
+
+
+# Keys shown only when they say something.
+OPTIONAL_KEYS = {"timestamp_columns", "stage_seconds"}
 
 
 @dataclass(frozen=True)
@@ -183,41 +278,56 @@ def _methods(plan: FittedPlan, negative: int, unread: int, rows: int) -> dict[st
     weights, thresholds = plan.weights, plan.thresholds
     blend = None
     if plan.blend is not None:
-        blend = weights.explain(plan.file_model is not None, POSITIVE_SHARE, NEGATIVE_SHARE)
+        explained = weights.explain(plan.file_model is not None, POSITIVE_SHARE, NEGATIVE_SHARE)
+        blend = BlendUse(**explained)
     estimated = plan.blend.prior if plan.blend is not None else plan.base_rate
     screened = plan.detector.screened_out.tolist() if plan.detector is not None else []
-    return {
-        "risk_thresholds": {
-            "medium": round(thresholds.medium, 6),
-            "high": round(thresholds.high, 6),
-            "alert_rate": opts.alert_rate,
-            "min_high_share": opts.min_high_share,
-            "high_from": thresholds.high_from,
-            "min_medium_share": opts.min_medium_share,
-            "medium_from": thresholds.medium_from,
-        },
-        "blend": blend,
-        "warnings": warnings(plan, negative, unread, rows),
-        "columns": {
-            "reference_models": sorted(c for r, c in roles.columns.items() if r != R.LABEL),
-            "anomaly_only": extra.used,
-            "ignored": extra.ignored,
-        },
-        "ensemble": f"weighted_average ({opts.pooling} pooling)",
-        "top_k_models": len(matches),
-        "models": [
-            {"name": m.name, "similarity": round(m.similarity, 4), "weight": round(w, 4)}
+    methods = MethodsUsed(
+        risk_thresholds=RiskThresholds(
+            medium=round(thresholds.medium, 6),
+            high=round(thresholds.high, 6),
+            alert_rate=opts.alert_rate,
+            min_high_share=opts.min_high_share,
+            high_from=thresholds.high_from,
+            min_medium_share=opts.min_medium_share,
+            medium_from=thresholds.medium_from,
+        ),
+        blend=blend,
+        warnings=warnings(plan, negative, unread, rows),
+        columns=ColumnUse(
+            reference_models=sorted(c for r, c in roles.columns.items() if r != R.LABEL),
+            anomaly_only=extra.used,
+            ignored=extra.ignored,
+        ),
+        ensemble=f"weighted_average ({opts.pooling} pooling)",
+        top_k_models=len(matches),
+        models=[
+            ModelUse(name=m.name, similarity=round(m.similarity, 4), weight=round(w, 4))
             for m, w in zip(matches, weights.models, strict=True)
         ],
-        "anomaly_detection": "isolation_forest" if opts.anomaly else "off",
-        "anomaly_inputs_without_rare_values": [plan.anomaly_names[i] for i in screened],
-        "calibration": _calibration(plan),
-        "best_model": best.name if best else None,
-        "similarity_score": round(best.similarity, 4) if best else 0.0,
-        "roles": dict(roles.columns),
-        "input_columns": list(plan.layout.fmt.columns),
-        **({"timestamp_columns": list(roles.date_parts)} if roles.date_parts else {}),
-        "base_rate": {"reference": round(plan.base_rate, 6), "estimated": round(estimated, 6)},
-        "matching": [m.explain(w) for m, w in zip(matches, weights.models, strict=True)],
-        "team_model": explain_team(plan.team) if plan.team is not None else None,
-    }
+        anomaly_detection="isolation_forest" if opts.anomaly else "off",
+        anomaly_inputs_without_rare_values=[plan.anomaly_names[i] for i in screened],
+        calibration=_calibration(plan),
+        best_model=best.name if best else None,
+        similarity_score=round(best.similarity, 4) if best else 0.0,
+        roles=dict(roles.columns),
+        input_columns=list(plan.layout.fmt.columns),
+        timestamp_columns=list(roles.date_parts) or None,
+        base_rate=BaseRate(reference=round(plan.base_rate, 6), estimated=round(estimated, 6)),
+        matching=[
+            MatchDetail(**m.explain(w)) for m, w in zip(matches, weights.models, strict=True)
+        ],
+        team_model=TeamUse(**explain_team(plan.team)) if plan.team is not None else None,
+    )
+    return shown(methods)
+
+
+def shown(methods: MethodsUsed) -> dict[str, Any]:
+    """`methods_used` as a job stores and shows it: optional keys only where they are set."""
+    out = methods.model_dump(mode="json")
+    for key in OPTIONAL_KEYS:
+        if out.get(key) is None:
+            out.pop(key, None)
+    if out["blend"] is not None and out["blend"]["file_model_reason"] is None:
+        del out["blend"]["file_model_reason"]
+    return out

@@ -28,7 +28,10 @@ def s3_client(endpoint_url: str | None, region: str | None) -> Any:
     import boto3
     from botocore.config import Config
 
-    config = Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5)
+    # Bounded calls: a silent endpoint costs at most 3 x (5 s + 30 s), never a thread for good.
+    config = Config(
+        retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5, read_timeout=30
+    )
     return boto3.session.Session().client(
         "s3", endpoint_url=endpoint_url, region_name=region, config=config
     )

@@ -159,7 +159,67 @@ REQUESTS: list[tuple[str, Callable, int, str]] = [
         "page beyond any page",
         lambda c, h: c.get("/api/v1/jobs?page=" + "9" * 30, headers=h),
         400,
-        "page must be a whole number",
+        "query field `page`: Input should be less than or equal to 1000000",
+    ),
+    (
+        "page 0",
+        lambda c, h: c.get("/api/v1/jobs?page=0", headers=h),
+        400,
+        "query field `page`: Input should be greater than or equal to 1",
+    ),
+    (
+        "per_page over 100",
+        lambda c, h: c.get("/api/v1/jobs?per_page=1000", headers=h),
+        400,
+        "query field `per_page`",
+    ),
+    (
+        "an unknown query field",
+        lambda c, h: c.get("/api/v1/jobs?pgae=2", headers=h),
+        400,
+        "unknown query field 'pgae': expected `page`, `per_page`",
+    ),
+    (
+        "an unknown JSON field",
+        lambda c, h: c.post(
+            "/api/apply_unlabeled", headers=h, json={"filepath": "a.csv", "modelname": "x"}
+        ),
+        400,
+        "unknown JSON field 'modelname'",
+    ),
+    (
+        "a filepath no key can have (found by the fuzz: a 500)",
+        lambda c, h: c.post("/api/apply_unlabeled", headers=h, json={"filepath": "a\\b.csv"}),
+        400,
+        "you have no uploaded file called",
+    ),
+    (
+        "a filepath that is not text",
+        lambda c, h: c.post("/api/apply_unlabeled", headers=h, json={"filepath": 7}),
+        400,
+        "JSON field `filepath`: Input should be a valid string",
+    ),
+    (
+        "a training name with a slash",
+        lambda c, h: c.post(
+            "/api/v1/models",
+            headers=h,
+            data={"file": (io.BytesIO(_csv(GOOD)), "l.csv"), "name": "a/b"},
+            content_type="multipart/form-data",
+        ),
+        400,
+        "form field `name`: invalid model name 'a/b'",
+    ),
+    (
+        "an unknown training field",
+        lambda c, h: c.post(
+            "/api/v1/models",
+            headers=h,
+            data={"file": (io.BytesIO(_csv(GOOD)), "l.csv"), "name": "m", "lable": "y"},
+            content_type="multipart/form-data",
+        ),
+        400,
+        "unknown form field 'lable'",
     ),
     (
         "Idempotency-Key over 200 characters",

@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -160,6 +161,7 @@ def test_finished_jobs_answer_in_the_documented_schema(
         ("/api/v1/jobs", {"file": (io.BytesIO(unlabeled), "b.csv"), "reasons": "false"}),
         ("/api/v1/models", {"file": (io.BytesIO(labeled), "l.csv"), "name": "s", "label": label}),
     ]
+    scored: dict[str, Any] = {}
     for route, form in sent:
         accepted = client.post(
             route, data=form, headers=headers, content_type="multipart/form-data"
@@ -172,7 +174,12 @@ def test_finished_jobs_answer_in_the_documented_schema(
         ) and time.monotonic() < deadline:
             time.sleep(0.3)
         assert body["state"] == "succeeded", body
-        jsonschema.validate(body, job_schema)  # the stats too: every field named and typed
+        jsonschema.validate(body, job_schema)  # stats and methods: every field named and typed
+        scored = scored or body
+    assert scored["methods_used"]["stage_seconds"] and scored["methods_used"]["models"]
+    stray = {**scored, "methods_used": {**scored["methods_used"], "surprise": 1}}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(stray, job_schema)
     bad = {**body, "stats": {**body["stats"], "surprise": 1}, "kind": "score"}
     bad["stats"].pop("model")
     with pytest.raises(jsonschema.ValidationError):

@@ -1,5 +1,6 @@
 """What the service shows and to whom: security headers on the pages, readiness detail only to
-ops, no server paths in messages, and slow clients that cannot starve the health check."""
+ops, no server paths in messages, and slow clients that cannot starve the health check nor
+hold the app's threads with a stalled upload."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
 
 from shared.service.auth import create_token
+from shared.settings import Settings
+from shared.storage import open_store
 from tests import services
 
 pytestmark = pytest.mark.integration
@@ -81,6 +84,39 @@ def test_slow_header_clients_do_not_starve_the_health_check(
                 assert answer.status == 200
     finally:
         for conn in slow:
+            conn.close()
+        services.stop_process(api)
+
+
+def test_stalled_uploads_are_let_go_and_leave_no_file(
+    service_env: dict[str, str], alice: dict[str, str], settings: Settings, tmp_path: Path
+) -> None:
+    port = services.free_port()
+    env = {**os.environ, **service_env, "API_PORT": str(port), "REQUEST_IDLE_S": "2"}
+    api = services.start_api(env, tmp_path / "api.log", port)
+    head = (
+        "POST /api/v1/jobs HTTP/1.1\r\nHost: x\r\n"
+        f"Authorization: {alice['Authorization']}\r\n"
+        "Content-Type: multipart/form-data; boundary=b0undary\r\n"
+        "Content-Length: 10000000\r\n\r\n"
+        '--b0undary\r\nContent-Disposition: form-data; name="file"; filename="t.csv"\r\n\r\n'
+    ).encode()
+    stalled: list[socket.socket] = []
+    try:
+        for _ in range(40):  # more than the app's threads, across both API processes
+            conn = socket.create_connection(("127.0.0.1", port))
+            conn.sendall(head + b"amount,time\n" * 1000)  # then nothing more
+            stalled.append(conn)
+        jobs = urllib.request.Request(f"http://127.0.0.1:{port}/api/v1/jobs", headers=alice)
+        with urllib.request.urlopen(jobs, timeout=30) as answer:
+            assert answer.status == 200
+        for conn in stalled:
+            conn.settimeout(30)
+            assert conn.recv(64).startswith(b"HTTP/1.1 400"), "a stalled upload was not let go"
+        store = open_store(settings=settings)
+        assert list(store.list("uploads/alice/")) == []  # nor half a file
+    finally:
+        for conn in stalled:
             conn.close()
         services.stop_process(api)
 
