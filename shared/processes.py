@@ -4,7 +4,12 @@
 from __future__ import annotations
 
 import os
+import re
+import socket
 from pathlib import Path
+
+# This host's name as it may appear in a file or key name.
+HOST = re.sub(r"[^A-Za-z0-9.]", "_", socket.gethostname())
 
 
 def running(pid: int) -> bool:

@@ -6,7 +6,6 @@ import contextlib
 import os
 import re
 import shutil
-import socket
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -14,21 +13,20 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
-from shared.processes import running
+from shared.processes import HOST, running
 from shared.storage.base import ObjectInfo, ObjectNotFound, ObjectStore, clean_key
 
 if TYPE_CHECKING:
     from shared.settings import Settings
 
 _CHUNK = 1024 * 1024
-_HOST = re.sub(r"[^A-Za-z0-9.]", "_", socket.gethostname())
 _PART = re.compile(r"^\.tmp-(?P<host>[A-Za-z0-9._]+)-p(?P<pid>\d+)-[^-]*\.part$")
 
 
 def _writer_gone(name: str) -> bool:
     """Whether a partial file was written by a process of this host that no longer runs."""
     found = _PART.match(name)
-    return found is not None and found["host"] == _HOST and not running(int(found["pid"]))
+    return found is not None and found["host"] == HOST and not running(int(found["pid"]))
 
 
 class FileObjectStore(ObjectStore):
@@ -51,7 +49,7 @@ class FileObjectStore(ObjectStore):
         target = self._path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
         # The writer's host and pid in the name: a restart removes what a dead one left.
-        prefix = f".tmp-{_HOST}-p{os.getpid()}-"
+        prefix = f".tmp-{HOST}-p{os.getpid()}-"
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=prefix, suffix=".part")
         try:
             with os.fdopen(fd, "wb") as out:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+import re
+import uuid
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from shared.processes import HOST, running
 from shared.storage.base import (
     PROBE_KEY,
     ObjectInfo,
@@ -20,6 +24,11 @@ from shared.storage.base import (
 
 if TYPE_CHECKING:
     from shared.settings import Settings
+
+
+# Markers of writes in progress: PARTIAL_PREFIX + HOST/pPID-ID, holding the key being written.
+PARTIAL_PREFIX = ".partial/"
+_WRITER = re.compile(r"^p(?P<pid>\d+)-[0-9a-f]+$")
 
 
 @lru_cache(maxsize=8)
@@ -76,8 +85,17 @@ class S3ObjectStore(ObjectStore):
         )
 
     def put_stream(self, key: str, stream: IO[bytes]) -> int:
+        """Streamed (multipart when large); while it runs, a marker names the writer's host and
+        pid, so a restart can abort the multipart upload of a writer that was killed."""
         counter = _CountingReader(stream)
-        self.client.upload_fileobj(counter, self.bucket, self._key(key), Config=self._transfer())
+        marker = f"{PARTIAL_PREFIX}{HOST}/p{os.getpid()}-{uuid.uuid4().hex}"
+        self.client.put_object(Bucket=self.bucket, Key=self._key(marker), Body=key.encode())
+        try:
+            self.client.upload_fileobj(
+                counter, self.bucket, self._key(key), Config=self._transfer()
+            )
+        finally:
+            self.client.delete_object(Bucket=self.bucket, Key=self._key(marker))
         return counter.count
 
     def open(self, key: str) -> Any:
@@ -127,13 +145,30 @@ class S3ObjectStore(ObjectStore):
                 yield ObjectInfo(item["Key"][len(self.prefix) :], int(item["Size"]))
 
     def sweep_partial(self, older_than_s: float) -> int:
-        """Abort multipart uploads under this store started more than older_than_s ago."""
+        """Abort the multipart uploads of this host's dead writers at once (their markers),
+        and any other started more than older_than_s ago that no live writer here holds."""
+        removed, busy = 0, set()
+        for info in list(self.list(f"{PARTIAL_PREFIX}{HOST}/")):
+            found = _WRITER.match(info.key.rsplit("/", 1)[-1])
+            with self.open(info.key) as body:
+                target = self._key(body.read().decode())
+            if found is not None and running(int(found["pid"])):
+                busy.add(target)
+                continue
+            removed += self._abort(partial(_is_upload_of, target), target)
+            self.delete(info.key)
         cutoff = datetime.now(UTC) - timedelta(seconds=older_than_s)
+        return removed + self._abort(
+            lambda upload: upload["Initiated"] <= cutoff and upload["Key"] not in busy, self.prefix
+        )
+
+    def _abort(self, which: Callable[[dict[str, Any]], bool], prefix: str) -> int:
+        """Abort the multipart uploads under `prefix` that `which` picks; how many."""
         removed = 0
         paginator = self.client.get_paginator("list_multipart_uploads")
-        for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix):
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
             for upload in page.get("Uploads", []):
-                if upload["Initiated"] <= cutoff:
+                if which(upload):
                     self.client.abort_multipart_upload(
                         Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
                     )
@@ -200,6 +235,10 @@ class S3ObjectStore(ObjectStore):
                 f"{where} does not exist and these credentials cannot create it "
                 f"({_code(exc)}): create it, or name a bucket that exists"
             ) from None
+
+
+def _is_upload_of(key: str, upload: dict[str, Any]) -> bool:
+    return bool(upload["Key"] == key)
 
 
 def _code(error: Exception) -> str:

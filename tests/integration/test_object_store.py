@@ -113,3 +113,63 @@ def test_large_s3_uploads_are_multipart(service_env: dict[str, str]) -> None:
     with store.open("big.bin") as stream:
         assert sha256_of(stream) == source.digest.hexdigest()
     store.delete("big.bin")
+
+
+KILLED_WRITER = """
+import io, sys, time
+from shared.settings import get_settings
+from shared.storage import open_store
+
+class Slow(io.RawIOBase):
+    def readable(self): return True
+    def readinto(self, buffer):
+        if self.sent >= 20 * 1024 * 1024:  # one part sent: now hang, as a stuck client would
+            time.sleep(3600)
+        n = min(len(buffer), 1 << 20); buffer[:n] = b"x" * n; self.sent += n; return n
+    sent = 0
+
+open_store(sys.argv[1], settings=get_settings()).put_stream("upload.csv", io.BufferedReader(Slow()))
+"""
+
+
+def test_a_killed_writers_s3_upload_is_aborted_at_once_a_live_ones_kept(
+    service_env: dict[str, str], tmp_path: Path
+) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import uuid
+
+    from shared.processes import HOST
+    from shared.settings import get_settings
+    from shared.storage import open_store
+    from shared.storage.s3 import PARTIAL_PREFIX
+    from tests import services
+
+    uri = service_env["OBJECT_STORE_URI"] + f"sweep-{uuid.uuid4().hex[:6]}/"
+    store = open_store(uri, settings=get_settings())
+
+    def uploads() -> list[str]:
+        listed = store.client.list_multipart_uploads(Bucket=store.bucket, Prefix=store.prefix)
+        return [u["Key"] for u in listed.get("Uploads", [])]
+
+    writer = subprocess.Popen(
+        [sys.executable, "-c", KILLED_WRITER, uri], env=dict(os.environ, **service_env)
+    )
+    services.wait_for(lambda: bool(uploads()) or writer.poll() is not None, 60, "an upload")
+    os.kill(writer.pid, signal.SIGKILL)
+    writer.wait()
+    # A live writer of this host: its upload is not touched.
+    live = store.client.create_multipart_upload(Bucket=store.bucket, Key=store._key("live.csv"))
+    marker = f"{PARTIAL_PREFIX}{HOST}/p{os.getpid()}-ab"  # as put_stream writes them
+    store.client.put_object(Bucket=store.bucket, Key=store._key(marker), Body=b"live.csv")
+    try:
+        assert store.sweep_partial(older_than_s=3600) == 1  # at once, not after an hour
+        assert uploads() == [store._key("live.csv")]
+        assert [o.key for o in store.list(PARTIAL_PREFIX)] == [marker]
+    finally:
+        store.client.abort_multipart_upload(
+            Bucket=store.bucket, Key=store._key("live.csv"), UploadId=live["UploadId"]
+        )
+        store.delete(marker)
