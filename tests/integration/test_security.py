@@ -101,6 +101,8 @@ def test_stalled_uploads_are_let_go_and_leave_no_file(
         "Content-Length: 10000000\r\n\r\n"
         '--b0undary\r\nContent-Disposition: form-data; name="file"; filename="t.csv"\r\n\r\n'
     ).encode()
+    store = open_store(settings=settings)
+    before = list(store.list("uploads/alice/"))
     stalled: list[socket.socket] = []
     try:
         for _ in range(40):  # more than the app's threads, across both API processes
@@ -113,8 +115,8 @@ def test_stalled_uploads_are_let_go_and_leave_no_file(
         for conn in stalled:
             conn.settimeout(30)
             assert conn.recv(64).startswith(b"HTTP/1.1 400"), "a stalled upload was not let go"
-        store = open_store(settings=settings)
-        assert list(store.list("uploads/alice/")) == []  # nor half a file
+        assert list(store.list("uploads/alice/")) == before  # nor half a file
+        assert list(store.list(".partial/")) == []  # nor a marker of a write in progress
     finally:
         for conn in stalled:
             conn.close()
