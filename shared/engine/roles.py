@@ -347,7 +347,13 @@ def dated_share(values: pd.Series) -> float:
     """The share of (the first 500 of) a text column's values that read as dates or times."""
     from shared.engine.timeparse import parse_timestamps
 
-    return float(parse_timestamps(values.head(500)).notna().mean())
+    head = values.head(500)
+    text = head.astype("string")
+    # Every format read needs two runs of digits, or one of 4+ digits alone: a column of ids,
+    # names or categories skips trying each format (the same answer, 0, sooner).
+    if not (text.str.contains(r"\d\D+\d").any() or text.str.fullmatch(r"\s*\d{4,}\s*").any()):
+        return 0.0
+    return float(parse_timestamps(head).notna().mean())
 
 
 def name_score(tokens: list[str], role: str) -> float:
