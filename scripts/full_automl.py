@@ -15,10 +15,9 @@ import json
 import sys
 from pathlib import Path
 
-from scripts.migrate_models_to_s3 import library_place
+from scripts import setup
 from shared.db.migrate import upgrade
 from shared.db.session import session_scope
-from shared.library import s3_migration
 from shared.library.cache import RegistrySource
 from shared.library.registry import row_values, upsert
 from shared.settings import Settings, get_settings
@@ -60,27 +59,20 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def register(settings: Settings, folder: Path) -> int:
-    """Register the model folder in the library, then move it to the store when that is S3."""
+    """Register the model folder in the library, then move local models to the store when
+    that is S3 (the set-up step's last step)."""
     upgrade(settings.db_url)
     with session_scope(settings.db_url) as session:
         values = row_values(folder)
         outcome = upsert(session, values)
         session.commit()
     print(f"registered {values['name']} ({outcome})", file=sys.stderr)
-    bucket, prefix = library_place(settings.store_uri, None, None)
-    if not bucket:
-        return 0
-    with session_scope(settings.db_url) as session:
-        moved = s3_migration.migrate(
-            session, settings, bucket, prefix, report=lambda _: None, only=values["name"]
-        )
-    for name, reason in moved.failed:
-        print(
-            f"full_automl: {name} could not be moved to s3://{bucket}/: {reason}", file=sys.stderr
-        )
-    if moved.done:
-        print(f"stored in s3://{bucket}/{prefix}/{values['name']}/", file=sys.stderr)
-    return 1 if moved.failed else 0
+    try:
+        setup.to_store(settings, say=lambda line: print(line, file=sys.stderr))
+    except setup.SetupError as exc:
+        print(f"full_automl: {exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":

@@ -118,14 +118,10 @@ def migrate(
     prefix: str = "library",
     dry_run: bool = False,
     report: Callable[[str], None] = print,
-    only: str | None = None,
 ) -> Outcome:
-    """Upload each local model's files (or `only` that one's), verify each, then switch its
-    row to S3."""
+    """Upload each local model's files, verify each, then switch its row to S3."""
     outcome = Outcome()
     for row in rows_in(session, STORAGE_LOCAL, outcome):
-        if only is not None and row.name != only:
-            continue
         source = local_folder(row)
         target_uri = s3_uri(bucket, prefix, row)
         if dry_run:

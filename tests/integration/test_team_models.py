@@ -204,6 +204,7 @@ def test_full_automl_trains_registers_and_stores_a_model_in_one_command(
     )
     assert run.returncode == 0, run.stderr[-3000:]
     assert "registered ops-model (added)" in run.stderr and "next:" not in run.stderr
+    assert "(moved 4; " in run.stderr  # it and the three local library models: set-up's last step
     row = db.scalars(select(ReferenceModel).where(ReferenceModel.name == "ops-model")).one()
     assert row.storage_type == "s3" and row.owner == ""
     store = open_store(row.artifact_uri, settings=settings)
