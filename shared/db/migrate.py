@@ -25,14 +25,11 @@ def upgrade(url: str, revision: str = "head") -> None:
 def current_revision(url: str) -> str | None:
     """The revision the database at url is at (None: never migrated)."""
     from alembic.runtime.migration import MigrationContext
-    from sqlalchemy import create_engine
 
-    engine = create_engine(url)
-    try:
-        with engine.connect() as conn:
-            return MigrationContext.configure(conn).get_current_revision()
-    finally:
-        engine.dispose()
+    from shared.db.session import get_engine
+
+    with get_engine(url).connect() as conn:  # the process's engine, with its time limits
+        return MigrationContext.configure(conn).get_current_revision()
 
 
 def downgrade(url: str, revision: str = "base") -> None:
