@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -71,6 +72,11 @@ class Settings(BaseSettings):
     # (0: off); a job that sets medium_threshold decides for itself.
     risk_min_medium_share: float = Field(default=D.MIN_MEDIUM_SHARE, ge=0, le=0.5)
     score_chunk_rows: int = Field(default=D.CHUNK_ROWS, gt=0)
+    # A worker cuts a file of more rows than this into parts of about this many, scored by
+    # every worker at once (whole chunks, so parts are at least one chunk).
+    score_part_rows: int = Field(default=D.PART_ROWS, gt=0)
+    # Threads per worker process for scoring (unset: the machine's cores / WORKER_CONCURRENCY).
+    score_threads: int | None = Field(default=None, gt=0)
 
     # Web API.
     secret_key: str = ""
@@ -135,6 +141,13 @@ class Settings(BaseSettings):
         if self.fraudscore_env == "production" and not self.secret_key:
             raise ValueError("SECRET_KEY is required when FRAUDSCORE_ENV=production")
         return self
+
+    @property
+    def threads(self) -> int:
+        """Scoring threads per worker process."""
+        if self.score_threads is not None:
+            return self.score_threads
+        return max(1, (os.cpu_count() or 1) // self.worker_concurrency)
 
     @property
     def db_url(self) -> str:

@@ -17,6 +17,8 @@ from pathlib import Path
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from shared.service.queue import QUEUES
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ADMIN_PG_URL = os.environ.get(
     "TEST_POSTGRES_ADMIN_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
@@ -183,7 +185,7 @@ def start_worker(env: dict[str, str], name: str, log: Path) -> subprocess.Popen[
         "worker.celery_app:app",
         "worker",
         "--loglevel=INFO",
-        "--queues=jobs,control,training",
+        f"--queues={','.join(QUEUES)}",
         "--concurrency=1",
         f"--hostname={name}@%h",
         "--without-mingle",

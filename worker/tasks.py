@@ -6,8 +6,9 @@ import os
 import socket
 from typing import Any
 
-from shared.service.queue import TASK_PING, TASK_SCORE, TASK_TRAIN
-from shared.service.runner import INFRASTRUCTURE_ERRORS, run_job
+from shared.service.fanout import merge_parts, run_part, run_scoring_job
+from shared.service.queue import TASK_MERGE, TASK_PART, TASK_PING, TASK_SCORE, TASK_TRAIN
+from shared.service.runner import INFRASTRUCTURE_ERRORS
 from shared.service.training import run_training
 from worker.celery_app import app
 
@@ -31,8 +32,21 @@ JOB_RETRIES: dict[str, Any] = {
 def score_job(job_id: str) -> str:
     """Run one scoring job to its final state (idempotent: a finished job is left alone).
     While the database or broker is away the task is retried with backoff (then the reconciler
-    takes over), never acknowledged as done."""
-    return run_job(job_id)
+    takes over), never acknowledged as done. A large file goes out in parts (`score_part`)."""
+    return run_scoring_job(job_id, app)
+
+
+@app.task(name=TASK_PART, **JOB_RETRIES)
+def score_part(job_id: str, attempt: int, part: int) -> str:
+    """Score one part of a large file with its job's plan (once; the last one sends the
+    merge)."""
+    return run_part(job_id, attempt, part, app)
+
+
+@app.task(name=TASK_MERGE, **JOB_RETRIES)
+def merge(job_id: str, attempt: int) -> str:
+    """Join a large file's scored parts in file order, publish them and end the job."""
+    return merge_parts(job_id, attempt)
 
 
 @app.task(name=TASK_TRAIN, **JOB_RETRIES)

@@ -53,7 +53,7 @@ from shared.engine.timeparse import TimeFormat, detect_format
 from shared.engine.timing import Timer
 from shared.errors import InputError
 
-__all__ = ["Cancelled", "ModelSource", "Pipeline", "ScoreOptions", "ScoreResult"]
+__all__ = ["Cancelled", "ModelSource", "Pipeline", "Prepared", "ScoreOptions", "ScoreResult"]
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +82,21 @@ class ScoreResult:
         return {"stats": self.stats, "methods_used": self.methods_used}
 
 
+@dataclass(frozen=True, eq=False)
+class Prepared:
+    """A file ready for pass 2: its fitted plan, pass 1's arrays and the spooled chunks."""
+
+    plan: FittedPlan
+    index: FileIndex
+    spool: Path
+
+    @property
+    def negative(self) -> int:
+        """Scored rows with a negative amount."""
+        index = self.index
+        return int(np.sum(index.amount[~index.bad_amount] < 0))
+
+
 class Pipeline:
     """Scores one file; `run` is the whole job."""
 
@@ -107,21 +122,35 @@ class Pipeline:
     ) -> ScoreResult:
         """Score input_path into output_path (written whole, then renamed into place); with a
         `plan` fitted on this file before, score it with that plan."""
-        fmt = sniff(Path(input_path))
         # Named with the process id: a worker's start-up sweep removes a killed one's spools.
         with tempfile.TemporaryDirectory(prefix=f"fraudscore-p{os.getpid()}-") as folder:
-            spool = Path(folder) / "chunks.arrow"
-            try:
-                layout, index = self.read(fmt, spool, plan)
-            except NotUtf8:  # a late byte is not UTF-8: the whole file as Latin-1, said so
-                layout, index = self.read(fmt.as_latin1(), spool, plan)
+            prepared = self.prepare(Path(input_path), Path(folder), plan)
             with ThreadPoolExecutor(max_workers=self.options.threads) as pool:
-                if plan is None:
-                    plan = self.fit(layout, spool, index, pool)
-                tallies = self.score(plan, spool, index, Path(output_path), pool)
-        failed = write_errors(index, layout.roles, errors_path)
-        negative = int(np.sum(index.amount[~index.bad_amount] < 0))
-        summary = summarise(plan, tallies, index.rows, failed, negative, index.unread_times)
+                tallies = self.score(
+                    prepared.plan, prepared.spool, prepared.index, Path(output_path), pool
+                )
+        return self.result(prepared, tallies, errors_path)
+
+    def prepare(self, input_path: Path, folder: Path, plan: FittedPlan | None = None) -> Prepared:
+        """Profile, pass 1 (its chunks spooled into `folder`) and the fitted plan (or `plan`,
+        fitted on this file before): everything but pass 2."""
+        fmt = sniff(input_path)
+        spool = folder / "chunks.arrow"
+        try:
+            layout, index = self.read(fmt, spool, plan)
+        except NotUtf8:  # a late byte is not UTF-8: the whole file as Latin-1, said so
+            layout, index = self.read(fmt.as_latin1(), spool, plan)
+        if plan is None:
+            with ThreadPoolExecutor(max_workers=self.options.threads) as pool:
+                plan = self.fit(layout, spool, index, pool)
+        return Prepared(plan, index, spool)
+
+    def result(self, prepared: Prepared, tallies: Tallies, errors_path: Path | None) -> ScoreResult:
+        """The errors file and the job's summary, once every block is scored."""
+        plan, index = prepared.plan, prepared.index
+        failed = write_errors(index, plan.layout.roles, errors_path)
+        negative, unread = prepared.negative, index.unread_times
+        summary = summarise(plan, tallies, index.rows, failed, negative, unread)
         used = [m.name for m in plan.matches] + ([plan.team.bundle.name] if plan.team else [])
         self.source.record_usage(used)
         return ScoreResult(summary.stats, summary.methods_used, dict(self.time.seconds), plan)
@@ -324,7 +353,7 @@ class _Writer:
         """Finish the file (a header alone for a file with no rows)."""
         if self.writer is None:
             columns = {c: pa.array([], pa.string()) for c in plan.layout.out_columns}
-            self.write(output_table(plan, pa.table(columns), _nothing(plan)), 0)
+            self.write(output_table(plan, pa.table(columns), nothing_scored(plan)), 0)
         assert self.writer is not None
         self.writer.close()
         self.writer = None
@@ -380,7 +409,7 @@ def write_errors(index: FileIndex, roles: RoleMap, path: Path | None) -> int:
     return len(bad)
 
 
-def _nothing(plan: FittedPlan) -> Scored:
+def nothing_scored(plan: FittedPlan) -> Scored:
     """The scores of no rows (for a file with a header alone)."""
     empty = np.array([])
     reasons = np.array([], dtype=object) if plan.options.reasons else None

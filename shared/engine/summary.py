@@ -4,7 +4,8 @@ plan and the blocks' tallies."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 import numpy as np
@@ -44,9 +45,14 @@ class Tallies:
 
     levels: list[int] = field(default_factory=lambda: [0, 0, 0])
     anomalies: int = 0
-    p_sum: float = 0.0
+    sums: list[float] = field(default_factory=list)  # each block's sum of probabilities
     bins: list[int] = field(default_factory=lambda: [0] * HISTOGRAM_BINS)
     riskiest: list[RiskyRow] = field(default_factory=list)
+
+    @property
+    def p_sum(self) -> float:
+        """The probabilities' sum, exactly rounded: the same however the blocks were grouped."""
+        return math.fsum(self.sums)
 
     def add(
         self, p: np.ndarray, levels: np.ndarray, flags: np.ndarray, riskiest: list[RiskyRow]
@@ -55,12 +61,32 @@ class Tallies:
         for level, count in enumerate(np.bincount(levels, minlength=3).tolist()):
             self.levels[level] += count
         self.anomalies += int(flags.sum())
-        self.p_sum += float(p.sum())
+        self.sums.append(float(p.sum()))
         counts = np.histogram(p, bins=HISTOGRAM_BINS, range=(0.0, 1.0))[0]
         self.bins = [a + int(b) for a, b in zip(self.bins, counts, strict=True)]
-        self.riskiest.extend(riskiest)
+        self._keep_riskiest(riskiest)
+
+    def merge(self, other: Tallies) -> None:
+        """Add another part's tallies (parts merged in file order)."""
+        self.levels = [a + b for a, b in zip(self.levels, other.levels, strict=True)]
+        self.anomalies += other.anomalies
+        self.sums.extend(other.sums)
+        self.bins = [a + b for a, b in zip(self.bins, other.bins, strict=True)]
+        self._keep_riskiest(other.riskiest)
+
+    def _keep_riskiest(self, rows: list[RiskyRow]) -> None:
+        self.riskiest.extend(rows)
         self.riskiest.sort(key=lambda r: (-r.fraud_probability, r.row_number))
         del self.riskiest[RISKIEST_ROWS:]
+
+    def state(self) -> dict[str, Any]:
+        """As JSON."""
+        return asdict(self)
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> Tallies:
+        riskiest = [RiskyRow(**row) for row in state.pop("riskiest")]
+        return cls(**state, riskiest=riskiest)
 
 
 class _Shown(BaseModel):

@@ -23,3 +23,9 @@ def model_prefix(owner: str, name: str) -> str:
 def labels_key(owner: str, job_id: Any, name: str) -> str:
     """Where a job's label sets (and rejected labels' errors files) live in the object store."""
     return f"labels/{owner}/{job_id}/{name}"
+
+
+def work_prefix(job_id: Any, attempt: int) -> str:
+    """Where an attempt that cut its file into parts keeps the plan, the parts and their
+    results until the job ends."""
+    return f"work/{job_id}/a{attempt}/"

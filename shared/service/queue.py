@@ -15,6 +15,8 @@ from shared.settings import Settings, get_settings
 TASK_PING = "fraudscore.ping"
 TASK_SCORE = "fraudscore.score_job"
 TASK_TRAIN = "fraudscore.train_model"
+TASK_PART = "fraudscore.score_part"
+TASK_MERGE = "fraudscore.merge_parts"
 
 # What a send raises while the broker is away.
 BROKER_ERRORS: tuple[type[Exception], ...] = (KombuOperationalError, RedisError, OSError)
@@ -22,7 +24,10 @@ BROKER_ERRORS: tuple[type[Exception], ...] = (KombuOperationalError, RedisError,
 QUEUE_JOBS = "jobs"
 QUEUE_CONTROL = "control"
 QUEUE_TRAINING = "training"
-QUEUES = (QUEUE_JOBS, QUEUE_CONTROL, QUEUE_TRAINING)
+# The parts of large files: a queue of their own, which workers take from in turn with the
+# jobs queue, so a small job never waits behind a large file's parts.
+QUEUE_PARTS = "parts"
+QUEUES = (QUEUE_JOBS, QUEUE_PARTS, QUEUE_CONTROL, QUEUE_TRAINING)
 
 
 class CeleryConfig:
@@ -60,6 +65,8 @@ class CeleryConfig:
         TASK_PING: {"queue": QUEUE_CONTROL},
         TASK_SCORE: {"queue": QUEUE_JOBS},
         TASK_TRAIN: {"queue": QUEUE_TRAINING},
+        TASK_PART: {"queue": QUEUE_PARTS},
+        TASK_MERGE: {"queue": QUEUE_PARTS},
     }
 
     def __init__(self, settings: Settings) -> None:
@@ -89,3 +96,17 @@ def create_celery(settings: Settings | None = None, include: Sequence[str] = ())
     app = Celery("fraudscore", include=list(include))
     app.config_from_object(CeleryConfig(settings or get_settings()))
     return app
+
+
+def part_task_id(job_id: str, attempt: int, part: int | None) -> str:
+    """The Celery task id of a part (None: the merge) of an attempt at a job."""
+    return f"{job_id}.a{attempt}." + ("merge" if part is None else f"p{part}")
+
+
+def enqueue_part(celery: Celery, job_id: str, attempt: int, part: int | None) -> None:
+    """Send the scoring of one part of a job's file (None: the merge of all its parts)."""
+    task_id = part_task_id(job_id, attempt, part)
+    if part is None:
+        celery.send_task(TASK_MERGE, args=[job_id, attempt], task_id=task_id)
+    else:
+        celery.send_task(TASK_PART, args=[job_id, attempt, part], task_id=task_id)

@@ -14,8 +14,9 @@ import json
 import logging
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from celery import Celery
@@ -24,8 +25,17 @@ from sqlalchemy import or_, select, update
 from shared import states as S
 from shared.db.models import Job, utcnow
 from shared.db.session import rows_changed, session_scope
-from shared.service.queue import QUEUE_JOBS, QUEUE_TRAINING, enqueue_job
-from shared.service.runner import gave_up, heartbeat_older_than, sweep_temp
+from shared.service.fanout import META, done_parts
+from shared.service.keys import work_prefix
+from shared.service.queue import (
+    QUEUE_JOBS,
+    QUEUE_PARTS,
+    QUEUE_TRAINING,
+    enqueue_job,
+    enqueue_part,
+    part_task_id,
+)
+from shared.service.runner import gave_up, heartbeat_older_than, held_by, sweep_temp
 from shared.settings import Settings
 from shared.storage import ObjectStore, open_store
 
@@ -38,20 +48,21 @@ class SweepReport:
     requeued: list[str] = field(default_factory=list)  # running jobs whose attempt was lost
     resent: list[str] = field(default_factory=list)  # queued jobs the broker did not hold
     failed: list[str] = field(default_factory=list)  # out of attempts
+    resent_parts: list[str] = field(default_factory=list)  # parts of large files, or merges
 
 
-def broker_job_ids(celery: Celery) -> set[str]:
-    """Ids of the jobs waiting in the broker's jobs and training queues or reserved (unacked)
-    by a worker."""
+def broker_job_ids(celery: Celery, reserved: bool = True) -> set[str]:
+    """Ids of the tasks waiting in the broker's jobs, parts and training queues and, with
+    `reserved`, those reserved (unacked) by a worker, alive or not."""
     ids: set[str] = set()
     with celery.connection_for_read() as connection:
         client = connection.default_channel.client
-        for name in (QUEUE_JOBS, QUEUE_TRAINING):
+        for name in (QUEUE_JOBS, QUEUE_PARTS, QUEUE_TRAINING):
             for queue in client.scan_iter(match=f"{name}*"):
                 if client.type(queue) in (b"list", "list"):
                     for raw in client.lrange(queue, 0, -1):
                         ids.add(json.loads(raw)["headers"]["id"])
-        for raw in client.hvals("unacked"):
+        for raw in client.hvals("unacked") if reserved else ():
             message = json.loads(raw)[0]
             ids.add(message["headers"]["id"])
     return ids
@@ -64,41 +75,30 @@ def sweep(settings: Settings, celery: Celery) -> SweepReport:
     stale = now - timedelta(seconds=settings.stale_after_s)
     with session_scope(settings.db_url) as session:
         lost = session.execute(
-            select(Job.id, Job.attempts, Job.kind).where(
+            select(Job.id, Job.attempts, Job.kind, Job.parts).where(
                 Job.state == S.RUNNING,
                 heartbeat_older_than(stale),
             )
         ).all()
-    for job_id, attempts, kind in lost:
-        was_lost = (
-            Job.id == job_id,
-            Job.state == S.RUNNING,
-            Job.attempts == attempts,
-            heartbeat_older_than(stale),
-        )
-        with session_scope(settings.db_url) as session:
-            if attempts >= settings.max_attempts:
-                values: dict[str, Any] = {
-                    "state": S.FAILED,
-                    "stage": None,
-                    "finished_at": now,
-                    "error_message": gave_up(attempts),
-                }
-                if rows_changed(session, update(Job).where(*was_lost).values(**values)):
-                    report.failed.append(str(job_id))
-                continue
-            requeue = update(Job).where(*was_lost).values(state=S.QUEUED, stage=None)
-            if not rows_changed(session, requeue):
-                continue
-        enqueue_job(celery, str(job_id), kind)
-        report.requeued.append(str(job_id))
+    held: set[str] | None = None
+    waiting_parts: set[str] | None = None
+    for job_id, attempts, kind, parts in lost:
+        if parts is not None:  # sent out in parts: the parts that were lost go again
+            # No part of a job whose heartbeat is stale runs (each beats while it does): a
+            # part reserved by a worker is a dead worker's, and goes again.
+            if waiting_parts is None:
+                waiting_parts = broker_job_ids(celery, reserved=False)
+            resent = resend_parts(settings, celery, str(job_id), attempts, waiting_parts)
+            report.resent_parts.extend(f"{job_id}.{p}" for p in resent)
+        else:
+            _requeue(settings, celery, report, (job_id, attempts, kind), stale)
     grace = now - timedelta(seconds=settings.queued_grace_s)
     with session_scope(settings.db_url) as session:
         waiting = session.execute(
             select(Job.id, Job.kind).where(Job.state == S.QUEUED, Job.updated_at < grace)
         ).all()
     if waiting:
-        held = broker_job_ids(celery)
+        held = broker_job_ids(celery) if held is None else held
         for job_id, kind in waiting:
             if str(job_id) in held:
                 continue
@@ -108,11 +108,68 @@ def sweep(settings: Settings, celery: Celery) -> SweepReport:
                     continue
             enqueue_job(celery, str(job_id), kind)
             report.resent.append(str(job_id))
-    for what in ("requeued", "resent", "failed"):
+    for what in ("requeued", "resent", "failed", "resent_parts"):
         jobs = getattr(report, what)
         if jobs:
             logger.warning("reconciler: %s %s", what, ", ".join(jobs))
     return report
+
+
+def _requeue(
+    settings: Settings,
+    celery: Celery,
+    report: SweepReport,
+    job: tuple[uuid.UUID, int, str],
+    stale: datetime,
+) -> None:
+    """Queue a job whose attempt was lost again, or fail it once out of attempts."""
+    job_id, attempts, kind = job
+    was_lost = (
+        Job.id == job_id,
+        Job.state == S.RUNNING,
+        Job.attempts == attempts,
+        heartbeat_older_than(stale),
+    )
+    with session_scope(settings.db_url) as session:
+        if attempts >= settings.max_attempts:
+            values: dict[str, Any] = {
+                "state": S.FAILED,
+                "stage": None,
+                "finished_at": utcnow(),
+                "error_message": gave_up(attempts),
+            }
+            if rows_changed(session, update(Job).where(*was_lost).values(**values)):
+                report.failed.append(str(job_id))
+            return
+        requeue = update(Job).where(*was_lost).values(state=S.QUEUED, stage=None)
+        if not rows_changed(session, requeue):
+            return
+    enqueue_job(celery, str(job_id), kind)
+    report.requeued.append(str(job_id))
+
+
+def resend_parts(
+    settings: Settings, celery: Celery, job_id: str, attempt: int, held: set[str]
+) -> list[str]:
+    """Send again the parts of a job's attempt that are neither done nor held by the broker
+    (a worker lost them), or the merge once every part is done; what was sent."""
+    store, prefix = open_store(settings=settings), work_prefix(job_id, attempt)
+    if not store.exists(prefix + META):  # the attempt died while sending its parts out
+        return []
+    with session_scope(settings.db_url) as session:  # the job's own beat while it waits
+        beat = update(Job).where(*held_by(uuid.UUID(job_id), attempt))
+        if not rows_changed(session, beat.values(heartbeat_at=utcnow())):
+            return []
+    with store.open(prefix + META) as body:
+        count = len(json.loads(body.read())["part_rows"])
+    done = done_parts(store, prefix)
+    missing: list[int | None] = [p for p in range(count) if p not in done]
+    sent = []
+    for part in missing or [None]:
+        if part_task_id(job_id, attempt, part) not in held:
+            enqueue_part(celery, job_id, attempt, part)
+            sent.append("merge" if part is None else f"p{part}")
+    return sent
 
 
 def purge_expired(settings: Settings, store: ObjectStore) -> list[str]:

@@ -16,6 +16,7 @@ import tempfile
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -31,7 +32,7 @@ from shared import states as S
 from shared.db.models import Job, OwnerSettings, utcnow
 from shared.db.session import rows_changed, session_scope
 from shared.engine.options import JobOptions, ScoreOptions
-from shared.engine.pipeline import Cancelled, Pipeline, ScoreResult
+from shared.engine.pipeline import Cancelled, Pipeline, Prepared, ScoreResult
 from shared.errors import InputError
 from shared.library.cache import ModelStore, RegistrySource
 from shared.logs import job_context, set_stage
@@ -82,6 +83,7 @@ def score_options(options: JobOptions, settings: Settings, **tuning: Any) -> Sco
         "top_k": options.top_k or settings.top_k,
         "keep_columns": options.keep_columns,
         "chunk_rows": settings.score_chunk_rows,
+        "threads": settings.threads,
         "high_threshold": high,
         "medium_threshold": medium,
         "only_model": options.model_name,
@@ -166,11 +168,20 @@ class JobRunner:
             beat.stop()
 
     def attempt_job(self, claim: Claim, folder: Path) -> str:
-        """Score the job's file and publish the results; the final state."""
+        """Score the job's file and publish the results; the final state (`running` when the
+        file went out in parts to many workers)."""
         store = open_store(settings=self.settings)
         self.clear_stale_results(store, claim.owner)
         local = self.fetch(store, claim.input_uri, folder)
-        result = self.score(claim, local, folder)
+        pipeline = self.pipeline(claim)
+        prepared = pipeline.prepare(local, folder)
+        spread = self.spread(pipeline, prepared, folder)
+        if spread is not None:
+            return spread
+        with ThreadPoolExecutor(max_workers=pipeline.options.threads) as pool:
+            output = folder / "predictions.csv"
+            tallies = pipeline.score(prepared.plan, prepared.spool, prepared.index, output, pool)
+        result = pipeline.result(prepared, tallies, folder / "errors.csv")
         self.update(stage=S.STAGE_WRITING)
         outputs = self.publish(store, claim.owner, folder, result)
         return self.succeed(result, *outputs)
@@ -200,6 +211,7 @@ class JobRunner:
                     started_at=now,
                     heartbeat_at=now,
                     attempts=Job.attempts + 1,
+                    parts=None,
                 ),
             )
             job = session.get(Job, self.job_id)
@@ -241,18 +253,23 @@ class JobRunner:
             raise InputError("the uploaded file is missing from the object store") from None
         return local
 
-    def score(self, claim: Claim, local: Path, folder: Path) -> ScoreResult:
+    def spread(self, pipeline: Pipeline, prepared: Prepared, folder: Path) -> str | None:
+        """Hand the prepared file to many workers and return the job's state, or None to score
+        it here (this runner always does; `fanout.PartsRunner` spreads large files)."""
+        return None
+
+    def pipeline(self, claim: Claim) -> Pipeline:
+        """The job's pipeline: its options over the owner's defaults and the settings."""
         source = RegistrySource(self.settings, process_model_store(), claim.owner)
         with session_scope(self.settings.db_url) as session:
             own = session.get(OwnerSettings, claim.owner)
             default = own.expected_fraud_rate if own is not None else None
-        pipeline = Pipeline(
+        return Pipeline(
             source,
             score_options(claim.options, self.settings, default_fraud_rate=default),
             self.progress,
             lambda: not self.holds(),
         )
-        return pipeline.run(local, folder / "predictions.csv", folder / "errors.csv")
 
     def publish(
         self, store: ObjectStore, owner: str, folder: Path, result: ScoreResult
@@ -333,6 +350,11 @@ class JobRunner:
         return self.update(
             state=state, stage=None, finished_at=utcnow(), heartbeat_at=None, **values
         )
+
+    def owner(self) -> str | None:
+        """The job's owner while this attempt holds it (None: it does not)."""
+        with session_scope(self.settings.db_url) as session:
+            return session.scalar(select(Job.owner).where(*held_by(self.job_id, self.attempt)))
 
     def holds(self) -> bool:
         """Whether this attempt still holds the job (not cancelled, not taken over)."""

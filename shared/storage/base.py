@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import posixpath
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -92,6 +92,11 @@ class ObjectStore(ABC):
     def url(self, key: str, expires_s: int | None = None) -> str:
         """A download URL: presigned for remote stores, file:// for local ones."""
 
+    def join(self, keys: Sequence[str], dst: str, head: bytes = b"") -> int:
+        """Write `head`, then the objects under `keys` in order, as one object under `dst`,
+        streamed (never whole in memory); its size."""
+        return self.put_stream(dst, io.BufferedReader(_Joined(self, keys, head), 1 << 20))
+
     def uri_for(self, key: str) -> str:
         """The absolute URI of a key."""
         return self.uri.rstrip("/") + "/" + clean_key(key)
@@ -120,3 +125,35 @@ class ObjectStore(ABC):
     def ping(self) -> None:
         """Raise if the store cannot be reached."""
         next(iter(self.list("__ping__/")), None)
+
+
+class _Joined(io.RawIOBase):
+    """A readable stream of `head`, then of several objects one after the other."""
+
+    def __init__(self, store: ObjectStore, keys: Sequence[str], head: bytes) -> None:
+        self.store, self.keys, self.pending = store, list(keys), head
+        self.current: IO[bytes] | None = None
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        while True:
+            if self.pending:
+                n = min(len(buffer), len(self.pending))
+                buffer[:n], self.pending = self.pending[:n], self.pending[n:]
+                return n
+            if self.current is None:
+                if not self.keys:
+                    return 0
+                self.current = self.store.open(self.keys.pop(0))
+            self.pending = self.current.read(min(len(buffer), 1 << 20))
+            if not self.pending:
+                self.current.close()
+                self.current = None
+
+    def close(self) -> None:
+        if self.current is not None:
+            self.current.close()
+            self.current = None
+        super().close()

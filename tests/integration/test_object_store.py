@@ -90,6 +90,19 @@ def test_move_replaces_the_target_and_removes_the_source(object_store: ObjectSto
         assert stream.read() == b"new"
 
 
+def test_join_streams_a_head_and_objects_in_order_into_one(object_store: ObjectStore) -> None:
+    parts = [os.urandom(n) for n in (3 * 1024 * 1024 + 1, 0, 17)]
+    for i, data in enumerate(parts):
+        object_store.put_stream(f"parts/{i}", io.BytesIO(data))
+    keys = [f"parts/{i}" for i in range(3)]
+    written = object_store.join(keys, "joined.csv", b"a,b\n")
+    assert written == 4 + sum(map(len, parts))
+    with object_store.open("joined.csv") as stream:
+        assert stream.read() == b"a,b\n" + b"".join(parts)
+    with pytest.raises(ObjectNotFound):
+        object_store.join(["parts/0", "parts/missing"], "other.csv")
+
+
 def test_the_download_url_serves_the_object(object_store: ObjectStore) -> None:
     object_store.put_stream("r/p.csv", io.BytesIO(b"id,fraud_probability\n1,0.01\n"))
     with urllib.request.urlopen(object_store.url("r/p.csv", expires_s=60)) as response:
