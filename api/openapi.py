@@ -324,6 +324,14 @@ DOCUMENT: dict[str, Any] = {
                             "rows_done": {"type": "integer"},
                             "rows_total": {"type": ["integer", "null"]},
                             "percent": {"type": "number"},
+                            "parts": {
+                                "type": ["integer", "null"],
+                                "description": "parts the file went to many workers in",
+                            },
+                            "eta_seconds": {
+                                "type": ["number", "null"],
+                                "description": "seconds left at the pace so far (running)",
+                            },
                         },
                     },
                     "stats": {

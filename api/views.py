@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import UTC
 from typing import Any
 
 from shared import states as S
-from shared.db.models import JOB_TRAIN, LIBRARY
+from shared.db.models import JOB_TRAIN, LIBRARY, utcnow
 
 
 def job_view(job: Any, base_url: str = "") -> dict[str, Any]:
@@ -21,6 +22,8 @@ def job_view(job: Any, base_url: str = "") -> dict[str, Any]:
             "rows_done": job.rows_done,
             "rows_total": job.rows_total,
             "percent": round(job.progress, 1),
+            "parts": job.parts,  # the file went to many workers in this many parts
+            "eta_seconds": eta_seconds(job),
         },
         "created_at": _iso(job.created_at),
         "started_at": _iso(job.started_at),
@@ -56,6 +59,17 @@ def job_view(job: Any, base_url: str = "") -> dict[str, Any]:
         if job.error_uri:
             body["errors_url"] = f"{base_url}/api/v1/jobs/{job.id}/errors"
     return body
+
+
+def eta_seconds(job: Any) -> float | None:
+    """Seconds left for a running job at the pace of its rows so far (None: no pace yet)."""
+    if job.state != S.RUNNING or not job.rows_done or not job.rows_total or not job.started_at:
+        return None
+    started = job.started_at
+    if started.tzinfo is None:  # SQLite gives it back without its zone (UTC)
+        started = started.replace(tzinfo=UTC)
+    elapsed = (utcnow() - started).total_seconds()
+    return round(max(0.0, elapsed * (job.rows_total - job.rows_done) / job.rows_done), 1)
 
 
 def file_name(input_uri: str) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+import pyarrow as pa
 from celery.signals import worker_process_init, worker_ready, worker_shutdown
 
 from shared.db.session import dispose_engines
@@ -23,6 +24,8 @@ app = create_celery(settings, include=["worker.tasks"])
 def _fresh_process(**_: object) -> None:
     # Pooled DB connections must not be shared with the parent across fork.
     dispose_engines()
+    # Arrow's CSV reading and compute keep to the process's share of the cores, as scoring does.
+    pa.set_cpu_count(settings.threads)
     # Warm this process's model cache so the first job pays no download.
     try:
         loaded = warm_models()

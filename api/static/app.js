@@ -249,7 +249,10 @@ const fraudscore = (() => {
         $("progress").style.width = `${job.progress.percent}%`;
         const total = job.progress.rows_total ? ` of ${number(job.progress.rows_total)}` : "";
         const what = job.kind === "train" ? "labeled rows" : "rows";
-        $("rows").textContent = `${number(job.progress.rows_done)}${total} ${what} (${job.progress.percent}%)`;
+        const parts = job.progress.parts ? ` in ${job.progress.parts} parts` : "";
+        const eta = job.progress.eta_seconds !== null && job.progress.eta_seconds !== undefined
+          ? ` · about ${Math.ceil(job.progress.eta_seconds)} s left` : "";
+        $("rows").textContent = `${number(job.progress.rows_done)}${total} ${what}${parts} (${job.progress.percent}%)${eta}`;
         $("times").textContent = `submitted ${when(job.created_at)}` +
           (job.finished_at ? ` · finished ${when(job.finished_at)}` : "") +
           (job.duration_seconds !== null ? ` · took ${job.duration_seconds} s` : "");

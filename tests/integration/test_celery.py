@@ -24,7 +24,7 @@ def test_the_worker_answers_a_broadcast_ping(worker: str, settings: Settings) ->
 def test_the_worker_consumes_the_named_queues(worker: str, settings: Settings) -> None:
     active = create_celery(settings).control.inspect(timeout=2).active_queues()
     names = {q["name"] for queues in active.values() for q in queues}
-    assert names == {"jobs", "control", "training"}
+    assert names == {"jobs", "parts", "control", "training"}
 
 
 def test_the_configuration_is_safe_for_long_jobs() -> None:

@@ -1,0 +1,225 @@
+"""One large file across worker processes: speed-up, identical output, memory per worker.
+
+    .venv/bin/python -m benchmarks.fan_out [--rows 2000000] [--workers 1 2 4] [--large-rows 0]
+
+For each worker-process count, starts the whole system with `scripts/run_local.py` on embedded
+defaults in a temporary VAR_DIR (WORKER_CONCURRENCY=n, SCORE_THREADS=1: one thread per process,
+a stand-in for one core per machine), warms it with a small job, then submits the --rows file
+through the API and times it from the start of the upload to the poll that sees `succeeded`;
+the plan step is the time until the job reports its parts. Every run's predictions must be
+byte-identical (sha256). The worker processes' resident memory is sampled every 0.1 s: the
+peak of the process that fitted the plan during the plan step, and every process's peak while
+the parts were scored. With --large-rows N, one more run (2 processes) on an N-row file.
+Needs the reference library (`make run` once).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from benchmarks.scoring_speed import generate
+from scripts.fraudscore_client import Client
+from shared.db.session import session_scope
+from shared.library.build import write_csv
+from shared.service.auth import create_token
+from shared.settings import get_settings
+from shared.training.simulator import example_spec, simulate, with_rows
+from tests.services import free_port, wait_for
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def pool_pids(marker: str) -> list[int]:
+    """The Celery pool processes started for this run (their environment holds the marker)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes()
+            if b"worker" not in cmdline or b"flower" in cmdline:
+                continue
+            if marker.encode() not in (proc / "environ").read_bytes():
+                continue
+            parent = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            if b"worker" in Path(f"/proc/{parent}/cmdline").read_bytes():
+                pids.append(int(proc.name))  # a child of the worker's main process
+        except (OSError, ValueError, IndexError):
+            continue
+    return pids
+
+
+def rss_mib(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+@dataclass
+class Memory:
+    """Peak resident MiB per pool process, during the plan step and after it."""
+
+    marker: str
+    planning: bool = True
+    plan: dict[int, float] = field(default_factory=dict)
+    parts: dict[int, float] = field(default_factory=dict)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def sample(self) -> None:
+        while not self.stop.wait(0.1):
+            peaks = self.plan if self.planning else self.parts
+            for pid in pool_pids(self.marker):
+                peaks[pid] = max(peaks.get(pid, 0.0), rss_mib(pid))
+
+
+@contextmanager
+def system(workers: int, var: Path) -> Iterator[Client]:
+    """The whole system on embedded defaults, with `workers` pool processes of one thread."""
+    port = free_port()
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("DATABASE_URL", "REDIS_URL", "OBJECT_STORE_URI", "CELERY_BROKER_URL")
+    }
+    env.update(
+        VAR_DIR=str(var),
+        API_PORT=str(port),
+        FLOWER_PORT=str(free_port()),
+        AUTOML_MODELS_DIR=str(get_settings().models_dir),
+        MODEL_CACHE_DIR=str(var / "cache"),
+        WORKER_CONCURRENCY=str(workers),
+        SCORE_THREADS="1",
+        TQDM_DISABLE="1",
+    )
+    var.mkdir(parents=True)
+    log_path = var / "run.log"
+    proc = subprocess.Popen(
+        [sys.executable, "scripts/run_local.py"],
+        cwd=ROOT,
+        env=env,
+        stdout=log_path.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        wait_for(
+            lambda: b"fraudscore is up" in log_path.read_bytes() or proc.poll() is not None,
+            600,
+            "the system",
+        )
+        if proc.poll() is not None:
+            raise RuntimeError(log_path.read_text()[-3000:])
+        with session_scope(f"sqlite:///{var / 'fraudscore.db'}") as session:
+            token = create_token(session, "bench")
+        yield Client(f"http://127.0.0.1:{port}", token)
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.wait(timeout=60)
+
+
+def run_job(
+    client: Client, path: Path, out: Path, memory: Memory | None = None
+) -> dict[str, float | str]:
+    """Submit, poll every 50 ms; seconds to the parts and to `succeeded`, the result's sha256."""
+    started = time.perf_counter()
+    job_id = client.submit(path, {}, None)["job_id"]
+    planned = None
+    while True:
+        job = client.json("GET", f"/api/v1/jobs/{job_id}")
+        if planned is None and job["progress"].get("parts"):
+            planned = time.perf_counter() - started
+            if memory is not None:
+                memory.planning = False
+        if job["state"] in ("succeeded", "failed", "cancelled"):
+            break
+        time.sleep(0.05)
+    seconds = time.perf_counter() - started
+    if job["state"] != "succeeded":
+        raise RuntimeError(f"job {job_id} {job['state']}: {job.get('error')}")
+    client.download(job_id, out)
+    digest = hashlib.sha256()
+    with out.open("rb") as body:
+        for chunk in iter(lambda: body.read(1 << 20), b""):
+            digest.update(chunk)
+    out.unlink()
+    return {
+        "seconds": seconds,
+        "plan": planned if planned is not None else float("nan"),
+        "parts": job["progress"].get("parts") or 0,
+        "sha256": digest.hexdigest(),
+    }
+
+
+def measure(workers: int, path: Path, small: Path, var: Path) -> dict[str, object]:
+    with system(workers, var) as client:
+        for _ in range(workers):  # every pool process warm
+            run_job(client, small, var / "out.csv")
+        memory = Memory(str(var))
+        sampler = threading.Thread(target=memory.sample, daemon=True)
+        sampler.start()
+        result: dict[str, object] = dict(run_job(client, path, var / "out.csv", memory))
+        memory.stop.set()
+        sampler.join()
+    result["plan_rss"] = max(memory.plan.values(), default=0.0)
+    result["parts_rss"] = sorted(memory.parts.values(), reverse=True)
+    return result
+
+
+def report(rows: int, workers: int, r: dict[str, object], base: float) -> None:
+    seconds = float(r["seconds"])  # type: ignore[arg-type]
+    parts_rss = ", ".join(f"{v:.0f}" for v in r["parts_rss"])  # type: ignore[attr-defined]
+    print(
+        f"  {workers} process{'es' if workers > 1 else '  '}: {seconds:6.1f} s  "
+        f"{rows / seconds / 1000:6.0f}k rows/s  speed-up {base / seconds:4.2f}  "
+        f"plan step {float(r['plan']):5.1f} s  parts {r['parts']}  "  # type: ignore[arg-type]
+        f"peak RSS MiB: plan step {float(r['plan_rss']):.0f}, "  # type: ignore[arg-type]
+        f"scoring parts {parts_rss}  sha256 {str(r['sha256'])[:12]}",
+        flush=True,
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rows", type=int, default=2_000_000)
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
+    parser.add_argument("--large-rows", type=int, default=0)
+    args = parser.parse_args()
+    os.environ["TQDM_DISABLE"] = "1"
+    path = generate(args.rows)
+    with tempfile.TemporaryDirectory(prefix="fs-fanout-") as tmp:
+        small = Path(tmp) / "small.csv"
+        write_csv(simulate(with_rows(example_spec(), 5000), labeled=False), small)
+        print(f"{args.rows:,}-row file, submit-to-succeeded through the API, SCORE_THREADS=1:")
+        results = {}
+        for workers in args.workers:
+            results[workers] = measure(workers, path, small, Path(tmp) / f"var{workers}")
+            base = float(results[args.workers[0]]["seconds"])  # type: ignore[arg-type]
+            report(args.rows, workers, results[workers], base)
+        digests = {r["sha256"] for r in results.values()}
+        print(f"  predictions identical across runs: {len(digests) == 1}")
+        if args.large_rows:
+            large = generate(args.large_rows)
+            print(f"{args.large_rows:,}-row file, 2 processes:")
+            r = measure(2, large, small, Path(tmp) / "var-large")
+            report(args.large_rows, 2, r, float(r["seconds"]))  # type: ignore[arg-type]
+    return 0 if len(digests) == 1 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
