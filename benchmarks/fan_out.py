@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -27,7 +28,10 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
+
+os.environ["TQDM_DISABLE"] = "1"  # the client's progress bars, before it imports tqdm
 
 from benchmarks.scoring_speed import generate
 from scripts.fraudscore_client import Client
@@ -131,14 +135,18 @@ def system(workers: int, var: Path) -> Iterator[Client]:
     finally:
         os.killpg(proc.pid, signal.SIGINT)
         proc.wait(timeout=60)
+        keep = get_settings().var_dir / "bench" / "fan_out_logs" / var.name
+        shutil.rmtree(keep, ignore_errors=True)
+        shutil.copytree(var / "log", keep)  # the workers' logs, for a timeline
 
 
 def run_job(
     client: Client, path: Path, out: Path, memory: Memory | None = None
 ) -> dict[str, float | str]:
     """Submit, poll every 50 ms; seconds to the parts and to `succeeded`, the result's sha256."""
-    started = time.perf_counter()
+    started, wall = time.perf_counter(), time.time()
     job_id = client.submit(path, {}, None)["job_id"]
+    uploaded = time.perf_counter() - started
     planned = None
     while True:
         job = client.json("GET", f"/api/v1/jobs/{job_id}")
@@ -158,8 +166,11 @@ def run_job(
         for chunk in iter(lambda: body.read(1 << 20), b""):
             digest.update(chunk)
     out.unlink()
+    claimed = datetime.fromisoformat(job["started_at"]).timestamp() - wall
     return {
         "seconds": seconds,
+        "upload": uploaded,
+        "claimed": claimed,
         "plan": planned if planned is not None else float("nan"),
         "parts": job["progress"].get("parts") or 0,
         "sha256": digest.hexdigest(),
@@ -187,7 +198,9 @@ def report(rows: int, workers: int, r: dict[str, object], base: float) -> None:
     print(
         f"  {workers} process{'es' if workers > 1 else '  '}: {seconds:6.1f} s  "
         f"{rows / seconds / 1000:6.0f}k rows/s  speed-up {base / seconds:4.2f}  "
-        f"plan step {float(r['plan']):5.1f} s  parts {r['parts']}  "  # type: ignore[arg-type]
+        f"(upload {float(r['upload']):.1f} s, plan step "  # type: ignore[arg-type]
+        f"{float(r['plan']) - float(r['claimed']):.1f} s, parts and merge "  # type: ignore[arg-type]
+        f"{seconds - float(r['plan']):.1f} s)  parts {r['parts']}  "  # type: ignore[arg-type]
         f"peak RSS MiB: plan step {float(r['plan_rss']):.0f}, "  # type: ignore[arg-type]
         f"scoring parts {parts_rss}  sha256 {str(r['sha256'])[:12]}",
         flush=True,

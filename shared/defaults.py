@@ -11,7 +11,7 @@ MEDIUM_THRESHOLD = 0.1
 MIN_HIGH_SHARE = 0.001
 MIN_MEDIUM_SHARE = 0.01
 CHUNK_ROWS = 100_000  # rows read, featurised and written at a time
-PART_ROWS = 250_000  # rows per part when one file is scored by many workers
+PART_ROWS = 200_000  # rows per part when one file is scored by many workers
 SAMPLE_ROWS = 20_000  # the uniform sample that roles, matching and the fitted plan come from
 
 
