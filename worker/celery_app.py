@@ -9,6 +9,7 @@ from celery.signals import worker_process_init, worker_ready, worker_shutdown
 
 from shared.db.session import dispose_engines
 from shared.logs import configure_logging
+from shared.processes import hand_back_freed_memory
 from shared.service.queue import create_celery
 from shared.service.reconcile import Reconciler
 from shared.service.runner import sweep_temp, warm_models
@@ -17,6 +18,7 @@ from shared.settings import get_settings
 logger = logging.getLogger(__name__)
 settings = get_settings()
 configure_logging(settings)
+hand_back_freed_memory()  # before the pool forks: every process inherits it
 app = create_celery(settings, include=["worker.tasks"])
 
 

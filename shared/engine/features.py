@@ -267,13 +267,20 @@ def _history_jobs(
     return jobs
 
 
+def _f32(values: np.ndarray) -> np.ndarray:
+    """As float32, the per-row arrays' type (made at once: a large file's float64 copies would
+    all be alive together)."""
+    return values.astype(np.float32, copy=False)
+
+
 def entity_features(
     cust: np.ndarray | None,
     term: np.ndarray | None,
     t: np.ndarray | None,
     amount: np.ndarray | None,
 ) -> dict[str, np.ndarray]:
-    """Per-customer and per-terminal history over the whole file (ids as integer codes)."""
+    """Per-customer and per-terminal history over the whole file (ids as integer codes), as
+    float32."""
     f: dict[str, np.ndarray] = {}
     n = len(cust) if cust is not None else len(term) if term is not None else 0
     if n == 0:
@@ -297,24 +304,24 @@ def entity_features(
     with np.errstate(invalid="ignore", divide="ignore"):
         if cust is not None:
             h = history["cust"]
-            f["cust_n_prior"] = h["n_prior"]
-            f["cust_amount_ratio_prior"] = amount / h["mean_prior"]
+            f["cust_n_prior"] = _f32(h["n_prior"])
+            f["cust_amount_ratio_prior"] = _f32(amount / h["mean_prior"])
             if has_time:
-                f["cust_log_secs_since_prev"] = np.log1p(h["secs_since_prev"])
+                f["cust_log_secs_since_prev"] = _f32(np.log1p(h["secs_since_prev"]))
                 for w in ("1h", "24h", "7d"):
-                    f[f"cust_count_{w}"] = h[f"count_{w}"]
+                    f[f"cust_count_{w}"] = _f32(h[f"count_{w}"])
                 mean_7d = np.where(h["count_7d"] > 0, h["amount_7d"] / h["count_7d"], np.nan)
-                f["cust_amount_ratio_7d"] = amount / mean_7d
-                f["cust_small_count_1h"] = h["small_1h"]
+                f["cust_amount_ratio_7d"] = _f32(amount / mean_7d)
+                f["cust_small_count_1h"] = _f32(h["small_1h"])
             if term is not None:
-                f["cust_new_terminal"] = history["cust"]["first_seen"]
+                f["cust_new_terminal"] = _f32(history["cust"]["first_seen"])
         if term is not None:
             h = history["term"]
-            f["term_n_prior"] = h["n_prior"]
+            f["term_n_prior"] = _f32(h["n_prior"])
             if has_time:
-                f["term_count_24h"], f["term_count_7d"] = h["count_24h"], h["count_7d"]
+                f["term_count_24h"], f["term_count_7d"] = _f32(h["count_24h"]), _f32(h["count_7d"])
                 mean_7d = np.where(h["count_7d"] > 0, h["amount_7d"] / h["count_7d"], np.nan)
-                f["term_amount_ratio_7d"] = amount / mean_7d
+                f["term_amount_ratio_7d"] = _f32(amount / mean_7d)
     return f
 
 

@@ -76,7 +76,7 @@ class IndexBuilder:
         self.amounts: list[np.ndarray] = []
         self.bads: list[np.ndarray] = []
         self.times: list[np.ndarray] = []
-        self.ids: dict[str, list[pa.ChunkedArray]] = {r: [] for r in ID_SHARE_ROLES}
+        self.ids: dict[str, list[pa.DictionaryArray]] = {r: [] for r in ID_SHARE_ROLES}
         self.categories: dict[str, list[pa.DictionaryArray]] = {r: [] for r in CATEGORICAL_FEATURES}
 
     def add(self, table: pa.Table) -> None:
@@ -99,7 +99,7 @@ class IndexBuilder:
                 self.unread_times += int(unread.sum())
         for role, parts in self.ids.items():
             if role in roles:
-                parts.append(table[roles.get(role)])
+                parts.append(pc.dictionary_encode(table[roles.get(role)].combine_chunks()))
         for role, categories in self.categories.items():
             if role in roles:
                 categories.append(pc.dictionary_encode(table[roles.get(role)].combine_chunks()))
@@ -112,7 +112,7 @@ class IndexBuilder:
         t = np.concatenate(self.times) if self.times else None
         codes = {role: _codes(parts) for role, parts in self.ids.items() if parts}
         entity = entity_features(codes.get(R.CUSTOMER), codes.get(R.TERMINAL), t, amount)
-        per_row = {name: values.astype(np.float32) for name, values in entity.items()}
+        per_row = dict(entity)
         for role, role_codes in codes.items():  # how much of the file each card, terminal is
             shares = np.bincount(role_codes)[role_codes] / self.rows
             per_row[share_key(role)] = shares.astype(np.float32)
@@ -151,8 +151,10 @@ def _shares(parts: list[pa.DictionaryArray], rows: int) -> np.ndarray:
     return np.concatenate(out)
 
 
-def _codes(parts: list[pa.ChunkedArray]) -> np.ndarray:
-    """Integer codes for an id column over the whole file (equal ids, equal codes)."""
-    combined = pa.chunked_array([chunk for part in parts for chunk in part.chunks], pa.string())
-    encoded = pc.dictionary_encode(combined.combine_chunks())
-    return encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+def _codes(parts: list[pa.DictionaryArray]) -> np.ndarray:
+    """Integer codes for an id column over the whole file (equal ids, equal codes, in order of
+    first appearance), from each chunk's own encoding: the file's ids are never held whole."""
+    unified = pa.chunked_array(parts).unify_dictionaries()
+    return np.concatenate(
+        [chunk.indices.to_numpy(zero_copy_only=False).astype(np.int64) for chunk in unified.chunks]
+    )
