@@ -26,6 +26,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -177,15 +178,35 @@ def run_job(
     }
 
 
-def measure(workers: int, path: Path, small: Path, var: Path) -> dict[str, object]:
+def small_jobs(client: Client, small: Path, var: Path, memory: Memory) -> list[float]:
+    """Seconds of a small job sent 3 s into the large one (its plan step), and of another
+    sent 3 s after the large one's parts went out."""
+    other = Client(client.url, client.token)
+    time.sleep(3)
+    seconds = [float(run_job(other, small, var / "small-1.csv")["seconds"])]
+    while memory.planning and not memory.stop.is_set():
+        time.sleep(0.05)
+    time.sleep(3)
+    if not memory.stop.is_set():
+        seconds.append(float(run_job(other, small, var / "small-2.csv")["seconds"]))
+    return seconds
+
+
+def measure(
+    workers: int, path: Path, small: Path, var: Path, beside: bool = False
+) -> dict[str, object]:
+    """One run of the large file; with `beside`, small jobs sent while it runs."""
     with system(workers, var) as client:
         for _ in range(workers):  # every pool process warm
             run_job(client, small, var / "out.csv")
         memory = Memory(str(var))
         sampler = threading.Thread(target=memory.sample, daemon=True)
         sampler.start()
-        result: dict[str, object] = dict(run_job(client, path, var / "out.csv", memory))
-        memory.stop.set()
+        with ThreadPoolExecutor(1) as side:
+            smalls = side.submit(small_jobs, client, small, var, memory) if beside else None
+            result: dict[str, object] = dict(run_job(client, path, var / "out.csv", memory))
+            memory.stop.set()
+            result["small"] = smalls.result() if smalls is not None else []
         sampler.join()
     result["plan_rss"] = max(memory.plan.values(), default=0.0)
     result["parts_rss"] = sorted(memory.parts.values(), reverse=True)
@@ -229,8 +250,10 @@ def main() -> int:
         if args.large_rows:
             large = generate(args.large_rows)
             print(f"{args.large_rows:,}-row file, 2 processes:")
-            r = measure(2, large, small, Path(tmp) / "var-large")
+            r = measure(2, large, small, Path(tmp) / "var-large", beside=True)
             report(args.large_rows, 2, r, float(r["seconds"]))  # type: ignore[arg-type]
+            during = ", ".join(f"{v:.2f} s" for v in r["small"])  # type: ignore[attr-defined]
+            print(f"  5,000-row jobs sent during it (plan step, parts): {during}")
     return 0 if len(digests) == 1 else 1
 
 

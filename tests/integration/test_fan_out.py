@@ -194,6 +194,28 @@ def test_a_cancelled_large_job_stops_its_parts_and_leaves_nothing(
     assert list(store.list(f"results/gus/{job_id}/")) == []
 
 
+def test_a_small_job_sent_during_a_large_one_does_not_wait_for_its_parts(
+    client: FlaskClient,
+    part_workers: dict[str, subprocess.Popen[bytes]],
+    registered_library: Path,
+    db: Session,
+    large_upload: Path,
+    tmp_path: Path,
+) -> None:
+    headers = {"Authorization": f"Bearer {create_token(db, 'ivy')}"}
+    large = submit(client, large_upload, headers)
+    wait_parts(db, large)
+    small_upload = tmp_path / "small.csv"
+    write_csv(simulate(with_rows(example_spec(), 1000), labeled=False), small_upload)
+    small = submit(client, small_upload, headers)
+    small_job, large_job = finished(db, small), finished(db, large)
+    assert small_job.state == large_job.state == "succeeded"
+    # The workers take from the jobs and parts queues in turn: the small job ran between two
+    # parts, not after the twenty.
+    assert small_job.finished_at < large_job.finished_at
+    assert (small_job.finished_at - small_job.created_at).total_seconds() < 5
+
+
 def test_a_whole_worker_lost_mid_part_leaves_its_parts_to_the_other(
     client: FlaskClient,
     part_workers: dict[str, subprocess.Popen[bytes]],
