@@ -13,6 +13,7 @@ is scored once and a cancelled job's parts stop at their next block.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
@@ -41,6 +42,7 @@ from shared.logs import job_context
 from shared.service.keys import result_key, work_prefix
 from shared.service.queue import enqueue_part
 from shared.service.runner import (
+    INFRASTRUCTURE_ERRORS,
     Heartbeat,
     JobRunner,
     heartbeat_older_than,
@@ -67,11 +69,24 @@ class PartsRunner(JobRunner):
         super().__init__(job_id, settings)
         self.celery = celery
 
+    def run(self) -> str:
+        try:
+            return super().run()
+        except Exception:  # what this attempt stored is of no use to the next
+            if self.attempt:
+                with contextlib.suppress(Exception):
+                    clean_work(open_store(settings=self.settings), self.prefix)
+            raise
+
+    @property
+    def prefix(self) -> str:
+        return work_prefix(self.job_id, self.attempt)
+
     def spread(self, pipeline: Pipeline, prepared: Prepared, folder: Path) -> str | None:
         if prepared.index.rows <= self.settings.score_part_rows:
             return None
         store, plan, index = open_store(settings=self.settings), prepared.plan, prepared.index
-        prefix = work_prefix(self.job_id, self.attempt)
+        prefix = self.prefix
         parts = write_parts(prepared.spool, index, folder, self.settings.score_part_rows)
         prepared.spool.unlink()
         plan.save(folder / PLAN)
@@ -92,6 +107,7 @@ class PartsRunner(JobRunner):
         used = [m.name for m in plan.matches] + ([plan.team.bundle.name] if plan.team else [])
         pipeline.source.record_usage(used)
         if not self.update(parts=len(parts), stage=S.STAGE_SCORING, rows_total=index.rows):
+            clean_work(store, prefix)  # cancelled (or taken over) while fitting
             return self.state() or "missing"
         for part, (path, _) in enumerate(parts):  # each part goes out as soon as it is stored
             store.put_file(part_key(prefix, part, "in.arrow"), path)
@@ -115,13 +131,20 @@ class Work:
     meta: dict[str, Any]
 
 
+@lru_cache(maxsize=16)
+def load_meta(job_id: str, attempt: int) -> dict[str, Any]:
+    """The plan step's figures of an attempt (rows per part...), downloaded once per process."""
+    store = open_store(settings=get_settings())
+    with store.open(work_prefix(job_id, attempt) + META) as body:
+        return dict(json.loads(body.read()))
+
+
 @lru_cache(maxsize=4)
 def load_work(job_id: str, attempt: int, owner: str) -> Work:
     """The attempt's plan and figures, downloaded once per process."""
     settings = get_settings()
     store, prefix = open_store(settings=settings), work_prefix(job_id, attempt)
-    with store.open(prefix + META) as body:
-        meta = json.loads(body.read())
+    meta = load_meta(job_id, attempt)
     source = RegistrySource(settings, process_model_store(), owner)
     with tempfile.TemporaryDirectory(prefix=temp_prefix(f"job-{job_id}")) as tmp:
         store.get_file(prefix + PLAN, Path(tmp) / PLAN)
@@ -147,6 +170,8 @@ def run_part(job_id: str, attempt: int, part: int, celery: Celery) -> str:
         except Cancelled:
             clean_work(store, prefix)
             return runner.cancelled()
+        except INFRASTRUCTURE_ERRORS:
+            raise  # the task is retried; the part stays to do
         except Exception:
             logger.exception("job %s: part %d failed", job_id, part)
             runner.finish(S.FAILED, error_message=f"internal error while scoring (job {job_id})")
@@ -174,7 +199,7 @@ def _score_part(runner: JobRunner, store: ObjectStore, work: Work, part: int) ->
 def _after_part(runner: JobRunner, store: ObjectStore, celery: Celery) -> str:
     """Progress from the parts done; the merge sent when they all are."""
     prefix = work_prefix(runner.job_id, runner.attempt)
-    meta = load_work(str(runner.job_id), runner.attempt, runner.owner() or "").meta
+    meta = load_meta(str(runner.job_id), runner.attempt)
     done = done_parts(store, prefix)
     rows = sum(meta["part_rows"][i] for i in done)
     total = meta["rows"]
@@ -212,12 +237,21 @@ def merge_parts(job_id: str, attempt: int) -> str:
         beat = Heartbeat(runner.job_id, attempt, settings)
         try:
             return _merge(runner, store, prefix)
+        except INFRASTRUCTURE_ERRORS:
+            raise  # the task is retried; the job waits in `writing`
+        except Exception:
+            logger.exception("job %s: merge failed", job_id)
+            runner.finish(S.FAILED, error_message=f"internal error while writing (job {job_id})")
+            clean_work(store, f"work/{job_id}/")
+            raise
         finally:
             beat.stop()
 
 
 def _merge(runner: JobRunner, store: ObjectStore, prefix: str) -> str:
-    owner = runner.owner() or ""
+    owner = runner.owner()
+    if owner is None:  # cancelled since the claim
+        return runner.cancelled()
     work = load_work(str(runner.job_id), runner.attempt, owner)
     parts = range(len(work.meta["part_rows"]))
     tallies, seconds = Tallies(), dict(work.meta["seconds"])
