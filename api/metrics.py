@@ -1,6 +1,6 @@
-"""/metrics in Prometheus' format through prometheus_client: jobs by state, rows scored, busy
-seconds per stage, a job-duration histogram and queue depth. Aggregated by the database (and
-asked of the broker) at scrape time, so every API process answers the same."""
+"""/metrics in Prometheus' format through prometheus_client: jobs by state, rows scored and rows
+left, busy seconds per stage, a job-duration histogram and queue depth. Aggregated by the
+database (and asked of the broker) at scrape time, so every API process answers the same."""
 
 from __future__ import annotations
 
@@ -53,6 +53,16 @@ class JobCollector:
         for state in S.STATES:
             jobs.add_metric([state], by_state.get(state, 0))
         yield jobs
+        left = session.scalar(
+            select(func.coalesce(func.sum(Job.rows_total - Job.rows_done), 0)).where(
+                Job.state == S.RUNNING, Job.rows_total.is_not(None)
+            )
+        )
+        rows_left = GaugeMetricFamily(
+            "fraudscore_rows_left", "Rows of running jobs not scored yet (the work ahead)."
+        )
+        rows_left.add_metric([], float(left or 0))
+        yield rows_left
         done = Job.state == S.SUCCEEDED
         seconds = _seconds(session)
         timed = done & Job.started_at.is_not(None) & Job.finished_at.is_not(None)

@@ -151,6 +151,8 @@ def test_a_large_file_is_scored_in_parts_by_two_workers_as_in_one_piece(
     assert body["progress"]["parts"] == 20 and body["progress"]["rows_done"] > 0
     if body["state"] == "running":  # (it is, unless every part was done in the meantime)
         assert body["progress"]["eta_seconds"] >= 0
+        text = client.get("/metrics").get_data(as_text=True)
+        assert "fraudscore_rows_left" in text and 'fraudscore_queue_depth{queue="parts"}' in text
     # Kill the process scoring a part: its part goes to the broker again, alone.
     _, part = running_part(parts_env)
     os.kill(part["worker_pid"], signal.SIGKILL)

@@ -242,6 +242,8 @@ def test_metrics_count_jobs_rows_stages_and_queues(
     assert float(values["fraudscore_rows_scored_total"]) >= 2000
     assert float(values['fraudscore_stage_seconds_total{stage="features"}']) > 0
     assert 'fraudscore_queue_depth{queue="jobs"}' in values
+    assert 'fraudscore_queue_depth{queue="parts"}' in values
+    assert float(values["fraudscore_rows_left"]) >= 0
     assert float(values["fraudscore_broker_up"]) == 1
     count = float(values["fraudscore_job_duration_seconds_count"])
     assert (
