@@ -4,13 +4,14 @@
 
 For each worker-process count, starts the whole system with `scripts/run_local.py` on embedded
 defaults in a temporary VAR_DIR (WORKER_CONCURRENCY=n, SCORE_THREADS=1: one thread per process,
-a stand-in for one core per machine), warms it with a small job, then submits the --rows file
-through the API and times it from the start of the upload to the poll that sees `succeeded`;
-the plan step is the time until the job reports its parts. Every run's predictions must be
-byte-identical (sha256). The worker processes' resident memory is sampled every 0.1 s: the
-peak of the process that fitted the plan during the plan step, and every process's peak while
-the parts were scored. With --large-rows N, one more run (2 processes) on an N-row file.
-Needs the reference library (`make run` once).
+a stand-in for one core per machine), warms it with a small job per process, then submits the
+--rows file through the API and times it from the start of the upload to the poll (every
+0.2 s) that sees `succeeded`; the plan step ends when the job reports its parts. Every run's
+predictions must be byte-identical (sha256). The pool processes' resident memory is sampled
+every 0.1 s: the peak during the plan step, and every process's peak while the parts were
+scored. With --large-rows N, one more run (2 processes) on an N-row file, with a 5,000-row job
+sent during its plan step and another during its parts. Needs the reference library (`make
+run` once); the workers' logs are kept under var/bench/fan_out_logs.
 """
 
 from __future__ import annotations
@@ -116,9 +117,13 @@ class Memory:
     stop: threading.Event = field(default_factory=threading.Event)
 
     def sample(self) -> None:
+        pids, ticks = pool_pids(self.marker), 0
         while not self.stop.wait(0.1):
+            ticks += 1
+            if ticks % 20 == 0:  # a process the pool replaced (looking is not free: /proc)
+                pids = pool_pids(self.marker)
             peaks = self.plan if self.planning else self.parts
-            for pid in pool_pids(self.marker):
+            for pid in pids:
                 peaks[pid] = max(peaks.get(pid, 0.0), rss_mib(pid))
 
 
@@ -173,7 +178,7 @@ def system(workers: int, var: Path) -> Iterator[Client]:
 def run_job(
     client: Client, path: Path, out: Path, memory: Memory | None = None
 ) -> dict[str, float | str]:
-    """Submit, poll every 50 ms; seconds to the parts and to `succeeded`, the result's sha256."""
+    """Submit, poll every 0.2 s; seconds to the parts and to `succeeded`, the result's sha256."""
     started, wall = time.perf_counter(), time.time()
     job_id = client.submit(path, {}, None)["job_id"]
     uploaded = time.perf_counter() - started
@@ -186,7 +191,7 @@ def run_job(
                 memory.planning = False
         if job["state"] in ("succeeded", "failed", "cancelled"):
             break
-        time.sleep(0.05)
+        time.sleep(0.2)
     seconds = time.perf_counter() - started
     if job["state"] != "succeeded":
         raise RuntimeError(f"job {job_id} {job['state']}: {job.get('error')}")
