@@ -4,10 +4,13 @@
 from __future__ import annotations
 
 import ctypes
+import gc
 import os
 import re
 import socket
 from pathlib import Path
+
+import pyarrow as pa
 
 M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
 MMAP_THRESHOLD = 128 * 1024  # glibc's starting value, kept
@@ -42,3 +45,9 @@ def hand_back_freed_memory() -> bool:
         return bool(libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD))
     except (OSError, AttributeError):
         return False
+
+
+def release_memory() -> None:
+    """Collect cycles and hand back what Arrow's allocator holds unused (after a large job)."""
+    gc.collect()
+    pa.default_memory_pool().release_unused()

@@ -39,6 +39,7 @@ from shared.engine.summary import Tallies, summarise
 from shared.engine.timing import Timer
 from shared.library.cache import RegistrySource
 from shared.logs import job_context
+from shared.processes import release_memory
 from shared.service.keys import result_key, work_prefix
 from shared.service.queue import enqueue_part
 from shared.service.runner import (
@@ -77,6 +78,8 @@ class PartsRunner(JobRunner):
                 with contextlib.suppress(Exception):
                     clean_work(open_store(settings=self.settings), self.prefix)
             raise
+        finally:
+            release_memory()  # the plan step's per-row arrays: this process now scores parts
 
     @property
     def prefix(self) -> str:
@@ -106,13 +109,16 @@ class PartsRunner(JobRunner):
         store.put_stream(prefix + META, _json(meta))
         used = [m.name for m in plan.matches] + ([plan.team.bundle.name] if plan.team else [])
         pipeline.source.record_usage(used)
-        if not self.update(parts=len(parts), stage=S.STAGE_SCORING, rows_total=index.rows):
+        if not self.update(stage=S.STAGE_SCORING, rows_total=index.rows):
             clean_work(store, prefix)  # cancelled (or taken over) while fitting
             return self.state() or "missing"
         for part, (path, _) in enumerate(parts):  # each part goes out as soon as it is stored
             store.put_file(part_key(prefix, part, "in.arrow"), path)
             path.unlink()
             enqueue_part(self.celery, str(self.job_id), self.attempt, part)
+        with session_scope(self.settings.db_url) as session:  # (its merge may be done already)
+            mine = (Job.id == self.job_id, Job.attempts == self.attempt)
+            session.execute(update(Job).where(*mine).values(parts=len(parts)))
         logger.info("job %s: %d rows sent out in %d parts", self.job_id, index.rows, len(parts))
         return S.RUNNING
 
