@@ -46,6 +46,7 @@ from shared.service.runner import (
     INFRASTRUCTURE_ERRORS,
     Heartbeat,
     JobRunner,
+    gave_up,
     heartbeat_older_than,
     held_by,
     process_model_store,
@@ -59,7 +60,8 @@ PLAN, META, ERRORS = "plan.zip", "meta.json", "errors.csv"
 
 
 def part_key(prefix: str, part: int, what: str) -> str:
-    """A part's input (`in.arrow`), predictions (`out.csv`) or tallies (`out.json`)."""
+    """A part's input (`in.arrow`), predictions (`out.csv`), tallies (`out.json`) or count of
+    tries (`tries`)."""
     return f"{prefix}parts/{part:05d}.{what}"
 
 
@@ -170,6 +172,9 @@ def run_part(job_id: str, attempt: int, part: int, celery: Celery) -> str:
             return runner.state() or "missing"
         if store.exists(part_key(prefix, part, "out.json")):
             return _after_part(runner, store, celery)
+        if not _count_try(runner, store, part):
+            clean_work(store, prefix)
+            return S.FAILED
         beat = Heartbeat(runner.job_id, attempt, runner.settings)
         try:
             _score_part(runner, store, load_work(job_id, attempt, owner), part)
@@ -186,6 +191,22 @@ def run_part(job_id: str, attempt: int, part: int, celery: Celery) -> str:
         finally:
             beat.stop()
         return _after_part(runner, store, celery)
+
+
+def _count_try(runner: JobRunner, store: ObjectStore, part: int) -> bool:
+    """Count a try at a part; past MAX_ATTEMPTS (a part that kills its worker each time) fail
+    the job with the reason instead, and return False."""
+    key = part_key(work_prefix(runner.job_id, runner.attempt), part, "tries")
+    tries = 1
+    if store.exists(key):
+        with store.open(key) as body:
+            tries += int(body.read() or b"0")
+    if tries > runner.settings.max_attempts:
+        runner.finish(S.FAILED, error_message=gave_up(tries - 1))
+        logger.warning("job %s: part %d: %s", runner.job_id, part, gave_up(tries - 1))
+        return False
+    store.put_stream(key, io.BytesIO(str(tries).encode()))
+    return True
 
 
 def _score_part(runner: JobRunner, store: ObjectStore, work: Work, part: int) -> None:

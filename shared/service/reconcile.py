@@ -154,7 +154,7 @@ def resend_parts(
     """Send again the parts of a job's attempt that are neither done nor held by the broker
     (a worker lost them), or the merge once every part is done; what was sent."""
     store, prefix = open_store(settings=settings), work_prefix(job_id, attempt)
-    if not store.exists(prefix + META):  # the attempt died while sending its parts out
+    if not store.exists(prefix + META):  # its files are gone: the job is ending
         return []
     with session_scope(settings.db_url) as session:  # the job's own beat while it waits
         beat = update(Job).where(*held_by(uuid.UUID(job_id), attempt))

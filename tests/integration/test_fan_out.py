@@ -5,6 +5,7 @@ alone; a cancelled job's parts stop and leave nothing behind."""
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import subprocess
@@ -25,6 +26,8 @@ from shared.engine.pipeline import Pipeline, ScoreOptions
 from shared.library.build import write_csv
 from shared.library.cache import ModelStore, RegistrySource
 from shared.service.auth import create_token
+from shared.service.fanout import part_key, run_part
+from shared.service.keys import work_prefix
 from shared.service.queue import TASK_PART, create_celery
 from shared.settings import Settings, load_settings
 from shared.storage import open_store
@@ -242,3 +245,18 @@ def test_a_whole_worker_lost_mid_part_leaves_its_parts_to_the_other(
     expected, _ = in_one_piece(settings, large_upload, tmp_path)
     got = client.get(f"/api/v1/jobs/{job_id}/result", headers=headers)
     assert got.data == expected
+
+
+def test_a_part_that_kills_its_worker_each_time_fails_the_job_after_max_attempts(
+    db: Session, settings: Settings
+) -> None:
+    job = Job(owner="kim", input_uri="s3://x/uploads/kim/a.csv", state="running", attempts=1)
+    db.add(job)
+    db.commit()
+    store, prefix = open_store(settings=settings), work_prefix(job.id, 1)
+    store.put_stream(part_key(prefix, 0, "tries"), io.BytesIO(str(settings.max_attempts).encode()))
+    assert run_part(str(job.id), 1, 0, create_celery(settings)) == "failed"
+    failed = job_row(db, str(job.id))
+    assert failed.state == "failed"
+    assert f"gave up after {settings.max_attempts} attempts" in failed.error_message
+    assert list(store.list(prefix)) == []
