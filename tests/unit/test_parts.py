@@ -18,7 +18,7 @@ from shared.library.build import write_csv
 from shared.library.folder import FolderSource
 from shared.training.simulator import example_spec, simulate, with_rows
 
-ROWS = 4000
+ROWS = 2000
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +54,7 @@ def in_parts(
     return out, summary.stats, len(parts)
 
 
-@pytest.mark.parametrize("chunk_rows", [250, 1000])
+@pytest.mark.parametrize("chunk_rows", [125, 500])
 def test_any_number_of_parts_scores_byte_identically(
     small_library: Path, upload: Path, tmp_path: Path, chunk_rows: int
 ) -> None:
@@ -70,22 +70,22 @@ def test_any_number_of_parts_scores_byte_identically(
         assert out == whole.read_bytes(), (chunk_rows, part_rows)
         assert stats == expected.stats
         counts.append(count)
-    # Parts are whole chunks: 1, 2, 4, 8 parts and one per chunk with 16 chunks of 250 rows.
-    assert counts == ([1, 2, 4, 8, 16] if chunk_rows == 250 else [1, 2, 4, 4, 4])
+    # Parts are whole chunks: 1, 2, 4, 8 parts and one per chunk with 16 chunks of 125 rows.
+    assert counts == ([1, 2, 4, 8, 16] if chunk_rows == 125 else [1, 2, 4, 4, 4])
 
 
 def test_a_part_holds_its_rows_and_their_history(
     small_library: Path, upload: Path, tmp_path: Path
 ) -> None:
-    pipeline = Pipeline(FolderSource(small_library), ScoreOptions(chunk_rows=500))
+    pipeline = Pipeline(FolderSource(small_library), ScoreOptions(chunk_rows=250))
     prepared = pipeline.prepare(upload, tmp_path)
-    parts = write_parts(prepared.spool, prepared.index, tmp_path, 1500)
-    assert [rows for _, rows in parts] == [1500, 1500, 1000]
+    parts = write_parts(prepared.spool, prepared.index, tmp_path, 750)
+    assert [rows for _, rows in parts] == [750, 750, 500]
     blocks = list(read_part(parts[1][0]))
-    assert [carry.first_row for _, carry in blocks] == [1500, 2000, 2500]
+    assert [carry.first_row for _, carry in blocks] == [750, 1000, 1250]
     table, carry = blocks[0]
     assert table.column_names == prepared.plan.layout.columns
-    expected = prepared.index.carry(slice(1500, 2000))
+    expected = prepared.index.carry(slice(750, 1000))
     assert np.array_equal(carry.amount, expected.amount, equal_nan=True)
     assert carry.per_row.keys() == expected.per_row.keys()
     for name, values in expected.per_row.items():
