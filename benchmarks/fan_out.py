@@ -20,8 +20,6 @@ import argparse
 import hashlib
 import os
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -39,13 +37,11 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from benchmarks.scoring_speed import generate
+from benchmarks.service_latency import marked_pids, running_system, status_mib
 from scripts.fraudscore_client import Client
-from shared.db.session import session_scope
 from shared.library.build import write_csv
-from shared.service.auth import create_token
 from shared.settings import get_settings
 from shared.training.simulator import example_spec, simulate, with_rows
-from tests.services import free_port, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -77,33 +73,20 @@ def generate_large(rows: int) -> Path:
 
 
 def pool_pids(marker: str) -> list[int]:
-    """The Celery pool processes started for this run (their environment holds the marker)."""
+    """The Celery pool processes started for this run: children of its worker's main process."""
     pids = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
+    for pid in marked_pids(marker, b"worker"):
         try:
-            cmdline = (proc / "cmdline").read_bytes()
-            if b"worker" not in cmdline or b"flower" in cmdline:
-                continue
-            if marker.encode() not in (proc / "environ").read_bytes():
-                continue
-            parent = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            if b"worker" in Path(f"/proc/{parent}/cmdline").read_bytes():
-                pids.append(int(proc.name))  # a child of the worker's main process
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            parent = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            if (
+                b"flower" not in cmdline
+                and b"worker" in Path(f"/proc/{parent}/cmdline").read_bytes()
+            ):
+                pids.append(pid)
         except (OSError, ValueError, IndexError):
             continue
     return pids
-
-
-def rss_mib(pid: int) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
 
 
 @dataclass
@@ -124,55 +107,21 @@ class Memory:
                 pids = pool_pids(self.marker)
             peaks = self.plan if self.planning else self.parts
             for pid in pids:
-                peaks[pid] = max(peaks.get(pid, 0.0), rss_mib(pid))
+                peaks[pid] = max(peaks.get(pid, 0.0), status_mib(pid, "VmRSS"))
 
 
 @contextmanager
 def system(workers: int, var: Path) -> Iterator[Client]:
-    """The whole system on embedded defaults, with `workers` pool processes of one thread."""
-    port = free_port()
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("DATABASE_URL", "REDIS_URL", "OBJECT_STORE_URI", "CELERY_BROKER_URL")
-    }
-    env.update(
-        VAR_DIR=str(var),
-        API_PORT=str(port),
-        FLOWER_PORT=str(free_port()),
-        AUTOML_MODELS_DIR=str(get_settings().models_dir),
-        MODEL_CACHE_DIR=str(var / "cache"),
-        WORKER_CONCURRENCY=str(workers),
-        SCORE_THREADS="1",
-        TQDM_DISABLE="1",
-    )
-    var.mkdir(parents=True)
-    log_path = var / "run.log"
-    proc = subprocess.Popen(
-        [sys.executable, "scripts/run_local.py"],
-        cwd=ROOT,
-        env=env,
-        stdout=log_path.open("wb"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    """The whole system on embedded defaults, with `workers` pool processes of one thread; the
+    workers' logs kept for a timeline."""
     try:
-        wait_for(
-            lambda: b"fraudscore is up" in log_path.read_bytes() or proc.poll() is not None,
-            600,
-            "the system",
-        )
-        if proc.poll() is not None:
-            raise RuntimeError(log_path.read_text()[-3000:])
-        with session_scope(f"sqlite:///{var / 'fraudscore.db'}") as session:
-            token = create_token(session, "bench")
-        yield Client(f"http://127.0.0.1:{port}", token)
+        with running_system(var, WORKER_CONCURRENCY=str(workers), SCORE_THREADS="1") as client:
+            yield client
     finally:
-        os.killpg(proc.pid, signal.SIGINT)
-        proc.wait(timeout=60)
         keep = get_settings().var_dir / "bench" / "fan_out_logs" / var.name
         shutil.rmtree(keep, ignore_errors=True)
-        shutil.copytree(var / "log", keep)  # the workers' logs, for a timeline
+        if (var / "log").exists():
+            shutil.copytree(var / "log", keep)
 
 
 def run_job(

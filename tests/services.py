@@ -17,7 +17,8 @@ from pathlib import Path
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from shared.service.queue import QUEUES
+from shared.service.queue import QUEUES, create_celery
+from shared.settings import load_settings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ADMIN_PG_URL = os.environ.get(
@@ -192,6 +193,28 @@ def start_worker(env: dict[str, str], name: str, log: Path) -> subprocess.Popen[
         "--without-gossip",
     ]
     return spawn(args, env, log)
+
+
+@contextmanager
+def workers(
+    env: dict[str, str], prefix: str, count: int, logs: Path
+) -> Iterator[dict[str, subprocess.Popen[bytes]]]:
+    """`count` real worker processes on `env`'s broker, each answering a ping, by name (logs
+    under `logs`); stopped afterwards."""
+    names = [f"{prefix}{i}-{uuid.uuid4().hex[:4]}" for i in range(count)]
+    procs = [start_worker(dict(os.environ, **env), n, logs / f"{n}.log") for n in names]
+    celery = create_celery(load_settings(redis_url=env["REDIS_URL"]))
+
+    def all_up() -> bool:
+        answered = {next(iter(r)) for r in celery.control.ping(timeout=0.5)}
+        return all(any(n in a for a in answered) for n in names)
+
+    try:
+        wait_for(all_up, 90, f"{count} workers")
+        yield dict(zip(names, procs, strict=True))
+    finally:
+        for proc in procs:
+            stop_process(proc)
 
 
 def spawn(args: list[str], env: dict[str, str] | None, log: Path) -> subprocess.Popen[bytes]:

@@ -151,9 +151,13 @@ class Pipeline:
         failed = write_errors(index, plan.layout.roles, errors_path)
         negative, unread = prepared.negative, index.unread_times
         summary = summarise(plan, tallies, index.rows, failed, negative, unread)
+        self.record_usage(plan)
+        return ScoreResult(summary.stats, summary.methods_used, dict(self.time.seconds), plan)
+
+    def record_usage(self, plan: FittedPlan) -> None:
+        """Count a use of each model the plan scores with (reference models, the team's)."""
         used = [m.name for m in plan.matches] + ([plan.team.bundle.name] if plan.team else [])
         self.source.record_usage(used)
-        return ScoreResult(summary.stats, summary.methods_used, dict(self.time.seconds), plan)
 
     # --- stages ------------------------------------------------------------------------------
 

@@ -22,7 +22,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,7 @@ from shared.service.runner import (
     heartbeat_older_than,
     held_by,
     process_model_store,
+    publish,
     temp_prefix,
 )
 from shared.settings import Settings, get_settings
@@ -109,8 +110,7 @@ class PartsRunner(JobRunner):
             "seconds": dict(pipeline.time.seconds),
         }
         store.put_stream(prefix + META, _json(meta))
-        used = [m.name for m in plan.matches] + ([plan.team.bundle.name] if plan.team else [])
-        pipeline.source.record_usage(used)
+        pipeline.record_usage(plan)
         if not self.update(stage=S.STAGE_SCORING, rows_total=index.rows):
             clean_work(store, prefix)  # cancelled (or taken over) while fitting
             return self.state() or "missing"
@@ -288,11 +288,14 @@ def _merge(runner: JobRunner, store: ObjectStore, prefix: str) -> str:
         tallies.merge(Tallies.from_state(state["tallies"]))
         for stage, value in state["seconds"].items():
             seconds[stage] = seconds.get(stage, 0.0) + value
-    final = result_key(owner, runner.job_id, "predictions.csv")
-    temporary = result_key(owner, runner.job_id, f".tmp-{uuid.uuid4().hex}-predictions.csv")
     keys = [part_key(prefix, part, "out.csv") for part in parts]
-    store.join(keys, temporary, header(work.plan))
-    store.move(temporary, final)
+    output_uri = publish(
+        store,
+        owner,
+        runner.job_id,
+        "predictions.csv",
+        partial(store.join, keys, head=header(work.plan)),
+    )
     error_uri = None
     if work.meta["failed"]:
         errors = result_key(owner, runner.job_id, "errors.csv")
@@ -303,7 +306,7 @@ def _merge(runner: JobRunner, store: ObjectStore, prefix: str) -> str:
         work.plan, tallies, meta["rows"], meta["failed"], meta["negative"], meta["unread"]
     )
     result = ScoreResult(summary.stats, summary.methods_used, seconds, work.plan)
-    state = runner.succeed(result, store.uri_for(final), error_uri)
+    state = runner.succeed(result, output_uri, error_uri)
     clean_work(store, f"work/{runner.job_id}/")  # every attempt's
     return state
 

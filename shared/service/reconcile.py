@@ -25,7 +25,7 @@ from sqlalchemy import or_, select, update
 from shared import states as S
 from shared.db.models import Job, utcnow
 from shared.db.session import rows_changed, session_scope
-from shared.service.fanout import META, done_parts
+from shared.service.fanout import done_parts, load_meta
 from shared.service.keys import work_prefix
 from shared.service.queue import (
     QUEUE_JOBS,
@@ -37,7 +37,7 @@ from shared.service.queue import (
 )
 from shared.service.runner import gave_up, heartbeat_older_than, held_by, sweep_temp
 from shared.settings import Settings
-from shared.storage import ObjectStore, open_store
+from shared.storage import ObjectNotFound, ObjectStore, open_store
 
 logger = logging.getLogger(__name__)
 PURGE_EVERY_S = 3600  # retention runs hourly
@@ -154,14 +154,14 @@ def resend_parts(
     """Send again the parts of a job's attempt that are neither done nor held by the broker
     (a worker lost them), or the merge once every part is done; what was sent."""
     store, prefix = open_store(settings=settings), work_prefix(job_id, attempt)
-    if not store.exists(prefix + META):  # its files are gone: the job is ending
+    try:
+        count = len(load_meta(job_id, attempt)["part_rows"])
+    except ObjectNotFound:  # its files are gone: the job is ending
         return []
     with session_scope(settings.db_url) as session:  # the job's own beat while it waits
         beat = update(Job).where(*held_by(uuid.UUID(job_id), attempt))
         if not rows_changed(session, beat.values(heartbeat_at=utcnow())):
             return []
-    with store.open(prefix + META) as body:
-        count = len(json.loads(body.read())["part_rows"])
     done = done_parts(store, prefix)
     missing: list[int | None] = [p for p in range(count) if p not in done]
     sent = []

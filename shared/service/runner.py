@@ -16,6 +16,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -358,9 +359,7 @@ class JobRunner:
 
     def holds(self) -> bool:
         """Whether this attempt still holds the job (not cancelled, not taken over)."""
-        with session_scope(self.settings.db_url) as session:
-            found = session.scalar(select(Job.id).where(*held_by(self.job_id, self.attempt)))
-            return found is not None
+        return self.owner() is not None
 
     def state(self) -> str | None:
         with session_scope(self.settings.db_url) as session:
@@ -435,10 +434,18 @@ class Heartbeat:
         self._thread.join(timeout=5)
 
 
-def _publish(store: ObjectStore, owner: str, job_id: uuid.UUID, path: Path) -> str:
-    """Upload under a temporary key, then move into place: readers never see half a file."""
-    final = result_key(owner, job_id, path.name)
-    temporary = result_key(owner, job_id, f".tmp-{uuid.uuid4().hex}-{path.name}")
-    store.put_file(temporary, path)
+def publish(
+    store: ObjectStore, owner: str, job_id: uuid.UUID, name: str, write: Callable[[str], object]
+) -> str:
+    """A job's result file `name`, written by `write(key)` under a temporary key, then moved
+    into place: readers never see half a file. Its URI."""
+    final = result_key(owner, job_id, name)
+    temporary = result_key(owner, job_id, f".tmp-{uuid.uuid4().hex}-{name}")
+    write(temporary)
     store.move(temporary, final)
     return store.uri_for(final)
+
+
+def _publish(store: ObjectStore, owner: str, job_id: uuid.UUID, path: Path) -> str:
+    """Upload a local result file (see `publish`)."""
+    return publish(store, owner, job_id, path.name, lambda key: store.put_file(key, path))

@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -58,23 +57,8 @@ def parts_env(service_env: dict[str, str]) -> Iterator[dict[str, str]]:
 def part_workers(
     parts_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[dict[str, subprocess.Popen[bytes]]]:
-    logs = tmp_path_factory.mktemp("part-workers")
-    names = [f"parts{i}-{uuid.uuid4().hex[:4]}" for i in range(2)]
-    procs = [
-        services.start_worker(dict(os.environ, **parts_env), n, logs / f"{n}.log") for n in names
-    ]
-    celery = create_celery(load_settings(redis_url=parts_env["REDIS_URL"]))
-
-    def all_up() -> bool:
-        answered = {next(iter(r)) for r in celery.control.ping(timeout=0.5)}
-        return all(any(n in a for a in answered) for n in names)
-
-    try:
-        services.wait_for(all_up, 90, "two workers")
-        yield dict(zip(names, procs, strict=True))
-    finally:
-        for proc in procs:
-            services.stop_process(proc)
+    with services.workers(parts_env, "parts", 2, tmp_path_factory.mktemp("part-workers")) as procs:
+        yield procs
 
 
 @pytest.fixture

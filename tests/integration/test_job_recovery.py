@@ -47,23 +47,8 @@ def slow_env(service_env: dict[str, str]) -> Iterator[dict[str, str]]:
 def slow_workers(
     slow_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[list[str]]:
-    logs = tmp_path_factory.mktemp("slow-workers")
-    names = [f"slow{i}-{uuid.uuid4().hex[:4]}" for i in range(2)]
-    procs = [
-        services.start_worker(dict(os.environ, **slow_env), n, logs / f"{n}.log") for n in names
-    ]
-    celery = create_celery(load_settings(redis_url=slow_env["REDIS_URL"]))
-
-    def all_up() -> bool:
-        answered = {next(iter(r)) for r in celery.control.ping(timeout=0.5)}
-        return all(any(n in a for a in answered) for n in names)
-
-    try:
-        services.wait_for(all_up, 90, "two slow workers")
-        yield names
-    finally:
-        for proc in procs:
-            services.stop_process(proc)
+    with services.workers(slow_env, "slow", 2, tmp_path_factory.mktemp("slow-workers")) as procs:
+        yield list(procs)
 
 
 @pytest.fixture
