@@ -7,7 +7,9 @@ order), as a live system would.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -142,7 +144,7 @@ def _entity_history(
 
     def cumulative(values: np.ndarray) -> np.ndarray:
         if id(values) not in cums:
-            cums[id(values)] = np.r_[0.0, np.cumsum(np.nan_to_num(values[order]))]
+            cums[id(values)] = np.r_[0.0, np.cumsum(np.nan_to_num(values[order]), dtype=float)]
         return cums[id(values)]
 
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -169,31 +171,17 @@ def _entity_history(
 PARTITION_ROWS = 250_000
 
 
-def _partitioned_history(
-    codes: np.ndarray, seconds: np.ndarray, **arrays_and_options: object
-) -> dict[str, np.ndarray]:
-    """_entity_history over entity partitions (code modulo P), which never share an entity:
-    the same result with temporaries sized by the partition, not by the file."""
-    parts = max(1, int(np.ceil(len(codes) / PARTITION_ROWS)))
-    if parts == 1:
-        return _entity_history(codes, seconds, **arrays_and_options)  # type: ignore[arg-type]
-    result: dict[str, np.ndarray] = {}
-    bucket = codes % parts
-    for part in range(parts):
-        idx = np.flatnonzero(bucket == part)
-        options: dict[str, Any] = {}
-        for name, value in arrays_and_options.items():
-            if isinstance(value, np.ndarray):
-                options[name] = value[idx]
-            elif name == "sums" and isinstance(value, dict):
-                options[name] = {k: (v[idx], w) for k, (v, w) in value.items()}
-            else:
-                options[name] = value
-        for name, values in _entity_history(codes[idx], seconds[idx], **options).items():
-            if name not in result:
-                result[name] = np.empty(len(codes), dtype=np.float32)
-            result[name][idx] = values
-    return result
+def _partition(job: dict[str, Any], idx: np.ndarray) -> dict[str, Any]:
+    """An entity kind's arrays (and its sums' values) for the rows `idx`."""
+    options: dict[str, Any] = {}
+    for name, value in job.items():
+        if isinstance(value, np.ndarray):
+            options[name] = value[idx]
+        elif name == "sums":
+            options[name] = {k: (v[idx], w) for k, (v, w) in value.items()}
+        else:
+            options[name] = value
+    return options
 
 
 def frequencies(series: pd.Series) -> dict[str, float]:
@@ -254,7 +242,7 @@ def _history_jobs(
     if cust is not None:
         jobs["cust"] = {"codes": cust, "t": clock, "amount": amount}
         if has_time:
-            small = np.where(amount < 5, 1.0, 0.0)
+            small = (amount < 5).astype(np.float32)  # (a NaN amount is not small)
             jobs["cust"]["windows"] = {"1h": HOUR, "24h": DAY, "7d": WEEK}
             jobs["cust"]["sums"] = {"amount_7d": (amount, "7d"), "small_1h": (small, "1h")}
         if term is not None:
@@ -273,18 +261,20 @@ def _f32(values: np.ndarray) -> np.ndarray:
     return values.astype(np.float32, copy=False)
 
 
-def entity_features(
+def entity_parts(
     cust: np.ndarray | None,
     term: np.ndarray | None,
     t: np.ndarray | None,
     amount: np.ndarray | None,
-) -> dict[str, np.ndarray]:
-    """Per-customer and per-terminal history over the whole file (ids as integer codes), as
-    float32."""
-    f: dict[str, np.ndarray] = {}
+) -> Iterator[tuple[str, np.ndarray, dict[str, np.ndarray]]]:
+    """Per-customer and per-terminal history over the whole file (ids as integer codes), one
+    entity partition at a time: the kind, the partition's row numbers and its features as
+    float32. Partitions (code modulo P) never share an entity, so each is exact and the
+    temporaries are sized by the partition, not by the file; two are computed at a time (the
+    sorts release the GIL)."""
     n = len(cust) if cust is not None else len(term) if term is not None else 0
     if n == 0:
-        return f
+        return
     amount = np.full(n, np.nan) if amount is None else amount
     has_time = t is not None and bool(np.isfinite(t).any())
     if has_time:
@@ -294,35 +284,67 @@ def entity_features(
         clock = t
     else:
         seconds, clock = np.arange(n, dtype=np.int64), None
-    jobs = _history_jobs(cust, term, clock, amount, has_time)
-    # The sorts release the GIL: the entities' histories run side by side.
-    with ThreadPoolExecutor(max_workers=len(jobs) or 1) as pool:
-        futures = {
-            k: pool.submit(_partitioned_history, seconds=seconds, **job) for k, job in jobs.items()
-        }
-        history = {k: future.result() for k, future in futures.items()}
+    parts = max(1, int(np.ceil(n / PARTITION_ROWS)))
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for kind, job in _history_jobs(cust, term, clock, amount, has_time).items():
+            job["seconds"] = seconds
+            one = partial(_kind_partition, kind, job, job["codes"] % parts, amount, has_time)
+            yield from pool.map(one, range(parts))
+
+
+def _kind_partition(
+    kind: str,
+    job: dict[str, Any],
+    bucket: np.ndarray,
+    amount: np.ndarray,
+    has_time: bool,
+    part: int,
+) -> tuple[str, np.ndarray, dict[str, np.ndarray]]:
+    """One partition's rows and features of an entity kind."""
+    idx = np.flatnonzero(bucket == part)
+    history = _entity_history(**_partition(job, idx))
+    return kind, idx, dict(_named(kind, history, amount[idx], has_time))
+
+
+def entity_features(
+    cust: np.ndarray | None,
+    term: np.ndarray | None,
+    t: np.ndarray | None,
+    amount: np.ndarray | None,
+) -> dict[str, np.ndarray]:
+    """Per-customer and per-terminal history over the whole file, as float32 (`entity_parts`
+    put together in memory)."""
+    out: dict[str, np.ndarray] = {}
+    n = len(cust) if cust is not None else len(term) if term is not None else 0
+    for _, idx, features in entity_parts(cust, term, t, amount):
+        for name, values in features.items():
+            if name not in out:
+                out[name] = np.empty(n, np.float32)
+            out[name][idx] = values
+    return out
+
+
+def _named(
+    kind: str, h: dict[str, np.ndarray], amount: np.ndarray, has_time: bool
+) -> Iterator[tuple[str, np.ndarray]]:
+    """An entity kind's features from its history (`h`, emptied as they go)."""
     with np.errstate(invalid="ignore", divide="ignore"):
-        if cust is not None:
-            h = history["cust"]
-            f["cust_n_prior"] = _f32(h["n_prior"])
-            f["cust_amount_ratio_prior"] = _f32(amount / h["mean_prior"])
-            if has_time:
-                f["cust_log_secs_since_prev"] = _f32(np.log1p(h["secs_since_prev"]))
-                for w in ("1h", "24h", "7d"):
-                    f[f"cust_count_{w}"] = _f32(h[f"count_{w}"])
-                mean_7d = np.where(h["count_7d"] > 0, h["amount_7d"] / h["count_7d"], np.nan)
-                f["cust_amount_ratio_7d"] = _f32(amount / mean_7d)
-                f["cust_small_count_1h"] = _f32(h["small_1h"])
-            if term is not None:
-                f["cust_new_terminal"] = _f32(history["cust"]["first_seen"])
-        if term is not None:
-            h = history["term"]
-            f["term_n_prior"] = _f32(h["n_prior"])
-            if has_time:
-                f["term_count_24h"], f["term_count_7d"] = _f32(h["count_24h"]), _f32(h["count_7d"])
-                mean_7d = np.where(h["count_7d"] > 0, h["amount_7d"] / h["count_7d"], np.nan)
-                f["term_amount_ratio_7d"] = _f32(amount / mean_7d)
-    return f
+        yield f"{kind}_n_prior", _f32(h.pop("n_prior"))
+        if kind == "cust":
+            yield "cust_amount_ratio_prior", _f32(amount / h.pop("mean_prior"))
+        if has_time:
+            if kind == "cust":
+                yield "cust_log_secs_since_prev", _f32(np.log1p(h.pop("secs_since_prev")))
+            for w in ("1h", "24h") if kind == "cust" else ("24h",):
+                yield f"{kind}_count_{w}", _f32(h.pop(f"count_{w}"))
+            count_7d = h.pop("count_7d")
+            yield f"{kind}_count_7d", _f32(count_7d)
+            mean_7d = np.where(count_7d > 0, h.pop("amount_7d") / count_7d, np.nan)
+            yield f"{kind}_amount_ratio_7d", _f32(amount / mean_7d)
+            if kind == "cust":
+                yield "cust_small_count_1h", _f32(h.pop("small_1h"))
+        if "first_seen" in h:
+            yield "cust_new_terminal", _f32(h.pop("first_seen"))
 
 
 def assemble(parts: dict[str, np.ndarray], n: int, roles: set[str]) -> np.ndarray:

@@ -3,12 +3,12 @@
     profile -> index (pass 1) -> sample -> match -> fit -> score (pass 2) -> summarise
 
 `profile` reads the roles and formats from the file's first rows; pass 1 streams the file
-once, spools its chunks to a local Arrow file and keeps per-row arrays that need the whole file
-(entity history, value shares: exact across chunk boundaries whatever the row order); the
-matched models and the fitted plan come from a seeded uniform sample of the whole file (so the
-output does not depend on the chunk size); pass 2 scores the spooled chunks, two at a time,
-with `scoring.score` and appends them in order. Memory is the chunk size plus ~100 bytes per
-row. docs/pipeline.md describes each stage.
+once, spools its chunks to a local Arrow file and writes beside it the per-row arrays that
+need the whole file (entity history, value shares: exact across chunk boundaries whatever the
+row order); the matched models and the fitted plan come from a seeded uniform sample of the
+whole file (so the output does not depend on the chunk size); pass 2 scores the spooled
+chunks, two at a time, with `scoring.score` and appends them in order. docs/pipeline.md
+describes each stage and what memory they take.
 """
 
 from __future__ import annotations
@@ -90,12 +90,6 @@ class Prepared:
     index: FileIndex
     spool: Path
 
-    @property
-    def negative(self) -> int:
-        """Scored rows with a negative amount."""
-        index = self.index
-        return int(np.sum(index.amount[~index.bad_amount] < 0))
-
 
 class Pipeline:
     """Scores one file; `run` is the whole job."""
@@ -129,7 +123,7 @@ class Pipeline:
                 tallies = self.score(
                     prepared.plan, prepared.spool, prepared.index, Path(output_path), pool
                 )
-        return self.result(prepared, tallies, errors_path)
+            return self.result(prepared, tallies, errors_path)
 
     def prepare(self, input_path: Path, folder: Path, plan: FittedPlan | None = None) -> Prepared:
         """Profile, pass 1 (its chunks spooled into `folder`) and the fitted plan (or `plan`,
@@ -149,8 +143,7 @@ class Pipeline:
         """The errors file and the job's summary, once every block is scored."""
         plan, index = prepared.plan, prepared.index
         failed = write_errors(index, plan.layout.roles, errors_path)
-        negative, unread = prepared.negative, index.unread_times
-        summary = summarise(plan, tallies, index.rows, failed, negative, unread)
+        summary = summarise(plan, tallies, index.rows, failed, index.negative, index.unread_times)
         self.record_usage(plan)
         return ScoreResult(summary.stats, summary.methods_used, dict(self.time.seconds), plan)
 
@@ -201,9 +194,11 @@ class Pipeline:
         return Layout(fmt, roles, time_format, extra, columns, out_columns)
 
     def index(self, layout: Layout, spool: Path) -> FileIndex:
-        """Pass 1: per-row arrays for the whole file. The text chunks go to an Arrow spool file
-        on local disk, so pass 2 reads them back instead of parsing the CSV again."""
-        builder = IndexBuilder(layout.roles, layout.time_format, layout.extra.text)
+        """Pass 1: per-row arrays for the whole file, kept beside the spool. The text chunks go
+        to an Arrow spool file on local disk, so pass 2 reads them back instead of parsing the
+        CSV again."""
+        folder = spool.with_name(spool.stem + "-index")
+        builder = IndexBuilder(layout.roles, layout.time_format, layout.extra.text, folder)
         chunks = iter_chunks(layout.fmt, self.options.chunk_rows, layout.columns)
         schema = pa.schema([(c, pa.string()) for c in layout.columns])
         with pa.OSFile(str(spool), "wb") as sink, pa.ipc.new_file(sink, schema) as spooler:
@@ -393,9 +388,8 @@ def output_table(plan: FittedPlan, table: pa.Table, scored: Scored) -> pa.Table:
 
 def write_errors(index: FileIndex, roles: RoleMap, path: Path | None) -> int:
     """The errors file (rows not scored, and why); how many rows it lists."""
-    bad = np.flatnonzero(index.bad_amount)
+    bad, amount = index.failed()
     if path is not None:
-        amount = index.amount[bad]
         frame = pd.DataFrame(
             {
                 "row_number": bad + 1,

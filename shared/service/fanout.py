@@ -104,7 +104,7 @@ class PartsRunner(JobRunner):
             "input": plan.layout.fmt.path.name,
             "rows": index.rows,
             "failed": failed,
-            "negative": prepared.negative,
+            "negative": index.negative,
             "unread": index.unread_times,
             "part_rows": [rows for _, rows in parts],
             "seconds": dict(pipeline.time.seconds),

@@ -76,9 +76,10 @@ def design(path: Path, label: str | None, options: ScoreOptions | None = None) -
             if column is not None:
                 labels.append(np.asarray(table[column].to_pylist(), dtype=object))
             offset += table.num_rows
-    names = anomaly_names(set(index.per_row), index.t is not None, layout)
+        t = index.times()
+    names = anomaly_names(set(index.per_row), index.has_time, layout)
     text = np.concatenate(labels) if labels else np.array([], dtype=object)
-    return Design(layout, tuple(names), np.vstack(blocks), text, index.t)
+    return Design(layout, tuple(names), np.vstack(blocks), text, t)
 
 
 MIN_POSITIVES = 10  # fewer fraud labels than this: nothing to learn from

@@ -6,8 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from shared.engine import features
 from shared.engine import roles as R
-from shared.engine.features import FEATURES, build_features, fillable
+from shared.engine.features import FEATURES, build_features, entity_features, fillable
 from shared.engine.roles import RoleMap
 
 
@@ -81,3 +82,23 @@ def test_the_output_is_float32_in_input_order(frame: pd.DataFrame) -> None:
     f = build_features(frame, roles(timestamp="ts", customer="card", amount="amt"))
     assert (f.dtypes == np.float32).all()
     assert f.index.tolist() == frame.index.tolist()
+
+
+def test_entity_history_is_the_same_in_any_number_of_entity_partitions(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rng = np.random.default_rng(3)
+    n = 5000
+    cust, term = rng.integers(0, 300, n).astype(np.int32), rng.integers(0, 40, n).astype(np.int32)
+    t = np.sort(rng.uniform(0, 30 * 86400, n))[rng.permutation(n)]  # rows out of time order
+    t[::97] = np.nan
+    amount = np.round(rng.lognormal(3, 1, n), 2)
+    whole = entity_features(cust, term, t, amount)
+    monkeypatch.setattr(features, "PARTITION_ROWS", 600)  # 9 partitions per entity kind
+    parts = list(features.entity_parts(cust, term, t, amount))
+    assert len(parts) == 18 and all(len(idx) < n for _, idx, _ in parts)
+    split = entity_features(cust, term, t, amount)
+    assert list(split) == list(whole) and len(whole) == 13
+    for name, values in whole.items():
+        assert values.dtype == np.float32
+        np.testing.assert_array_equal(split[name], values, err_msg=name)

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from shared.engine.fileindex import Columns
 from shared.engine.options import ScoreOptions
 from shared.engine.parts import header, read_part, score_part, write_parts
 from shared.engine.pipeline import Pipeline
@@ -49,8 +50,8 @@ def in_parts(
             tallies.merge(Tallies.from_state(score_part(prepared.plan, path, csv, pool).state()))
             out += csv.read_bytes()
     index = prepared.index
-    failed = int(index.bad_amount.sum())
-    summary = summarise(prepared.plan, tallies, index.rows, failed, prepared.negative)
+    failed = len(index.failed()[0])
+    summary = summarise(prepared.plan, tallies, index.rows, failed, index.negative)
     return out, summary.stats, len(parts)
 
 
@@ -90,3 +91,17 @@ def test_a_part_holds_its_rows_and_their_history(
     assert carry.per_row.keys() == expected.per_row.keys()
     for name, values in expected.per_row.items():
         assert np.array_equal(carry.per_row[name], values, equal_nan=True), name
+
+
+def test_per_row_arrays_are_read_back_by_slice_or_by_row(tmp_path: Path) -> None:
+    columns = Columns(tmp_path / "index")
+    values = np.arange(1000, dtype=np.float32) / 7
+    columns.put("share:a/b", values)
+    columns.put("@bad", values > 100)
+    np.testing.assert_array_equal(columns.read("share:a/b", slice(250, 500)), values[250:500])
+    np.testing.assert_array_equal(columns.read("share:a/b"), values)
+    rows = np.array([0, 3, 998, 999])
+    np.testing.assert_array_equal(columns.read("@bad", rows), values[rows] > 100)
+    assert columns.read("share:a/b", np.array([], int)).dtype == np.float32
+    assert len(columns.read("@bad", slice(990, 2000))) == 10
+    assert sorted(p.name for p in (tmp_path / "index").iterdir()) == ["000.bin", "001.bin"]

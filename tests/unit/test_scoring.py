@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from shared.engine import features
 from shared.engine import roles as R
 from shared.engine.anomaly import AnomalyDetector
 from shared.engine.csvio import sniff
@@ -98,11 +99,20 @@ def test_output_is_identical_across_runs_and_chunk_sizes(
     assert all(output == outputs[0] for output in outputs[1:])
 
 
+@pytest.mark.parametrize("partition_rows", [250_000, 700])
 def test_history_features_are_exact_across_chunk_boundaries(
-    small_library: Path, upload: Path, tmp_path: Path
+    small_library: Path,
+    upload: Path,
+    tmp_path: Path,
+    partition_rows: int,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """Pass 1's arrays, read back from disk block by block, are the whole file's features,
+    whether the entity history was computed in one partition or in several (put back in file
+    order from disk)."""
     whole = pd.read_csv(upload)
     expected = build_features(whole, infer_roles(whole)).to_numpy(np.float32)
+    monkeypatch.setattr(features, "PARTITION_ROWS", partition_rows)
     pipeline = Pipeline(FolderSource(small_library), ScoreOptions(chunk_rows=500))
     layout = pipeline.profile(sniff(upload))
     index = pipeline.index(layout, tmp_path / "spool.arrow")
