@@ -228,7 +228,16 @@ def _accepted(job: Job) -> dict[str, str]:
 @require_token
 def status(job_id: str) -> Response:
     with services().session() as session:
-        return jsonify(job_view(_own_job(session, job_id), _base_url()))
+        job = _own_job(session, job_id)
+        return jsonify(job_view(job, _base_url(), queued_ahead(session, job)))
+
+
+def queued_ahead(session: Any, job: Job) -> int | None:
+    """How many jobs of its kind wait in the queue before a queued job (None once it runs)."""
+    if job.state != S.QUEUED:
+        return None
+    before = (Job.state == S.QUEUED, Job.kind == job.kind, Job.created_at < job.created_at)
+    return int(session.scalar(select(func.count()).select_from(Job).where(*before)) or 0)
 
 
 @bp.get("/jobs")

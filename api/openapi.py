@@ -332,6 +332,11 @@ DOCUMENT: dict[str, Any] = {
                                 "type": ["number", "null"],
                                 "description": "seconds left at the pace so far (running)",
                             },
+                            "queued_ahead": {
+                                "type": ["integer", "null"],
+                                "description": "jobs of its kind queued before it (queued; "
+                                "in a job's own view, not in lists)",
+                            },
                         },
                     },
                     "stats": {

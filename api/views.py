@@ -9,8 +9,8 @@ from shared import states as S
 from shared.db.models import JOB_TRAIN, LIBRARY, utcnow
 
 
-def job_view(job: Any, base_url: str = "") -> dict[str, Any]:
-    """A job as clients see it."""
+def job_view(job: Any, base_url: str = "", queued_ahead: int | None = None) -> dict[str, Any]:
+    """A job as clients see it (`queued_ahead`: jobs before it in the queue, where known)."""
     done = job.state == S.SUCCEEDED
     body: dict[str, Any] = {
         "job_id": str(job.id),
@@ -24,6 +24,7 @@ def job_view(job: Any, base_url: str = "") -> dict[str, Any]:
             "percent": round(job.progress, 1),
             "parts": job.parts,  # the file went to many workers in this many parts
             "eta_seconds": eta_seconds(job),
+            "queued_ahead": queued_ahead,
         },
         "created_at": _iso(job.created_at),
         "started_at": _iso(job.started_at),

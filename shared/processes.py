@@ -13,7 +13,11 @@ from pathlib import Path
 import pyarrow as pa
 
 M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
-MMAP_THRESHOLD = 128 * 1024  # glibc's starting value, kept
+# Arrays of more than this are mapped and handed back when freed (a file's per-row arrays);
+# smaller ones (a block's or an entity partition's temporaries) come from the heap and are
+# reused rather than faulted in afresh: 10M rows' entity history took 5.5 s at glibc's 128 KiB,
+# 3.2 s at 4 MiB (docs/decisions.md).
+MMAP_THRESHOLD = 4 * 1024 * 1024
 
 # This host's name as it may appear in a file or key name.
 HOST = re.sub(r"[^A-Za-z0-9.]", "_", socket.gethostname())
@@ -36,18 +40,26 @@ def running(pid: int) -> bool:
 
 
 def hand_back_freed_memory() -> bool:
-    """Keep glibc's mmap threshold at 128 KiB: by default it rises to 32 MiB after the first
-    large free, and the per-row arrays of a large file freed later stay in the heap, counted in
-    the process's memory (tested at 2M rows: the plan step's resident size 840 -> 610 MiB once
-    done). False where the C library is not glibc."""
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        return bool(libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD))
-    except (OSError, AttributeError):
-        return False
+    """Keep glibc's mmap threshold at MMAP_THRESHOLD: by default it rises to 32 MiB after the
+    first large free, and the per-row arrays of a large file freed later stay in the heap,
+    counted in the process's memory. False where the C library is not glibc."""
+    libc = _glibc()
+    return libc is not None and bool(libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD))
 
 
 def release_memory() -> None:
-    """Collect cycles and hand back what Arrow's allocator holds unused (after a large job)."""
+    """Collect cycles and hand back what Arrow's allocator and the heap hold unused (after a
+    large job)."""
     gc.collect()
     pa.default_memory_pool().release_unused()
+    libc = _glibc()
+    if libc is not None:
+        libc.malloc_trim(0)
+
+
+def _glibc() -> ctypes.CDLL | None:
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None
+    except OSError:
+        return None

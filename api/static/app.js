@@ -252,7 +252,9 @@ const fraudscore = (() => {
         const parts = job.progress.parts ? ` in ${job.progress.parts} parts` : "";
         const eta = job.progress.eta_seconds !== null && job.progress.eta_seconds !== undefined
           ? ` · about ${Math.ceil(job.progress.eta_seconds)} s left` : "";
-        $("rows").textContent = `${number(job.progress.rows_done)}${total} ${what}${parts} (${job.progress.percent}%)${eta}`;
+        const ahead = job.state === "queued" && job.progress.queued_ahead !== null && job.progress.queued_ahead !== undefined
+          ? ` · ${number(job.progress.queued_ahead)} job${job.progress.queued_ahead === 1 ? "" : "s"} ahead in the queue` : "";
+        $("rows").textContent = `${number(job.progress.rows_done)}${total} ${what}${parts} (${job.progress.percent}%)${eta}${ahead}`;
         $("times").textContent = `submitted ${when(job.created_at)}` +
           (job.finished_at ? ` · finished ${when(job.finished_at)}` : "") +
           (job.duration_seconds !== null ? ` · took ${job.duration_seconds} s` : "");

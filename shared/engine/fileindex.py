@@ -1,6 +1,6 @@
 """Pass 1: what the whole file tells about each row (its amount and time, its card's and
-terminal's earlier rows, how common its values are), exact whatever the chunking. The arrays are kept on local
-disk; a block of rows is scored with its slice of them, its `Carry`."""
+terminal's earlier rows, how common its values are), exact whatever the chunking. The arrays
+are kept on local disk; a block of rows is scored with its slice of them, its `Carry`."""
 
 from __future__ import annotations
 
@@ -251,6 +251,8 @@ def _in_file_order(
         whole[rows_of[kind]] = np.fromfile(files[name].name, np.float32)
         Path(files[name].name).unlink()
         yield name, whole
+    for file in files.values():
+        Path(file.name).unlink(missing_ok=True)  # the row numbers
 
 
 def _joined(chunks: list[np.ndarray], dtype: type) -> np.ndarray:

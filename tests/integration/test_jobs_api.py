@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -174,6 +175,35 @@ def test_a_queued_job_is_cancelled_at_once_and_never_runs(
     assert response.status_code == 200 and response.json["state"] == "cancelled"
     assert run_job(str(job.id), settings) == "cancelled"
     assert client.delete(f"/api/v1/jobs/{job.id}", headers=alice).status_code == 409
+
+
+def test_a_queued_job_shows_how_many_jobs_wait_before_it(
+    client: FlaskClient, alice: dict, db: Session, settings: Settings
+) -> None:
+    uri = open_store(settings=settings).uri_for("uploads/alice/x.csv")
+    now = datetime.now(UTC)
+    jobs = [
+        Job(owner=owner, input_uri=uri, created_at=now + timedelta(seconds=i))
+        for i, owner in enumerate(["alice", "bob", "alice"])
+    ]
+    db.add_all(jobs)
+    db.commit()
+    ahead = [
+        client.get(f"/api/v1/jobs/{job.id}", headers=alice).json["progress"]["queued_ahead"]
+        for job in (jobs[0], jobs[2])
+    ]
+    assert ahead[1] == ahead[0] + 2  # bob's job counts too: it is in the same queue
+    jobs[0].state = J.RUNNING
+    db.commit()
+    now_running = client.get(f"/api/v1/jobs/{jobs[0].id}", headers=alice).json["progress"]
+    assert now_running["queued_ahead"] is None
+    assert (
+        client.get(f"/api/v1/jobs/{jobs[2].id}", headers=alice).json["progress"]["queued_ahead"]
+        == ahead[1] - 1
+    )
+    for job in jobs:
+        job.state = J.CANCELLED
+    db.commit()
 
 
 def test_an_object_already_in_the_store_can_be_submitted_within_the_callers_prefix(

@@ -7,11 +7,13 @@ import re
 import shutil
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy.orm import Session
 
+from shared.db.models import Job
 from shared.library.build import write_csv
 from shared.service.auth import create_token
 from shared.training.simulator import example_spec, simulate, with_rows
@@ -218,6 +220,34 @@ def test_a_file_without_ids_shows_no_empty_columns_and_epoch_times_as_dates(
     _assert_readable(browser)
     browser.set_window_size(1100, 3600)
     browser.save_screenshot(str(SCREENSHOTS / "job-no-ids.png"))
+
+
+def test_a_queued_job_page_shows_its_place_in_the_queue(  # type: ignore[no-untyped-def]
+    live_api: str, browser, db: Session
+) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    token = create_token(db, "quinn")
+    now = datetime.now(UTC)
+    jobs = [
+        Job(owner="quinn", input_uri="s3://x/uploads/quinn/q.csv", created_at=now + timedelta(i))
+        for i in range(2)
+    ]
+    db.add_all(jobs)
+    db.commit()
+    try:
+        browser.get(f"{live_api}/upload")
+        browser.execute_script("localStorage.setItem('fraudscore-token', arguments[0])", token)
+        browser.get(f"{live_api}/jobs/{jobs[1].id}")
+        rows = browser.find_element(By.ID, "rows")
+        WebDriverWait(browser, 10).until(lambda _: "ahead in the queue" in rows.text)
+        ahead = int(re.search(r"([\d,]+) jobs? ahead in the queue", rows.text)[1].replace(",", ""))
+        assert ahead >= 1 and browser.find_element(By.ID, "state").text == "queued"
+    finally:
+        for job in jobs:
+            job.state = "cancelled"
+        db.commit()
 
 
 def test_a_wrong_token_is_reported_on_the_page(live_api: str, browser, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
