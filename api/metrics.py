@@ -1,6 +1,7 @@
 """/metrics in Prometheus' format through prometheus_client: jobs by state, rows scored and rows
-left, busy seconds per stage, a job-duration histogram and queue depth. Aggregated by the
-database (and asked of the broker) at scrape time, so every API process answers the same."""
+left, the running jobs' ETA, busy seconds per stage, a job-duration histogram and queue depth.
+Aggregated by the database (and asked of the broker) at scrape time, so every API process
+answers the same."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from api.services import Services, services
+from api.views import eta_seconds
 from shared import states as S
 from shared.db.models import Job
 from shared.engine.timing import TIMED_STAGES
@@ -63,6 +65,13 @@ class JobCollector:
         )
         rows_left.add_metric([], float(left or 0))
         yield rows_left
+        running = session.scalars(select(Job).where(Job.state == S.RUNNING, Job.rows_done > 0))
+        eta = GaugeMetricFamily(
+            "fraudscore_eta_seconds",
+            "Seconds until the last running job is done, each at its pace so far.",
+        )
+        eta.add_metric([], max((eta_seconds(job) or 0.0 for job in running), default=0.0))
+        yield eta
         done = Job.state == S.SUCCEEDED
         seconds = _seconds(session)
         timed = done & Job.started_at.is_not(None) & Job.finished_at.is_not(None)

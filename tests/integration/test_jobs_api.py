@@ -282,6 +282,26 @@ def test_metrics_count_jobs_rows_stages_and_queues(
     assert float(values["fraudscore_job_duration_seconds_sum"]) > 0
 
 
+def test_metrics_give_the_running_jobs_eta(client: FlaskClient, db: Session) -> None:
+    job = Job(
+        owner="alice",
+        input_uri="s3://x/uploads/alice/eta.csv",
+        state=J.RUNNING,
+        started_at=datetime.now(UTC) - timedelta(seconds=10),
+        rows_done=100,
+        rows_total=400,
+    )
+    db.add(job)
+    db.commit()
+    try:
+        text = client.get("/metrics").get_data(as_text=True)
+        values = dict(line.rsplit(" ", 1) for line in text.splitlines() if line[0] != "#")
+        assert float(values["fraudscore_eta_seconds"]) >= 29  # 300 rows left at 10 rows/s
+    finally:
+        job.state = J.CANCELLED
+        db.commit()
+
+
 def test_an_empty_submit_names_the_missing_file_field(client: FlaskClient, alice: dict) -> None:
     for response in (
         client.post("/api/v1/jobs", headers=alice),
