@@ -88,6 +88,7 @@ class FileIndex:
     has_time: bool
     unread_times: int = 0  # rows whose time was written but not read in the detected format
     negative: int = 0  # scored rows with a negative amount
+    chunks: tuple[int, ...] = ()  # the rows of each spooled chunk, in order
 
     def carry(self, rows: slice | np.ndarray) -> Carry:
         """The arrays of some rows: a block (a slice) or the sample (sorted row numbers)."""
@@ -123,6 +124,7 @@ class IndexBuilder:
         self.rows = 0
         self.unread_times = 0
         self.negative = 0
+        self.chunks: list[int] = []
         self.amounts: list[np.ndarray] = []
         self.bads: list[np.ndarray] = []
         self.times: list[np.ndarray] = []
@@ -157,6 +159,7 @@ class IndexBuilder:
         for column, shares in self.shares.items():
             shares.append(pc.dictionary_encode(table[column].combine_chunks()))
         self.rows += table.num_rows
+        self.chunks.append(table.num_rows)
 
     def finish(self) -> FileIndex:
         """Every per-row array written to the folder, each dropped from memory once written
@@ -186,7 +189,8 @@ class IndexBuilder:
         out.put(AMOUNT, amount)
         if t is not None:
             out.put(TIME, t)
-        return FileIndex(rows, out, tuple(names), t is not None, self.unread_times, self.negative)
+        counts = (self.unread_times, self.negative, tuple(self.chunks))
+        return FileIndex(rows, out, tuple(names), t is not None, *counts)
 
 
 def spooled(path: Path) -> Iterator[pa.Table]:

@@ -7,7 +7,7 @@ file order, is the predictions file."""
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor
 from pathlib import Path
 
@@ -28,33 +28,42 @@ FIRST_ROW, TEXT_COLUMNS = b"first_row", b"text_columns"
 PER_ROW = "per_row:"
 
 
+def cut(chunks: Sequence[int], part_rows: int) -> list[int]:
+    """The rows of each part: whole chunks (so the blocks scored are the same as in one piece),
+    a new part begun once the last holds at least `part_rows`."""
+    parts: list[int] = []
+    for rows in chunks:
+        if not parts or parts[-1] >= part_rows:
+            parts.append(0)
+        parts[-1] += rows
+    return parts
+
+
 def write_parts(
-    spool: Path, index: FileIndex, folder: Path, part_rows: int
-) -> list[tuple[Path, int]]:
-    """Cut the spooled chunks into parts of at least `part_rows` rows (whole chunks, so the
-    blocks scored are the same as in one piece); the part files and their rows, in order."""
-    paths: list[Path] = []
-    rows: list[int] = []
-    writer: pa.ipc.RecordBatchFileWriter | None = None
-    in_part = offset = 0
-    try:
-        for table in spooled(spool):
-            batch = _with_carry(table, index.carry(slice(offset, offset + table.num_rows)))
-            if writer is None or in_part >= part_rows:
-                if writer is not None:
-                    writer.close()
-                    rows.append(in_part)
-                paths.append(folder / f"part-{len(paths):05d}.arrow")
-                meta = {FIRST_ROW: str(offset), TEXT_COLUMNS: str(table.num_columns)}
-                writer = pa.ipc.new_file(str(paths[-1]), batch.schema.with_metadata(meta))
-                in_part = 0
-            writer.write_table(batch)
-            in_part += table.num_rows
-            offset += table.num_rows
-    finally:
-        if writer is not None:
-            writer.close()
-    return list(zip(paths, [*rows, in_part], strict=True)) if paths else []
+    spool: Path, index: FileIndex, folder: Path, part_rows: Sequence[int]
+) -> Iterator[Path]:
+    """Each part's file, written from the spooled chunks (`part_rows` from `cut`) and given
+    out as soon as it is complete."""
+    chunks = spooled(spool)
+    offset = 0
+    for part, rows in enumerate(part_rows):
+        path = folder / f"part-{part:05d}.arrow"
+        meta = {FIRST_ROW: str(offset), TEXT_COLUMNS: ""}
+        writer: pa.ipc.RecordBatchFileWriter | None = None
+        try:
+            end = offset + rows
+            while offset < end:
+                table = next(chunks)
+                batch = _with_carry(table, index.carry(slice(offset, offset + table.num_rows)))
+                if writer is None:
+                    meta[TEXT_COLUMNS] = str(table.num_columns)
+                    writer = pa.ipc.new_file(str(path), batch.schema.with_metadata(meta))
+                writer.write_table(batch)
+                offset += table.num_rows
+        finally:
+            if writer is not None:
+                writer.close()
+        yield path
 
 
 def read_part(path: Path) -> Iterator[tuple[pa.Table, Carry]]:

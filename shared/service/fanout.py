@@ -32,7 +32,7 @@ from sqlalchemy import or_, update
 from shared import states as S
 from shared.db.models import Job, utcnow
 from shared.db.session import rows_changed, session_scope
-from shared.engine.parts import header, score_part, write_parts
+from shared.engine.parts import cut, header, score_part, write_parts
 from shared.engine.pipeline import Cancelled, Pipeline, Prepared, ScoreResult, write_errors
 from shared.engine.plan import FittedPlan
 from shared.engine.summary import Tallies, summarise
@@ -93,8 +93,7 @@ class PartsRunner(JobRunner):
             return None
         store, plan, index = open_store(settings=self.settings), prepared.plan, prepared.index
         prefix = self.prefix
-        parts = write_parts(prepared.spool, index, folder, self.settings.score_part_rows)
-        prepared.spool.unlink()
+        part_rows = cut(index.chunks, self.settings.score_part_rows)
         plan.save(folder / PLAN)
         store.put_file(prefix + PLAN, folder / PLAN)
         failed = write_errors(index, plan.layout.roles, folder / ERRORS)
@@ -106,7 +105,7 @@ class PartsRunner(JobRunner):
             "failed": failed,
             "negative": index.negative,
             "unread": index.unread_times,
-            "part_rows": [rows for _, rows in parts],
+            "part_rows": part_rows,
             "seconds": dict(pipeline.time.seconds),
         }
         store.put_stream(prefix + META, _json(meta))
@@ -114,14 +113,17 @@ class PartsRunner(JobRunner):
         if not self.update(stage=S.STAGE_SCORING, rows_total=index.rows):
             clean_work(store, prefix)  # cancelled (or taken over) while fitting
             return self.state() or "missing"
-        for part, (path, _) in enumerate(parts):  # each part goes out as soon as it is stored
+        # Each part goes out as soon as it is written and stored: the first are scored by the
+        # other workers while this one writes the rest.
+        for part, path in enumerate(write_parts(prepared.spool, index, folder, part_rows)):
             store.put_file(part_key(prefix, part, "in.arrow"), path)
             path.unlink()
             enqueue_part(self.celery, str(self.job_id), self.attempt, part)
+        prepared.spool.unlink()
         with session_scope(self.settings.db_url) as session:  # (its merge may be done already)
             mine = (Job.id == self.job_id, Job.attempts == self.attempt)
-            session.execute(update(Job).where(*mine).values(parts=len(parts)))
-        logger.info("job %s: %d rows sent out in %d parts", self.job_id, index.rows, len(parts))
+            session.execute(update(Job).where(*mine).values(parts=len(part_rows)))
+        logger.info("job %s: %d rows sent out in %d parts", self.job_id, index.rows, len(part_rows))
         return S.RUNNING
 
 

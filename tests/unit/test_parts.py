@@ -12,7 +12,7 @@ import pytest
 
 from shared.engine.fileindex import Columns
 from shared.engine.options import ScoreOptions
-from shared.engine.parts import header, read_part, score_part, write_parts
+from shared.engine.parts import cut, header, read_part, score_part, write_parts
 from shared.engine.pipeline import Pipeline
 from shared.engine.summary import Tallies, summarise
 from shared.library.build import write_csv
@@ -41,18 +41,19 @@ def in_parts(
     """The predictions and stats of the file scored part by part, in the parts' order; how
     many parts."""
     prepared = pipeline.prepare(upload, folder)
-    parts = write_parts(prepared.spool, prepared.index, folder, part_rows)
-    assert sum(rows for _, rows in parts) == prepared.index.rows
+    sizes = cut(prepared.index.chunks, part_rows)
+    assert sum(sizes) == prepared.index.rows
+    parts = write_parts(prepared.spool, prepared.index, folder, sizes)
     out, tallies = header(prepared.plan), Tallies()
     with ThreadPoolExecutor(2) as pool:
-        for i, (path, _) in enumerate(parts):
+        for i, path in enumerate(parts):
             csv = folder / f"out-{i}.csv"
             tallies.merge(Tallies.from_state(score_part(prepared.plan, path, csv, pool).state()))
             out += csv.read_bytes()
     index = prepared.index
     failed = len(index.failed()[0])
     summary = summarise(prepared.plan, tallies, index.rows, failed, index.negative)
-    return out, summary.stats, len(parts)
+    return out, summary.stats, len(sizes)
 
 
 @pytest.mark.parametrize("chunk_rows", [125, 500])
@@ -80,9 +81,11 @@ def test_a_part_holds_its_rows_and_their_history(
 ) -> None:
     pipeline = Pipeline(FolderSource(small_library), ScoreOptions(chunk_rows=250))
     prepared = pipeline.prepare(upload, tmp_path)
-    parts = write_parts(prepared.spool, prepared.index, tmp_path, 750)
-    assert [rows for _, rows in parts] == [750, 750, 500]
-    blocks = list(read_part(parts[1][0]))
+    sizes = cut(prepared.index.chunks, 750)
+    assert prepared.index.chunks == (250,) * 8 and sizes == [750, 750, 500]
+    parts = list(write_parts(prepared.spool, prepared.index, tmp_path, sizes))
+    assert len(parts) == 3
+    blocks = list(read_part(parts[1]))
     assert [carry.first_row for _, carry in blocks] == [750, 1000, 1250]
     table, carry = blocks[0]
     assert table.column_names == prepared.plan.layout.columns
