@@ -116,6 +116,9 @@ class PartsRunner(JobRunner):
         # Each part goes out as soon as it is written and stored: the first are scored by the
         # other workers while this one writes the rest.
         for part, path in enumerate(write_parts(prepared.spool, index, folder, part_rows)):
+            if part and not self.holds():  # cancelled (or taken over) while sending
+                clean_work(store, prefix)
+                return self.state() or "missing"
             store.put_file(part_key(prefix, part, "in.arrow"), path)
             path.unlink()
             enqueue_part(self.celery, str(self.job_id), self.attempt, part)

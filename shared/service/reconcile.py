@@ -25,7 +25,7 @@ from sqlalchemy import or_, select, update
 from shared import states as S
 from shared.db.models import Job, utcnow
 from shared.db.session import rows_changed, session_scope
-from shared.service.fanout import done_parts, load_meta
+from shared.service.fanout import clean_work, done_parts, load_meta
 from shared.service.keys import work_prefix
 from shared.service.queue import (
     QUEUE_JOBS,
@@ -173,8 +173,8 @@ def resend_parts(
 
 
 def purge_expired(settings: Settings, store: ObjectStore) -> list[str]:
-    """Delete the uploads and results of jobs finished more than RETENTION_DAYS ago (an upload
-    that a more recent job still uses is kept); the jobs purged."""
+    """Delete the uploads, results and work files of jobs finished more than RETENTION_DAYS ago
+    (an upload that a more recent job still uses is kept); the jobs purged."""
     if not settings.retention_days:
         return []
     cutoff = utcnow() - timedelta(days=settings.retention_days)
@@ -198,6 +198,7 @@ def purge_expired(settings: Settings, store: ObjectStore) -> list[str]:
             key = store.key_of(uri) if uri else None
             if key is not None:
                 store.delete(key)
+        clean_work(store, f"work/{job_id}/")  # a part stored after its job ended
         with session_scope(settings.db_url) as session:
             stamp = update(Job).where(Job.id == job_id).values(purged_at=utcnow())
             rows_changed(session, stamp)

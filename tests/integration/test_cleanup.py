@@ -60,8 +60,11 @@ def test_retention_removes_expired_uploads_and_results_only(
     )
     db.add_all([old, new])
     db.commit()
+    late_part = f"work/{old.id}/a1/parts/00003.in.arrow"  # stored after its job ended
+    store.put_stream(late_part, io.BytesIO(b"x"))
     purged = purge_expired(load_settings(retention_days=30), store)
     assert purged == [str(old.id)]
+    assert not store.exists(late_part)
     assert not store.exists("uploads/ret/a/old.csv")
     assert not store.exists("results/ret/1/predictions.csv")
     assert store.exists("uploads/ret/b/new.csv")

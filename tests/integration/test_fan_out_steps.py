@@ -84,3 +84,32 @@ def test_a_part_that_kills_its_worker_each_time_fails_the_job_after_max_attempts
     assert failed.state == "failed"
     assert f"gave up after {settings.max_attempts} attempts" in failed.error_message
     assert list(store.list(prefix)) == []
+
+
+class CancelsOnFirstPart(Sent):
+    """Records the sends; the job is cancelled as its first part goes out."""
+
+    def __init__(self, db: Session, job: Job) -> None:
+        super().__init__()
+        self.db, self.job = db, job
+
+    def send_task(self, name: str, args: list[Any], task_id: str) -> None:
+        super().send_task(name, args, task_id)
+        self.job.state = "cancelled"
+        self.db.commit()
+
+
+def test_a_job_cancelled_while_its_parts_go_out_sends_no_more_and_leaves_no_files(
+    registered_library: Path, db: Session, large_upload: Path, settings: Settings
+) -> None:
+    store = open_store(settings=settings)
+    key = "uploads/cal/large.csv"
+    store.put_file(key, large_upload)
+    job = Job(owner="cal", input_uri=store.uri_for(key), state="queued")
+    db.add(job)
+    db.commit()
+    sent = CancelsOnFirstPart(db, job)
+    planning = load_settings(score_part_rows=PART, score_chunk_rows=CHUNK)
+    assert PartsRunner(job.id, planning, sent).run() == "cancelled"
+    assert [args[2] for _, args in sent.tasks] == [0]  # one part of 20 went out
+    assert list(store.list(f"work/{job.id}/")) == []
