@@ -39,20 +39,32 @@ class Sent:
         self.tasks.append((name, args))
 
 
+def queued_job(db: Session, settings: Settings, owner: str, upload: Path) -> Job:
+    """A queued job for `upload`, stored under `owner`'s uploads."""
+    store = open_store(settings=settings)
+    key = f"uploads/{owner}/{upload.name}"
+    store.put_file(key, upload)
+    job = Job(owner=owner, input_uri=store.uri_for(key), state="queued")
+    db.add(job)
+    db.commit()
+    return job
+
+
+def plan_step(job: Job, sent: Sent) -> str:
+    """The job's task run here as a worker would (parts of PART rows), its sends recorded."""
+    planning = load_settings(score_part_rows=PART, score_chunk_rows=CHUNK)
+    return PartsRunner(job.id, planning, sent).run()
+
+
 def test_the_plan_step_parts_and_merge_run_in_this_process_as_in_one_piece(
     registered_library: Path, db: Session, large_upload: Path, settings: Settings, tmp_path: Path
 ) -> None:
     """The same steps as the workers take, called here one after the other: the job's task
     sends its parts, each part is scored, the last sends the merge, which ends the job."""
     store = open_store(settings=settings)
-    key = "uploads/lou/large.csv"
-    store.put_file(key, large_upload)
-    job = Job(owner="lou", input_uri=store.uri_for(key), state="queued")
-    db.add(job)
-    db.commit()
+    job = queued_job(db, settings, "lou", large_upload)
     sent, job_id = Sent(), str(job.id)
-    planning = load_settings(score_part_rows=PART, score_chunk_rows=CHUNK)
-    assert PartsRunner(job.id, planning, sent).run() == "running"
+    assert plan_step(job, sent) == "running"
     parts = [args for name, args in sent.tasks if name == TASK_PART]
     assert [a[2] for a in parts] == list(range(ROWS // PART)) and job_row(db, job_id).parts == 20
     for _, attempt, part in reversed(parts):  # any order
@@ -103,13 +115,8 @@ def test_a_job_cancelled_while_its_parts_go_out_sends_no_more_and_leaves_no_file
     registered_library: Path, db: Session, large_upload: Path, settings: Settings
 ) -> None:
     store = open_store(settings=settings)
-    key = "uploads/cal/large.csv"
-    store.put_file(key, large_upload)
-    job = Job(owner="cal", input_uri=store.uri_for(key), state="queued")
-    db.add(job)
-    db.commit()
+    job = queued_job(db, settings, "cal", large_upload)
     sent = CancelsOnFirstPart(db, job)
-    planning = load_settings(score_part_rows=PART, score_chunk_rows=CHUNK)
-    assert PartsRunner(job.id, planning, sent).run() == "cancelled"
+    assert plan_step(job, sent) == "cancelled"
     assert [args[2] for _, args in sent.tasks] == [0]  # one part of 20 went out
     assert list(store.list(f"work/{job.id}/")) == []
