@@ -272,19 +272,22 @@ _DECIMAL_COMMA = r"^(-?\d+),(\d+)$"
 def to_float(column: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, np.ndarray]:
     """(values, bad): floats from text, dot or comma decimals; bad = non-empty but unreadable."""
     text = pc.utf8_trim_whitespace(column)
-    text = pc.replace_substring_regex(text, _DECIMAL_COMMA, r"\1.\2")
     empty = pc.equal(text, "")
-    try:
-        values = pc.cast(pc.if_else(empty, None, text), pa.float64())
+    for mend in (False, True):  # decimal commas mended only where a plain read fails
+        if mend:
+            text = pc.replace_substring_regex(text, _DECIMAL_COMMA, r"\1.\2")
+        try:
+            values = pc.cast(pc.if_else(empty, None, text), pa.float64())
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            continue
         out = values.to_numpy(zero_copy_only=False).astype(np.float64)
         return out, np.zeros(len(out), bool)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        series = pd.Series(text.to_pylist(), dtype="string")
-        from shared.engine.roles import to_number
+    series = pd.Series(text.to_pylist(), dtype="string")
+    from shared.engine.roles import to_number
 
-        out = to_number(series).to_numpy(np.float64)
-        blank = np.asarray(empty.to_numpy(zero_copy_only=False), bool)
-        return out, np.isnan(out) & ~blank
+    out = to_number(series).to_numpy(np.float64)
+    blank = np.asarray(empty.to_numpy(zero_copy_only=False), bool)
+    return out, np.isnan(out) & ~blank
 
 
 def to_pandas_text(table: pa.Table) -> pd.DataFrame:

@@ -92,6 +92,23 @@ def test_numbers_read_with_dot_or_comma_decimals_and_flag_bad_values() -> None:
     assert bad.tolist() == [False, False, False, False, True, False]
 
 
+@pytest.mark.parametrize(
+    ("cells", "expected"),
+    [
+        (["12.5", " 7 ", "", "-1e3"], [12.5, 7.0, np.nan, -1000.0]),  # read as they are
+        (["12,5", " -7,25 ", "", "3"], [12.5, -7.25, np.nan, 3.0]),  # commas mended
+        (["1,5", "1.5", "1,5,5"], [1.5, 1.5, np.nan]),  # the rest read one by one
+    ],
+)
+def test_numbers_read_the_same_whichever_way_the_column_needs(
+    cells: list[str], expected: list[float]
+) -> None:
+    values, bad = to_float(pa.chunked_array([cells]))
+    np.testing.assert_array_equal(values, expected)
+    unreadable = [c.strip() != "" and np.isnan(e) for c, e in zip(cells, expected, strict=True)]
+    assert bad.tolist() == unreadable
+
+
 names = st.lists(
     st.from_regex(r"[a-z][a-z_]{0,8}", fullmatch=True), min_size=1, max_size=5, unique=True
 )
