@@ -58,6 +58,25 @@ def test_a_file_round_trips(object_store: ObjectStore, tmp_path: Path) -> None:
     assert dst.read_bytes() == src.read_bytes()
 
 
+def test_a_fetched_file_stays_as_it_was_fetched(object_store: ObjectStore, tmp_path: Path) -> None:
+    """Whether the store copies or links it: a later write or delete of the key, or another
+    key fetched to the same path, changes neither the file nor the stored objects."""
+    object_store.put_stream("in/a.csv", io.BytesIO(b"first"))
+    object_store.put_stream("in/b.csv", io.BytesIO(b"other"))
+    local = tmp_path / "a.csv"
+    object_store.get_file("in/a.csv", local)
+    object_store.put_stream("in/a.csv", io.BytesIO(b"second"))
+    assert local.read_bytes() == b"first"
+    object_store.delete("in/a.csv")
+    assert local.read_bytes() == b"first"
+    object_store.put_stream("in/a.csv", io.BytesIO(b"third"))
+    object_store.get_file("in/a.csv", local)
+    object_store.get_file("in/b.csv", local)
+    assert local.read_bytes() == b"other"
+    with object_store.open("in/a.csv") as stream:
+        assert stream.read() == b"third"
+
+
 def test_exists_size_list_and_delete(object_store: ObjectStore) -> None:
     for key, body in [("b/2.txt", b"22"), ("a/1.txt", b"1"), ("b/1.txt", b"333")]:
         object_store.put_stream(key, io.BytesIO(body))
