@@ -6,8 +6,10 @@ For each worker-process count, starts the whole system with `scripts/run_local.p
 defaults in a temporary VAR_DIR (WORKER_CONCURRENCY=n, SCORE_THREADS=1: one thread per process,
 a stand-in for one core per machine), warms it with a small job per process, then submits the
 --rows file through the API and times it from the start of the upload to the poll (every
-0.2 s) that sees `succeeded`; the plan step ends when the job reports its parts. Every run's
-predictions must be byte-identical (sha256). The pool processes' resident memory is sampled
+0.2 s) that sees `succeeded`; the plan step ends when the job reports its parts, the first
+part is sent when a worker's log says it received it. Every run's predictions must be
+byte-identical (sha256); with 1 and 2 processes, Amdahl's bound on the speed-up follows from
+the time one process works alone. The pool processes' resident memory is sampled
 every 0.1 s: the peak during the plan step, and every process's peak while the parts were
 scored. With --large-rows N, one more run (2 processes) on an N-row file, with a 5,000-row job
 sent during its plan step and another during its parts. Needs the reference library (`make
@@ -153,6 +155,8 @@ def run_job(
     claimed = datetime.fromisoformat(job["started_at"]).timestamp() - wall
     return {
         "seconds": seconds,
+        "job_id": job_id,
+        "wall": wall,
         "upload": uploaded,
         "claimed": claimed,
         "plan": planned if planned is not None else float("nan"),
@@ -189,6 +193,8 @@ def measure(
             smalls = side.submit(small_jobs, client, small, var, memory) if beside else None
             result: dict[str, object] = dict(run_job(client, path, var / "out.csv", memory))
             memory.stop.set()
+            sent = first_part_at(var / "log" / "worker.log", str(result["job_id"]))
+            result["first_part"] = sent - float(result["wall"])  # type: ignore[arg-type]
             result["small"] = smalls.result() if smalls is not None else []
         sampler.join()
     result["plan_rss"] = max(memory.plan.values(), default=0.0)
@@ -196,15 +202,37 @@ def measure(
     return result
 
 
+def first_part_at(log: Path, job_id: str) -> float:
+    """When a worker received the job's first part (epoch seconds, from its log), or NaN."""
+    for line in log.read_text(errors="replace").splitlines():
+        if f"score_part[{job_id}." in line and line.endswith("received"):
+            return datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+    return float("nan")
+
+
+def bound(one: dict[str, object], many: dict[str, object], workers: int) -> str:
+    """Amdahl's bound: until the first part is sent (upload, plan step) one process works
+    alone; the rest of the one-process run's work at best goes `workers` times faster."""
+    seconds, alone = float(one["seconds"]), float(many["first_part"])  # type: ignore[arg-type]
+    best = seconds / (alone + (seconds - alone) / workers)
+    return (
+        f"  until the first part is sent one process works alone ({alone:.1f} s of the "
+        f"{workers}-process run): against {seconds:.1f} s for 1 process, {workers} reach at "
+        f"best {best:.2f}x"
+    )
+
+
 def report(rows: int, workers: int, r: dict[str, object], base: float) -> None:
-    seconds = float(r["seconds"])  # type: ignore[arg-type]
+    keys = ("seconds", "upload", "plan", "claimed", "first_part")
+    t = {k: float(r[k]) for k in keys}  # type: ignore[arg-type]
+    seconds = t["seconds"]
     parts_rss = ", ".join(f"{v:.0f}" for v in r["parts_rss"])  # type: ignore[attr-defined]
     print(
         f"  {workers} process{'es' if workers > 1 else '  '}: {seconds:6.1f} s  "
         f"{rows / seconds / 1000:6.0f}k rows/s  speed-up {base / seconds:4.2f}  "
-        f"(upload {float(r['upload']):.1f} s, plan step "  # type: ignore[arg-type]
-        f"{float(r['plan']) - float(r['claimed']):.1f} s, parts and merge "  # type: ignore[arg-type]
-        f"{seconds - float(r['plan']):.1f} s)  parts {r['parts']}  "  # type: ignore[arg-type]
+        f"(upload {t['upload']:.1f} s, plan step {t['plan'] - t['claimed']:.1f} s, "
+        f"first part sent at {t['first_part']:.1f} s, parts and merge "
+        f"{seconds - t['plan']:.1f} s)  parts {r['parts']}  "
         f"peak RSS MiB: plan step {float(r['plan_rss']):.0f}, "  # type: ignore[arg-type]
         f"scoring parts {parts_rss}  sha256 {str(r['sha256'])[:12]}",
         flush=True,
@@ -229,6 +257,8 @@ def main() -> int:
             base = float(results[args.workers[0]]["seconds"])  # type: ignore[arg-type]
             report(args.rows, workers, results[workers], base)
         digests = {r["sha256"] for r in results.values()}
+        if 1 in results and 2 in results:
+            print(bound(results[1], results[2], 2))
         print(f"  predictions identical across runs: {len(digests) == 1}")
         if args.large_rows:
             large = generate_large(args.large_rows)
