@@ -1,19 +1,23 @@
 """One large file across worker processes: speed-up, identical output, memory per worker.
 
     .venv/bin/python -m benchmarks.fan_out [--rows 2000000] [--workers 1 2 4] [--large-rows 0]
+                                           [--rounds 1]
 
 For each worker-process count, starts the whole system with `scripts/run_local.py` on embedded
 defaults in a temporary VAR_DIR (WORKER_CONCURRENCY=n, SCORE_THREADS=1: one thread per process,
 a stand-in for one core per machine), warms it with a small job per process, then submits the
---rows file through the API and times it from the start of the upload to the poll (every
-0.2 s) that sees `succeeded`; the plan step ends when the job reports its parts, the first
-part is sent when a worker's log says it received it. Every run's predictions must be
-byte-identical (sha256); with 1 and 2 processes, Amdahl's bound on the speed-up follows from
-the time one process works alone. The pool processes' resident memory is sampled
-every 0.1 s: the peak during the plan step, and every process's peak while the parts were
-scored. With --large-rows N, one more run (2 processes) on an N-row file, with a 5,000-row job
-sent during its plan step and another during its parts. Needs the reference library (`make
-run` once); the workers' logs are kept under var/bench/fan_out_logs.
+--rows file through the API and times it from the start of the upload to the poll (every 0.2 s)
+that sees `succeeded`; the plan step ends when the job reports its parts, the first part is
+sent when a worker's log says it received it. Every run's predictions must be byte-identical
+(sha256); with 1 and 2 processes, Amdahl's bound on the speed-up follows from the time one
+process works alone. The pool processes' resident memory is sampled every 0.1 s: the peak
+during the plan step, and every process's peak while the parts were scored; their CPU seconds
+over the run's seconds are the cores they kept busy. With --rounds N the runs are repeated N
+times in turn (each round's speed-up against its own first run) and the median speed-up
+printed: on a shared machine one pair of runs can be off by 0.2 either way. With --large-rows
+N, one more run (2 processes) on an N-row file, with a 5,000-row job sent during its plan step
+and another during its parts. Needs the reference library (`make run` once); the workers' logs
+are kept under var/bench/fan_out_logs.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import argparse
 import hashlib
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 import threading
@@ -89,6 +94,18 @@ def pool_pids(marker: str) -> list[int]:
         except (OSError, ValueError, IndexError):
             continue
     return pids
+
+
+def pool_cpu(marker: str) -> float:
+    """CPU seconds the run's pool processes have used (user and system, all their threads)."""
+    total = 0.0
+    for pid in pool_pids(marker):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError, IndexError):
+            continue
+    return total
 
 
 @dataclass
@@ -191,8 +208,10 @@ def measure(
         sampler.start()
         with ThreadPoolExecutor(1) as side:
             smalls = side.submit(small_jobs, client, small, var, memory) if beside else None
+            cpu = pool_cpu(str(var))
             result: dict[str, object] = dict(run_job(client, path, var / "out.csv", memory))
             memory.stop.set()
+            result["cores"] = (pool_cpu(str(var)) - cpu) / float(result["seconds"])  # type: ignore[arg-type]
             sent = first_part_at(var / "log" / "worker.log", str(result["job_id"]))
             result["first_part"] = sent - float(result["wall"])  # type: ignore[arg-type]
             result["small"] = smalls.result() if smalls is not None else []
@@ -232,7 +251,8 @@ def report(rows: int, workers: int, r: dict[str, object], base: float) -> None:
         f"{rows / seconds / 1000:6.0f}k rows/s  speed-up {base / seconds:4.2f}  "
         f"(upload {t['upload']:.1f} s, plan step {t['plan'] - t['claimed']:.1f} s, "
         f"first part sent at {t['first_part']:.1f} s, parts and merge "
-        f"{seconds - t['plan']:.1f} s)  parts {r['parts']}  "
+        f"{seconds - t['plan']:.1f} s)  parts {r['parts']}  cores busy "
+        f"{float(r['cores']):.2f}  "  # type: ignore[arg-type]
         f"peak RSS MiB: plan step {float(r['plan_rss']):.0f}, "  # type: ignore[arg-type]
         f"scoring parts {parts_rss}  sha256 {str(r['sha256'])[:12]}",
         flush=True,
@@ -244,6 +264,7 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=2_000_000)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
     parser.add_argument("--large-rows", type=int, default=0)
+    parser.add_argument("--rounds", type=int, default=1, help="repeat the runs (a noisy machine)")
     args = parser.parse_args()
     os.environ["TQDM_DISABLE"] = "1"
     path = generate(args.rows)
@@ -251,14 +272,28 @@ def main() -> int:
         small = Path(tmp) / "small.csv"
         write_csv(simulate(with_rows(example_spec(), 5000), labeled=False), small)
         print(f"{args.rows:,}-row file, submit-to-succeeded through the API, SCORE_THREADS=1:")
-        results = {}
-        for workers in args.workers:
-            results[workers] = measure(workers, path, small, Path(tmp) / f"var{workers}")
-            base = float(results[args.workers[0]]["seconds"])  # type: ignore[arg-type]
-            report(args.rows, workers, results[workers], base)
-        digests = {r["sha256"] for r in results.values()}
-        if 1 in results and 2 in results:
-            print(bound(results[1], results[2], 2))
+        digests: set[object] = set()
+        ratios: dict[int, list[float]] = {}
+        for round_ in range(1, args.rounds + 1):
+            if args.rounds > 1:
+                print(f" round {round_} of {args.rounds}:")
+            results = {}
+            for workers in args.workers:
+                results[workers] = measure(workers, path, small, Path(tmp) / f"var{workers}")
+                base = float(results[args.workers[0]]["seconds"])  # type: ignore[arg-type]
+                report(args.rows, workers, results[workers], base)
+                seconds = float(results[workers]["seconds"])  # type: ignore[arg-type]
+                ratios.setdefault(workers, []).append(base / seconds)
+            digests |= {r["sha256"] for r in results.values()}
+            if 1 in results and 2 in results:
+                print(bound(results[1], results[2], 2))
+        if args.rounds > 1:
+            for workers, values in ratios.items():
+                middle, low, high = statistics.median(values), min(values), max(values)
+                print(
+                    f"  {workers} process(es) over {args.rounds} rounds: speed-up median "
+                    f"{middle:.2f} (min {low:.2f}, max {high:.2f})"
+                )
         print(f"  predictions identical across runs: {len(digests) == 1}")
         if args.large_rows:
             large = generate_large(args.large_rows)
