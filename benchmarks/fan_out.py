@@ -288,7 +288,7 @@ def main() -> int:
             if 1 in results and 2 in results:
                 print(bound(results[1], results[2], 2))
         if args.rounds > 1:
-            for workers, values in ratios.items():
+            for workers, values in list(ratios.items())[1:]:  # (the first is the base)
                 middle, low, high = statistics.median(values), min(values), max(values)
                 print(
                     f"  {workers} process(es) over {args.rounds} rounds: speed-up median "
